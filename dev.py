@@ -1,0 +1,109 @@
+#!/usr/bin/env python3
+"""Set up and run engage, or its tests, with nothing but Python 3.11+.
+
+    python3 dev.py start     set up, then run the web server and a worker until Ctrl-C
+    python3 dev.py test      set up, then run the whole test suite (pytest arguments pass through)
+
+Both create a virtual environment in .venv and install engage into it the first time
+(and again whenever pyproject.toml changes). The database is DATABASE_URL, or the
+embedded SQLite file under var/.
+"""
+
+import hashlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+PYTHON = VENV / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+
+
+def ensure_environment(extras: str) -> None:
+    """Create .venv and install engage (with ``extras``) unless already current."""
+    if sys.version_info < (3, 11):
+        sys.exit("engage needs Python 3.11 or newer.")
+    if not PYTHON.exists():
+        print("Creating the virtual environment in .venv ...", flush=True)
+        venv.EnvBuilder(with_pip=True).create(VENV)
+    digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()[:16]
+    stamp = VENV / f".installed-{extras or 'base'}-{digest}"
+    if stamp.exists():
+        return
+    print("Installing engage and its dependencies ...", flush=True)
+    target = f".[{extras}]" if extras else "."
+    subprocess.run(
+        [PYTHON, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "-e", target],
+        cwd=ROOT, check=True,
+    )
+    for old in VENV.glob(f".installed-{extras or 'base'}-*"):
+        old.unlink()
+    stamp.touch()
+
+
+def manage(*args: str, env: dict) -> None:
+    subprocess.run([PYTHON, "manage.py", *args], cwd=ROOT, env=env, check=True)
+
+
+def free_port(preferred: int) -> int:
+    """Return ``preferred`` if nothing listens there, else a port the system picks."""
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", preferred))
+            return preferred
+        except OSError:
+            probe.bind(("127.0.0.1", 0))
+            return probe.getsockname()[1]
+
+
+def start() -> int:
+    ensure_environment("")
+    env = {**os.environ, "DEBUG": os.environ.get("DEBUG", "1"), "PYTHONUNBUFFERED": "1"}
+    manage("migrate", "--no-input", env=env)
+    manage("seed_demo", env=env)
+    port = int(os.environ.get("PORT") or free_port(8000))
+    processes = [
+        subprocess.Popen([PYTHON, "manage.py", "runserver", f"127.0.0.1:{port}"], cwd=ROOT, env=env),
+        subprocess.Popen([PYTHON, "manage.py", "qcluster"], cwd=ROOT, env=env),
+    ]
+    print(f"\nengage is running at http://127.0.0.1:{port}/ (Ctrl-C stops it)\n", flush=True)
+    try:
+        while all(process.poll() is None for process in processes):
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.send_signal(signal.SIGINT)
+        for process in processes:
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+    return 0
+
+
+def test(args: list[str]) -> int:
+    ensure_environment("test")
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.run([PYTHON, "-m", "pytest", *args], cwd=ROOT, env=env).returncode
+
+
+def main(argv: list[str]) -> int:
+    command = argv[0] if argv else "help"
+    if command == "start":
+        return start()
+    if command == "test":
+        return test(argv[1:])
+    print(__doc__)
+    return 0 if command in {"help", "-h", "--help"} else 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

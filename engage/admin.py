@@ -1,0 +1,57 @@
+from django.contrib import admin, messages
+
+from engage import services
+from engage.models import Membership, Workspace
+
+
+class MembershipInline(admin.TabularInline):
+    model = Membership
+    extra = 0
+    autocomplete_fields = ["user"]
+
+
+@admin.register(Workspace)
+class WorkspaceAdmin(admin.ModelAdmin):
+    list_display = ["name", "site_id", "identifier_mode", "timezone", "track_key_prefix",
+                    "app_key_prefix", "created_at"]
+    search_fields = ["name", "site_id"]
+    readonly_fields = ["site_id", "track_key_prefix", "app_key_prefix", "created_at"]
+    fields = ["name", "identifier_mode", "allow_email_update_by_id", "timezone", "site_id",
+              "track_key_prefix", "app_key_prefix", "created_at"]
+    inlines = [MembershipInline]
+    actions = ["regenerate_track_key", "regenerate_app_key"]
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            super().save_model(request, obj, form, change)
+            return
+        workspace, credentials = services.create_workspace(
+            name=obj.name, identifier_mode=obj.identifier_mode, timezone=obj.timezone
+        )
+        obj.pk = workspace.pk
+        obj.__dict__.update(workspace.__dict__)
+        self.message_user(
+            request,
+            f"Workspace created. Site ID {credentials.site_id}, Track API key "
+            f"{credentials.track_api_key}, App API key {credentials.app_api_key}. "
+            "Copy the keys now: they are not shown again.",
+            messages.WARNING,
+        )
+
+    def _regenerate(self, request, queryset, kind):
+        for workspace in queryset:
+            key = services.regenerate_api_key(workspace, kind=kind)
+            self.message_user(
+                request,
+                f"New {kind.title()} API key for {workspace.name}: {key} "
+                "(copy it now: it is not shown again; the old key no longer works).",
+                messages.WARNING,
+            )
+
+    @admin.action(description="Regenerate the Track API key")
+    def regenerate_track_key(self, request, queryset):
+        self._regenerate(request, queryset, "track")
+
+    @admin.action(description="Regenerate the App API key")
+    def regenerate_app_key(self, request, queryset):
+        self._regenerate(request, queryset, "app")

@@ -1,0 +1,76 @@
+from django.conf import settings
+from django.db import models
+
+from engage.keys import key_matches
+
+
+class WorkspaceQuerySet(models.QuerySet):
+    def for_user(self, user):
+        return self.filter(memberships__user=user)
+
+
+class Workspace(models.Model):
+    class IdentifierMode(models.TextChoices):
+        ID = "id", "ID only"
+        EMAIL_OR_ID = "email_or_id", "Email or ID"
+
+    name = models.CharField(max_length=200)
+    site_id = models.CharField(max_length=40, unique=True, editable=False)
+    track_key_prefix = models.CharField(max_length=16, editable=False)
+    track_key_hash = models.CharField(max_length=64, editable=False)
+    app_key_prefix = models.CharField(max_length=16, editable=False)
+    app_key_hash = models.CharField(max_length=64, unique=True, editable=False)
+    identifier_mode = models.CharField(
+        max_length=16, choices=IdentifierMode.choices, default=IdentifierMode.EMAIL_OR_ID
+    )
+    allow_email_update_by_id = models.BooleanField(
+        default=False,
+        help_text="Let an identify addressed by id change the person's email.",
+    )
+    timezone = models.CharField(max_length=64, default="UTC")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = WorkspaceQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["name", "pk"]
+
+    def __str__(self):
+        return self.name
+
+    @property
+    def email_is_identifier(self) -> bool:
+        return self.identifier_mode == self.IdentifierMode.EMAIL_OR_ID
+
+    def check_track_key(self, key: str) -> bool:
+        return key_matches(key, self.track_key_hash)
+
+
+class Membership(models.Model):
+    class Role(models.TextChoices):
+        VIEWER = "viewer", "Viewer"
+        EDITOR = "editor", "Editor"
+        ADMIN = "admin", "Admin"
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships"
+    )
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=10, choices=Role.choices, default=Role.VIEWER)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["user", "workspace"], name="membership_unique_user"),
+        ]
+
+    def __str__(self):
+        return f"{self.user} in {self.workspace} ({self.role})"
+
+    @property
+    def can_edit(self) -> bool:
+        return self.role in {self.Role.EDITOR, self.Role.ADMIN}
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == self.Role.ADMIN

@@ -1,0 +1,23 @@
+"""Seams through which other apps join in changes to people.
+
+Receivers run inside the transaction of the change, so their work commits or rolls back
+with it. They must work on the whole set at once (set-based SQL), never row by row.
+"""
+
+from django.dispatch import Signal
+
+# Sent before a batch of people is deleted, while their rows still exist.
+# Arguments: workspace, person_ids (list[int]), cio_ids (list[str]), suppress (bool).
+# Receivers remove what they keep about these people (memberships, journeys); when
+# ``suppress`` is true they also strip the cio_id and recipient from what must stay
+# (message metrics), so that only anonymous figures remain.
+people_deleting = Signal()
+
+# Sent when a secondary person is merged into a primary one, before the secondary is
+# deleted. Arguments: workspace, primary_id (int), secondary_id (int).
+# Receivers move to the primary what the primary lacks (manual segments, journeys).
+people_merging = Signal()
+
+# Sent after commit when people's attributes, events, subscription or identifiers
+# changed. Arguments: workspace_id (int), person_ids (list[int]).
+people_changed = Signal()

@@ -1,0 +1,179 @@
+"""Checks on what integrators send, with Customer.io's limits."""
+
+import json
+import math
+from datetime import UTC, datetime
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.core.validators import EmailValidator
+
+from people.errors import InvalidInput, Problem
+
+MAX_IDENTIFIER_BYTES = 150
+MAX_ATTRIBUTE_NAME_BYTES = 150
+MAX_ATTRIBUTE_VALUE_BYTES = 1000
+MAX_ATTRIBUTES = 300
+MAX_EVENT_NAME_BYTES = 100
+MAX_EVENT_DATA_BYTES = 100_000
+MAX_EMAIL_LENGTH = 254
+# Unix seconds past this (the year 5138) are almost surely milliseconds.
+MAX_UNIX_SECONDS = 100_000_000_000
+
+IDENTIFIER_TYPES = ("id", "email", "cio_id")
+
+_email_validator = EmailValidator()
+
+
+def byte_length(value: str) -> int:
+    return len(value.encode("utf-8"))
+
+
+def json_bytes(value: Any) -> int:
+    return byte_length(json.dumps(value, separators=(",", ":"), ensure_ascii=False))
+
+
+def is_valid_email(value: str) -> bool:
+    if len(value) > MAX_EMAIL_LENGTH:
+        return False
+    try:
+        _email_validator(value)
+    except ValidationError:
+        return False
+    return True
+
+
+def identifier_problems(kind: str, value: Any, *, field: str) -> list[Problem]:
+    """Return what is wrong with an identifier of type ``kind``."""
+    if kind not in IDENTIFIER_TYPES:
+        return [
+            Problem(
+                field,
+                "unknown_identifier_type",
+                f"unknown identifier type '{kind}': use one of id, email, cio_id",
+            )
+        ]
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        return [Problem(field, "invalid_type", f"{field} must be a string or a number")]
+    text = str(value)
+    if not text.strip():
+        return [Problem(field, "empty", f"{field} cannot be empty")]
+    if byte_length(text) > MAX_IDENTIFIER_BYTES:
+        return [
+            Problem(
+                field, "too_long", f"{field} cannot be longer than {MAX_IDENTIFIER_BYTES} bytes"
+            )
+        ]
+    if kind == "email" and not is_valid_email(text):
+        return [Problem(field, "invalid_email", f"{field} '{text}' is not a valid email address")]
+    return []
+
+
+def attribute_problems(attributes: dict, *, field_prefix: str = "") -> list[Problem]:
+    """Return what breaks the limits on attribute names, values and count."""
+    problems = []
+    if len(attributes) > MAX_ATTRIBUTES:
+        problems.append(
+            Problem(
+                field_prefix.rstrip(".") or "attributes",
+                "too_many_attributes",
+                f"cannot set more than {MAX_ATTRIBUTES} attributes at once",
+            )
+        )
+    for name, value in attributes.items():
+        field = f"{field_prefix}{name}"
+        if not name:
+            problems.append(Problem(field or "attributes", "empty", "attribute names cannot be empty"))
+        elif byte_length(name) > MAX_ATTRIBUTE_NAME_BYTES:
+            problems.append(
+                Problem(
+                    field,
+                    "too_long",
+                    f"attribute name '{name[:40]}...' cannot be longer than "
+                    f"{MAX_ATTRIBUTE_NAME_BYTES} bytes",
+                )
+            )
+        size = byte_length(value) if isinstance(value, str) else json_bytes(value)
+        if size > MAX_ATTRIBUTE_VALUE_BYTES:
+            problems.append(
+                Problem(
+                    field,
+                    "too_long",
+                    f"value for attribute '{name}' cannot be longer than "
+                    f"{MAX_ATTRIBUTE_VALUE_BYTES} bytes",
+                )
+            )
+        if isinstance(value, float) and not math.isfinite(value):
+            problems.append(Problem(field, "invalid_value", f"value for attribute '{name}' is not a number"))
+    return problems
+
+
+def parse_unix_seconds(value: Any, *, field: str) -> int:
+    """Return ``value`` as unix seconds, or raise InvalidInput naming ``field``."""
+    if isinstance(value, bool):
+        raise InvalidInput.single(field, "invalid_timestamp", f"{field} must be unix seconds")
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            value = float(text) if "." in text else int(text)
+        except ValueError:
+            raise InvalidInput.single(
+                field,
+                "invalid_timestamp",
+                f"{field} must be a unix timestamp in seconds, not '{value[:40]}'",
+            ) from None
+    if not isinstance(value, int | float) or not math.isfinite(value):
+        raise InvalidInput.single(field, "invalid_timestamp", f"{field} must be unix seconds")
+    seconds = int(value)
+    if seconds < 0 or seconds >= MAX_UNIX_SECONDS:
+        raise InvalidInput.single(
+            field,
+            "invalid_timestamp",
+            f"{field} must be a unix timestamp in seconds (milliseconds are not accepted)",
+        )
+    return seconds
+
+
+def datetime_from_unix(seconds: int) -> datetime:
+    return datetime.fromtimestamp(seconds, tz=UTC)
+
+
+def unix_from_datetime(moment: datetime) -> int:
+    return int(moment.timestamp())
+
+
+def is_truthy(value: Any) -> bool:
+    """Read ``unsubscribed`` as Customer.io does: true, 1 or "1" in any case; else false."""
+    if value is True:
+        return True
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return value == 1
+    if isinstance(value, str):
+        return value.strip().lower() in {"true", "1"}
+    return False
+
+
+def event_problems(name: Any, data: Any, *, field_prefix: str = "") -> list[Problem]:
+    """Return what is wrong with an event's name and data."""
+    problems = []
+    if not isinstance(name, str) or not name.strip():
+        problems.append(Problem(f"{field_prefix}name", "required", "event name is required"))
+    elif byte_length(name.strip()) > MAX_EVENT_NAME_BYTES:
+        problems.append(
+            Problem(
+                f"{field_prefix}name",
+                "too_long",
+                f"event name cannot be longer than {MAX_EVENT_NAME_BYTES} bytes",
+            )
+        )
+    if data is not None and not isinstance(data, dict):
+        problems.append(Problem(f"{field_prefix}data", "invalid_type", "event data must be an object"))
+    elif data and json_bytes(data) > MAX_EVENT_DATA_BYTES:
+        problems.append(
+            Problem(
+                f"{field_prefix}data",
+                "too_long",
+                f"event data cannot be larger than {MAX_EVENT_DATA_BYTES} bytes",
+            )
+        )
+    return problems
