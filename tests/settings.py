@@ -12,3 +12,7 @@ EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 # Tasks run in the test's own process when they are enqueued (after commit).
 Q_CLUSTER = {**Q_CLUSTER, "sync": True}
 ALLOWED_HOSTS = ["*"]
+
+# Lets several test runs share one PostgreSQL server (TEST_DB_NAME=test_engage_mine).
+if os.environ.get("TEST_DB_NAME"):
+    DATABASES["default"]["TEST"] = {"NAME": os.environ["TEST_DB_NAME"]}  # noqa: F405
