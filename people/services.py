@@ -15,7 +15,8 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Q, QuerySet
+from django.core.exceptions import EmptyResultSet
+from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
 from engage.models import Workspace
@@ -909,14 +910,7 @@ def start_deletion_job(
             workspace=workspace, requested_by=actor, source=source, description=description[:300],
             suppress=suppress, created_at=now, updated_at=now,
         )
-        sql, params = people.filter(workspace=workspace).values_list("pk", flat=True).query.sql_with_params()
-        table = DeletionJobItem._meta.db_table
-        with transaction.get_connection().cursor() as cursor:
-            cursor.execute(
-                f"INSERT INTO {table} (job_id, person_pk) SELECT %s, sub.id FROM ({sql}) sub",
-                [job.pk, *params],
-            )
-            job.total = cursor.rowcount
+        job.total = _snapshot_people(job, people.filter(workspace=workspace))
         if job.total == 0:
             job.state = DeletionJob.State.DONE
             job.finished_at = now
@@ -927,6 +921,22 @@ def start_deletion_job(
                                    task_name=f"deletion-job-{job.pk}")
             )
     return job
+
+
+def _snapshot_people(job: DeletionJob, people: QuerySet) -> int:
+    """Copy the people's primary keys into the job's items in one statement."""
+    ids = people.order_by().annotate(snapshot_pk=F("pk")).values_list("snapshot_pk")
+    try:
+        sql, params = ids.query.sql_with_params()
+    except EmptyResultSet:
+        return 0
+    table = DeletionJobItem._meta.db_table
+    with transaction.get_connection().cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} (job_id, person_pk) SELECT %s, sub.snapshot_pk FROM ({sql}) sub",
+            [job.pk, *params],
+        )
+        return cursor.rowcount
 
 
 def run_deletion_job(job_id: int, *, max_batches: int | None = None) -> DeletionJob | None:
@@ -941,7 +951,7 @@ def run_deletion_job(job_id: int, *, max_batches: int | None = None) -> Deletion
         batches += 1
         with transaction.atomic():
             job = (
-                DeletionJob.objects.select_for_update(skip_locked=True)
+                DeletionJob.objects.select_for_update(skip_locked=True, of=("self",))
                 .select_related("workspace", "requested_by")
                 .filter(pk=job_id)
                 .first()

@@ -1,0 +1,90 @@
+"""Events, anonymous events and devices."""
+
+import time_machine
+from django.utils import timezone
+
+from people import services
+from people.models import Activity, Device, Event, Person
+from people.services import Outcome, Ref
+from tests.factories import make_person
+
+
+def test_event_for_an_unknown_id_creates_the_person(workspace):
+    result = services.track_event(workspace, Ref("id", "u1"), name="  signed_up ",
+                                  data={"plan": "pro"}, timestamp=1_700_000_000)
+
+    assert result.outcome == Outcome.CREATED
+    event = Event.objects.get()
+    assert event.person.customer_id == "u1"
+    assert event.name == "signed_up"
+    assert event.data == {"plan": "pro"}
+    assert int(event.timestamp.timestamp()) == 1_700_000_000
+    assert event.type == Event.Type.EVENT
+
+
+def test_event_for_an_unknown_cio_id_is_dropped(workspace):
+    result = services.track_event(workspace, Ref("cio_id", "nobody"), name="login")
+    assert result.outcome == Outcome.NOT_FOUND
+    assert not Event.objects.exists() and not Person.objects.exists()
+
+
+def test_event_timestamp_defaults_to_now(workspace):
+    moment = timezone.now().replace(microsecond=0)
+    with time_machine.travel(moment, tick=False):
+        services.track_event(workspace, Ref("id", "u1"), name="login")
+    assert Event.objects.get().timestamp == moment
+
+
+def test_repeated_event_id_is_ignored(workspace):
+    first = services.track_event(workspace, Ref("id", "u1"), name="purchase", dedup_id="01HZX")
+    again = services.track_event(workspace, Ref("id", "u1"), name="purchase", dedup_id="01HZX")
+
+    assert (first.outcome, again.outcome) == (Outcome.CREATED, Outcome.DUPLICATE)
+    assert Event.objects.count() == 1
+
+
+def test_event_ids_are_per_workspace(workspace, other_workspace):
+    services.track_event(workspace, Ref("id", "u1"), name="purchase", dedup_id="01HZX")
+    services.track_event(other_workspace, Ref("id", "u1"), name="purchase", dedup_id="01HZX")
+    assert Event.objects.count() == 2
+
+
+def test_page_and_screen_events(workspace):
+    services.track_event(workspace, Ref("id", "u1"), name="/pricing", type="page")
+    services.track_event(workspace, Ref("id", "u1"), name="Home", type="screen")
+    assert sorted(Event.objects.values_list("type", flat=True)) == ["page", "screen"]
+
+
+def test_anonymous_event_without_anonymous_id_is_kept(workspace):
+    services.track_anonymous_event(workspace, anonymous_id=None, name="invite",
+                                   data={"recipient": "friend@example.com"})
+    event = Event.objects.get()
+    assert event.person is None and event.anonymous_id is None
+
+
+def test_add_device_creates_and_moves_tokens(workspace):
+    first = make_person(workspace, "u1")
+    second = make_person(workspace, "u2")
+
+    services.add_device(workspace, Ref("id", "u1"), token="tok", platform="ios",
+                        last_used=1_700_000_000, attributes={"app_version": "1.2"})
+    device = Device.objects.get()
+    assert device.person == first and device.platform == "ios"
+    assert device.attributes == {"app_version": "1.2"}
+
+    services.add_device(workspace, Ref("id", "u2"), token="tok", platform="android")
+    device.refresh_from_db()
+    assert device.person == second and device.platform == "android"
+    assert Device.objects.count() == 1
+    assert Activity.objects.filter(cio_id=second.cio_id, kind=Activity.Kind.DEVICE_ADDED).exists()
+
+
+def test_delete_device(workspace):
+    person = make_person(workspace, "u1")
+    services.add_device(workspace, Ref("id", "u1"), token="tok", platform="ios")
+
+    assert services.delete_device(workspace, Ref("id", "u2"), token="tok").outcome == Outcome.NOT_FOUND
+    assert Device.objects.exists()
+    assert services.delete_device(workspace, Ref("id", "u1"), token="tok").outcome == Outcome.UPDATED
+    assert not Device.objects.exists()
+    assert Activity.objects.filter(cio_id=person.cio_id, kind=Activity.Kind.DEVICE_REMOVED).exists()
