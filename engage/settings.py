@@ -178,11 +178,18 @@ else:
 
 REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "UNAUTHENTICATED_USER": None,
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "engage API",
     "DESCRIPTION": "Customer.io-compatible Track and App APIs.",
     "VERSION": "0.1.0",
+}
+
+# Request rates per API key ("N/s", "N/min"; empty for none), as in DRF's throttles.
+ENGAGE_API_RATES = {
+    "app": os.environ.get("ENGAGE_APP_API_RATE", "10/s"),
+    "track": os.environ.get("ENGAGE_TRACK_API_RATE", ""),
 }
 
 # Deletions of more people than this from the admin run as a background deletion job.

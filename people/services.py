@@ -839,6 +839,20 @@ def _delete_batch(
     return len(pks), len(suppressions)
 
 
+def delete_person(
+    workspace: Workspace, ref: Ref, *, actor=None, source: str = Suppression.Source.API
+) -> bool:
+    """Delete the person ``ref`` names, if there is one; tell whether someone was deleted."""
+    _check_ref(ref)
+    with transaction.atomic():
+        person = _find(workspace, ref)
+        if person is None:
+            return False
+        deleted, _ = _delete_batch(workspace, [person.pk], suppress=False, actor=actor,
+                                   source=source)
+    return bool(deleted)
+
+
 def suppress_identifier(
     workspace: Workspace, ref: Ref, *, actor=None, source: str = Suppression.Source.API
 ) -> int:

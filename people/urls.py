@@ -1,0 +1,28 @@
+"""Track API v1 routes.
+
+Identifiers arrive percent-decoded (``/``, spaces, ``+`` and ``@`` included), so they
+are matched with regular expressions that take everything up to a known suffix.
+"""
+
+from django.urls import path, re_path
+
+from people import api
+
+app_name = "track_v1"
+
+urlpatterns = [
+    path("events", api.AnonymousEventView.as_view(), name="anonymous-event"),
+    path("merge_customers", api.MergeView.as_view(), name="merge"),
+    path("accounts/region", api.RegionView.as_view(), name="region"),
+    re_path(r"^customers/(?P<identifier>.+)/events$", api.CustomerEventView.as_view(),
+            name="customer-events"),
+    re_path(r"^customers/(?P<identifier>.+?)/devices/(?P<token>.+)$",
+            api.DeviceDeleteView.as_view(), name="customer-device"),
+    re_path(r"^customers/(?P<identifier>.+)/devices$", api.DeviceView.as_view(),
+            name="customer-devices"),
+    re_path(r"^customers/(?P<identifier>.+)/suppress$", api.SuppressView.as_view(),
+            name="customer-suppress"),
+    re_path(r"^customers/(?P<identifier>.+)/unsuppress$", api.UnsuppressView.as_view(),
+            name="customer-unsuppress"),
+    re_path(r"^customers/(?P<identifier>.+)$", api.CustomerView.as_view(), name="customer"),
+]
