@@ -28,6 +28,9 @@ class WorkspaceAdmin(admin.ModelAdmin):
         workspace, credentials = services.create_workspace(
             name=obj.name, identifier_mode=obj.identifier_mode, timezone=obj.timezone
         )
+        if obj.allow_email_update_by_id:  # not a create_workspace option: keep the form's value
+            workspace.allow_email_update_by_id = True
+            workspace.save(update_fields=["allow_email_update_by_id"])
         obj.pk = workspace.pk
         obj.__dict__.update(workspace.__dict__)
         self.message_user(
@@ -48,10 +51,10 @@ class WorkspaceAdmin(admin.ModelAdmin):
                 messages.WARNING,
             )
 
-    @admin.action(description="Regenerate the Track API key")
+    @admin.action(description="Regenerate the Track API key", permissions=["change"])
     def regenerate_track_key(self, request, queryset):
         self._regenerate(request, queryset, "track")
 
-    @admin.action(description="Regenerate the App API key")
+    @admin.action(description="Regenerate the App API key", permissions=["change"])
     def regenerate_app_key(self, request, queryset):
         self._regenerate(request, queryset, "app")

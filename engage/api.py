@@ -148,5 +148,38 @@ class TrackV1View(APIView):
         return data
 
 
+def app_exception_handler(exc, context):
+    """Answer errors as the App API does: ``{"meta": {"error": "..."}}``."""
+    if isinstance(exc, InvalidInput):
+        return Response({"meta": {"error": "; ".join(error_messages(exc))}}, status=400)
+    response = exception_handler(exc, context)
+    if response is None:
+        return None
+    response.data = {"meta": {"error": "; ".join(error_messages(exc))}}
+    return response
+
+
+class AppView(APIView):
+    """Base for App API endpoints: Bearer auth, JSON, throttled per key."""
+
+    authentication_classes = [AppAuthentication]
+    permission_classes = [HasWorkspace]
+    parser_classes = [JSONParser]
+    renderer_classes = [JSONRenderer]
+    throttle_scope = "app"
+
+    @property
+    def workspace(self) -> Workspace:
+        return self.request.auth
+
+    def get_exception_handler(self):
+        return app_exception_handler
+
+    def get_throttles(self):
+        from engage.throttling import ScopedWorkspaceThrottle
+
+        return [ScopedWorkspaceThrottle()]
+
+
 def ok() -> Response:
     return Response({}, status=status.HTTP_200_OK)

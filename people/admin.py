@@ -7,6 +7,7 @@ from django.db.models import Q
 from django.template.response import TemplateResponse
 from django.utils.html import format_html, format_html_join
 
+from engage.models import Workspace
 from people import services
 from people.models import Activity, DeletionJob, Event, Person, Suppression
 
@@ -111,10 +112,11 @@ class PersonAdmin(ReadOnlyAdmin):
                 "select_across": request.POST.get("select_across", "0"),
                 "media": self.media,
             })
-        by_workspace = queryset.values_list("workspace", flat=True).distinct()
-        for workspace_id in list(by_workspace):
-            people = queryset.filter(workspace_id=workspace_id)
-            workspace = people.first().workspace
+        # order_by(): the changelist's ordering (-pk) would otherwise join the DISTINCT
+        # and repeat a workspace once per person.
+        by_workspace = queryset.order_by().values_list("workspace", flat=True).distinct()
+        for workspace in Workspace.objects.filter(pk__in=list(by_workspace)):
+            people = queryset.filter(workspace=workspace)
             if count > settings.ENGAGE_SYNC_DELETE_LIMIT:
                 job = services.start_deletion_job(
                     workspace, people, suppress=suppress, actor=request.user,

@@ -1,11 +1,14 @@
-"""Track API v1: Customer.io's endpoints for people, events and devices."""
+"""Customer.io-compatible endpoints for people: Track API v1 writes and App API reads."""
+
+import json
 
 from rest_framework import exceptions
+from rest_framework.exceptions import NotFound
 from rest_framework.response import Response
 
-from engage.api import TrackV1View, ok
+from engage.api import AppView, TrackV1View, ok
 from people import services
-from people.models import Suppression
+from people.models import Person, Suppression
 
 DEVICE_KEYS = {"id", "platform", "last_used", "attributes", "_last_status"}
 
@@ -123,3 +126,101 @@ class RegionView(TrackV1View):
             "region": "us",
             "environment_id": self.workspace.pk,
         })
+
+
+# --- App API reads ---------------------------------------------------------------------
+
+
+def _as_text(value) -> str:
+    """Return an attribute value as the App API shows it: always a string."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dict | list):
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    return str(value)
+
+
+def customer_payload(person: Person) -> dict:
+    attributes = {key: _as_text(value) for key, value in person.attributes.items()}
+    attributes["cio_id"] = person.cio_id
+    if person.customer_id is not None:
+        attributes["id"] = person.customer_id
+    if person.email:
+        attributes["email"] = person.email
+    attributes.setdefault("created_at", str(int(person.created_at.timestamp())))
+    return {
+        "id": person.customer_id,
+        "attributes": attributes,
+        # Per-attribute change times are not kept; the identifiers' are the profile's.
+        "timestamps": {"cio_id": int(person.created_at.timestamp())},
+        "unsubscribed": person.unsubscribed,
+        "devices": [
+            {"id": device.token, "platform": device.platform,
+             "last_used": int(device.last_used.timestamp()) if device.last_used else None}
+            for device in person.devices.all()
+        ],
+    }
+
+
+def _id_type(request, workspace) -> str:
+    id_type = request.query_params.get("id_type", "id")
+    if id_type not in ("id", "email", "cio_id"):
+        raise services.InvalidInput.single(
+            "id_type", "invalid", f"unknown id_type '{id_type}': use id, email or cio_id")
+    if id_type == "email" and not workspace.email_is_identifier:
+        raise services.InvalidInput.single(
+            "id_type", "invalid", "email is not an identifier in this workspace")
+    return id_type
+
+
+def _app_ref(workspace, id_type: str, value: str) -> services.Ref:
+    if id_type == "cio_id":
+        value = value.removeprefix("cio_")
+    return services.make_ref(workspace, id_type, value, field="")
+
+
+class CustomerAttributesView(AppView):
+    def get(self, request, customer_id):
+        ref = _app_ref(self.workspace, _id_type(request, self.workspace), customer_id)
+        person = (
+            Person.objects.with_identifier(self.workspace, ref.kind, ref.value)
+            .prefetch_related("devices")
+            .first()
+        )
+        if person is None:
+            raise NotFound("no person has this identifier")
+        return Response({"customer": customer_payload(person)})
+
+
+class CustomersAttributesView(AppView):
+    """Attributes of up to 100 people at once; unknown ids are left out."""
+
+    def post(self, request):
+        id_type = _id_type(request, self.workspace)
+        ids = request.data.get("ids") if isinstance(request.data, dict) else None
+        if not isinstance(ids, list) or not 1 <= len(ids) <= 100:
+            raise services.InvalidInput.single("ids", "invalid", "ids must be a list of 1 to 100 identifiers")
+        refs = [_app_ref(self.workspace, id_type, str(value)) for value in ids]
+        column = {"id": "customer_id", "email": "email_key", "cio_id": "cio_id"}[id_type]
+        if id_type == "email":
+            values = [ref.value.lower() for ref in refs]
+        else:
+            values = [ref.value for ref in refs]
+        people = (
+            Person.objects.in_workspace(self.workspace)
+            .filter(**{f"{column}__in": values})
+            .prefetch_related("devices")
+        )
+        return Response({"customers": [{"customer": customer_payload(p)} for p in people]})
+
+
+class CustomersByEmailView(AppView):
+    def get(self, request):
+        email = request.query_params.get("email", "").strip()
+        if not email:
+            raise services.InvalidInput.single("email", "required", "email is required")
+        people = Person.objects.with_identifier(self.workspace, "email", email)[:100]
+        return Response({"results": [
+            {"email": person.email, "id": person.customer_id, "cio_id": person.cio_id}
+            for person in people
+        ]})

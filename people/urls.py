@@ -1,4 +1,4 @@
-"""Track API v1 routes.
+"""Track API v1 routes, and the App API routes for people.
 
 Identifiers arrive percent-decoded (``/``, spaces, ``+`` and ``@`` included), so they
 are matched with regular expressions that take everything up to a known suffix.
@@ -25,4 +25,12 @@ urlpatterns = [
     re_path(r"^customers/(?P<identifier>.+)/unsuppress$", api.UnsuppressView.as_view(),
             name="customer-unsuppress"),
     re_path(r"^customers/(?P<identifier>.+)$", api.CustomerView.as_view(), name="customer"),
+]
+
+app_api_patterns = [
+    path("customers", api.CustomersByEmailView.as_view(), name="customers-by-email"),
+    path("customers/attributes", api.CustomersAttributesView.as_view(),
+         name="customers-attributes"),
+    re_path(r"^customers/(?P<customer_id>.+)/attributes$", api.CustomerAttributesView.as_view(),
+            name="customer-attributes"),
 ]
