@@ -21,6 +21,10 @@ class WorkspaceAdmin(admin.ModelAdmin):
     inlines = [MembershipInline]
     actions = ["regenerate_track_key", "regenerate_app_key"]
 
+    def has_delete_permission(self, request, obj=None):
+        # Deleting a workspace would bypass the people services; it is not offered here.
+        return False
+
     def save_model(self, request, obj, form, change):
         if change:
             super().save_model(request, obj, form, change)

@@ -143,6 +143,8 @@ STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = Path(os.environ.get("STATIC_ROOT", VAR_DIR / "static"))
 
 LOGIN_URL = "admin:login"
+# Messages can carry API keys shown once: keep them server-side, not in a cookie.
+MESSAGE_STORAGE = "django.contrib.messages.storage.session.SessionStorage"
 
 # Email: console in the embedded default, SMTP when EMAIL_HOST is set.
 EMAIL_BACKEND = os.environ.get(

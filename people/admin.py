@@ -117,7 +117,7 @@ class PersonAdmin(ReadOnlyAdmin):
         by_workspace = queryset.order_by().values_list("workspace", flat=True).distinct()
         for workspace in Workspace.objects.filter(pk__in=list(by_workspace)):
             people = queryset.filter(workspace=workspace)
-            if count > settings.ENGAGE_SYNC_DELETE_LIMIT:
+            if people.count() > settings.ENGAGE_SYNC_DELETE_LIMIT:
                 job = services.start_deletion_job(
                     workspace, people, suppress=suppress, actor=request.user,
                     source=Suppression.Source.ADMIN,
