@@ -7,6 +7,7 @@ class EngageConfig(AppConfig):
     verbose_name = "Workspaces"
 
     def ready(self):
+        from engage import schema  # noqa: F401  (registers the OpenAPI extensions)
         from engage.schedules import ensure_schedules
 
         post_migrate.connect(ensure_schedules, sender=self)

@@ -58,6 +58,7 @@ INSTALLED_APPS = [
     "django.contrib.humanize",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "django_q",
     "django_htmx",
     "template_partials",
@@ -184,8 +185,16 @@ REST_FRAMEWORK = {
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "engage API",
-    "DESCRIPTION": "Customer.io-compatible Track and App APIs.",
+    "DESCRIPTION": (
+        "Customer.io-compatible APIs. Track API (`/api/v1`): HTTP Basic auth with "
+        "`site_id:track_api_key`. App API (`/v1`): `Authorization: Bearer <app_api_key>`."
+    ),
     "VERSION": "0.1.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
 }
 
 # Request rates per API key ("N/s", "N/min"; empty for none), as in DRF's throttles.

@@ -6,21 +6,68 @@ from rest_framework import exceptions
 from rest_framework.exceptions import NotFound
 from rest_framework.response import Response
 
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from rest_framework import serializers
+
 from engage.api import AppView, TrackV1View, ok
+from engage.schema import APP_RESPONSES, TRACK_RESPONSES, SingleError
 from people import services
 from people.models import Person, Suppression
 
 DEVICE_KEYS = {"id", "platform", "last_used", "attributes", "_last_status"}
 
+IDENTIFIER = OpenApiParameter(
+    "identifier", str, OpenApiParameter.PATH,
+    description="An id, an email (where email is an identifier) or `cio_<cio_id>`, "
+                "percent-encoded; read by its shape.",
+)
+EVENT_FIELDS = {
+    "name": serializers.CharField(max_length=100, help_text="Required; at most 100 bytes."),
+    "data": serializers.DictField(required=False, help_text="At most 100,000 bytes as JSON."),
+    "timestamp": serializers.IntegerField(required=False, help_text="Unix seconds."),
+    "id": serializers.CharField(required=False, help_text="A ULID; a repeated id is ignored."),
+    "type": serializers.ChoiceField(["event", "page", "screen"], required=False),
+}
+EventBody = inline_serializer("TrackEvent", fields=EVENT_FIELDS)
+AnonymousEventBody = inline_serializer("TrackAnonymousEvent", fields={
+    **EVENT_FIELDS, "anonymous_id": serializers.CharField(required=False),
+})
+DeviceBody = inline_serializer("TrackDevice", fields={
+    "device": inline_serializer("TrackDeviceFields", fields={
+        "id": serializers.CharField(help_text="The device token."),
+        "platform": serializers.ChoiceField(["ios", "android"]),
+        "last_used": serializers.IntegerField(required=False, help_text="Unix seconds."),
+        "attributes": serializers.DictField(required=False),
+    }),
+})
+MergeBody = inline_serializer("MergeCustomers", fields={
+    "primary": serializers.DictField(help_text='Exactly one of {"id"|"email"|"cio_id": value}.'),
+    "secondary": serializers.DictField(help_text="The same shape; this person is deleted."),
+})
+Region = inline_serializer("Region", fields={
+    "url": serializers.CharField(), "region": serializers.CharField(),
+    "environment_id": serializers.IntegerField(),
+})
+
 
 class CustomerView(TrackV1View):
     """``PUT`` identifies (creates or updates) a person; ``DELETE`` deletes them."""
 
+    @extend_schema(
+        summary="Identify a person", parameters=[IDENTIFIER], request=OpenApiTypes.OBJECT,
+        responses=TRACK_RESPONSES,
+        description="Create or update a person. Top-level keys are attributes; `id`, "
+                    "`email`, `created_at` (unix seconds), `anonymous_id`, `_update`, "
+                    "`_timestamp` and `unsubscribed` have their Customer.io meaning.",
+    )
     def put(self, request, identifier):
         ref = services.parse_identifier(self.workspace, identifier)
         services.identify_person(self.workspace, ref, self.body())
         return ok()
 
+    @extend_schema(summary="Delete a person and all their data", parameters=[IDENTIFIER],
+                   request=None, responses=TRACK_RESPONSES)
     def delete(self, request, identifier):
         ref = services.parse_identifier(self.workspace, identifier)
         services.delete_person(self.workspace, ref, source=Suppression.Source.API)
@@ -38,6 +85,8 @@ def _event_fields(body: dict) -> dict:
 
 
 class CustomerEventView(TrackV1View):
+    @extend_schema(summary="Track an event", parameters=[IDENTIFIER], request=EventBody,
+                   responses=TRACK_RESPONSES)
     def post(self, request, identifier):
         ref = services.parse_identifier(self.workspace, identifier)
         services.track_event(self.workspace, ref, **_event_fields(self.body()))
@@ -45,6 +94,8 @@ class CustomerEventView(TrackV1View):
 
 
 class AnonymousEventView(TrackV1View):
+    @extend_schema(summary="Track an anonymous event", request=AnonymousEventBody,
+                   responses=TRACK_RESPONSES)
     def post(self, request):
         body = self.body()
         services.track_anonymous_event(
@@ -54,6 +105,8 @@ class AnonymousEventView(TrackV1View):
 
 
 class DeviceView(TrackV1View):
+    @extend_schema(summary="Add or update a device", parameters=[IDENTIFIER],
+                   request=DeviceBody, responses=TRACK_RESPONSES)
     def put(self, request, identifier):
         device = self.body().get("device")
         if not isinstance(device, dict):
@@ -75,6 +128,8 @@ class DeviceView(TrackV1View):
 
 
 class DeviceDeleteView(TrackV1View):
+    @extend_schema(summary="Delete a device", parameters=[IDENTIFIER], request=None,
+                   responses=TRACK_RESPONSES)
     def delete(self, request, identifier, token):
         ref = services.parse_identifier(self.workspace, identifier)
         services.delete_device(self.workspace, ref, token=token)
@@ -82,6 +137,8 @@ class DeviceDeleteView(TrackV1View):
 
 
 class SuppressView(TrackV1View):
+    @extend_schema(summary="Delete a person and suppress their identifiers",
+                   parameters=[IDENTIFIER], request=None, responses=TRACK_RESPONSES)
     def post(self, request, identifier):
         ref = services.parse_identifier(self.workspace, identifier)
         services.suppress_identifier(self.workspace, ref, source=Suppression.Source.API)
@@ -89,6 +146,8 @@ class SuppressView(TrackV1View):
 
 
 class UnsuppressView(TrackV1View):
+    @extend_schema(summary="Unsuppress identifiers", parameters=[IDENTIFIER], request=None,
+                   responses=TRACK_RESPONSES)
     def post(self, request, identifier):
         services.unsuppress_identifier(
             self.workspace, services.parse_identifier(self.workspace, identifier)
@@ -99,6 +158,8 @@ class UnsuppressView(TrackV1View):
 class MergeView(TrackV1View):
     """Merge the secondary person into the primary; errors as ``{"meta":{"error":...}}``."""
 
+    @extend_schema(summary="Merge two people", request=MergeBody,
+                   responses={**TRACK_RESPONSES, 400: SingleError})
     def post(self, request):
         body = self.body()
         try:
@@ -120,6 +181,7 @@ class MergeView(TrackV1View):
 
 
 class RegionView(TrackV1View):
+    @extend_schema(summary="Region of these credentials", responses={200: Region})
     def get(self, request):
         return Response({
             "url": request.build_absolute_uri("/").rstrip("/"),
@@ -179,7 +241,22 @@ def _app_ref(workspace, id_type: str, value: str) -> services.Ref:
     return services.make_ref(workspace, id_type, value, field="")
 
 
+ID_TYPE = OpenApiParameter("id_type", str, enum=["id", "email", "cio_id"], default="id")
+Customer = inline_serializer("Customer", fields={
+    "id": serializers.CharField(allow_null=True),
+    "attributes": serializers.DictField(child=serializers.CharField(),
+                                        help_text="Every value as a string."),
+    "timestamps": serializers.DictField(child=serializers.IntegerField()),
+    "unsubscribed": serializers.BooleanField(),
+    "devices": serializers.ListField(child=serializers.DictField()),
+})
+
+
 class CustomerAttributesView(AppView):
+    @extend_schema(summary="A person's attributes", parameters=[ID_TYPE],
+                   responses={200: inline_serializer("CustomerAttributes",
+                                                     fields={"customer": Customer}),
+                              404: SingleError, **APP_RESPONSES})
     def get(self, request, customer_id):
         ref = _app_ref(self.workspace, _id_type(request, self.workspace), customer_id)
         person = (
@@ -195,6 +272,16 @@ class CustomerAttributesView(AppView):
 class CustomersAttributesView(AppView):
     """Attributes of up to 100 people at once; unknown ids are left out."""
 
+    @extend_schema(
+        summary="Attributes of up to 100 people", parameters=[ID_TYPE],
+        request=inline_serializer("CustomerIds", fields={
+            "ids": serializers.ListField(child=serializers.CharField(), min_length=1,
+                                         max_length=100)}),
+        responses={200: inline_serializer("CustomersAttributes", fields={
+            "customers": serializers.ListField(
+                child=inline_serializer("CustomerWrapper", fields={"customer": Customer}))}),
+            **APP_RESPONSES},
+    )
     def post(self, request):
         id_type = _id_type(request, self.workspace)
         ids = request.data.get("ids") if isinstance(request.data, dict) else None
@@ -215,6 +302,15 @@ class CustomersAttributesView(AppView):
 
 
 class CustomersByEmailView(AppView):
+    @extend_schema(
+        summary="People with an email", parameters=[OpenApiParameter("email", str, required=True)],
+        responses={200: inline_serializer("CustomersByEmail", fields={
+            "results": serializers.ListField(child=inline_serializer("CustomerIdentifiers", fields={
+                "email": serializers.CharField(allow_null=True),
+                "id": serializers.CharField(allow_null=True),
+                "cio_id": serializers.CharField()}))}),
+            **APP_RESPONSES},
+    )
     def get(self, request):
         email = request.query_params.get("email", "").strip()
         if not email:
