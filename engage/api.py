@@ -148,6 +148,34 @@ class TrackV1View(APIView):
         return data
 
 
+def v2_problems(exc) -> list[dict]:
+    if isinstance(exc, InvalidInput):
+        return [{"reason": p.reason, "field": p.field, "message": p.message}
+                for p in exc.problems]
+    reason = getattr(exc, "default_code", "invalid")
+    return [{"reason": reason, "field": "", "message": message}
+            for message in error_messages(exc)]
+
+
+def track_v2_exception_handler(exc, context):
+    """Answer errors as Track v2 does: ``{"errors": [{"reason", "field", "message"}]}``."""
+    if isinstance(exc, InvalidInput):
+        return Response({"errors": v2_problems(exc)}, status=400)
+    if isinstance(exc, RequestDataTooBig):
+        return Response({"errors": [{"reason": "too_large", "field": "",
+                                     "message": "request body is too large"}]}, status=413)
+    response = exception_handler(exc, context)
+    if response is None:
+        return None
+    response.data = {"errors": v2_problems(exc)}
+    return response
+
+
+class TrackV2View(TrackV1View):
+    def get_exception_handler(self):
+        return track_v2_exception_handler
+
+
 def app_exception_handler(exc, context):
     """Answer errors as the App API does: ``{"meta": {"error": "..."}}``."""
     if isinstance(exc, InvalidInput):

@@ -3,7 +3,7 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from people.urls import app_api_patterns
+from people.urls import app_api_patterns, track_v2_patterns
 
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="admin:index", permanent=False)),
@@ -11,5 +11,6 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("api/v1/", include("people.urls")),
+    path("api/v2/", include((track_v2_patterns, "track_v2"))),
     path("v1/", include((app_api_patterns, "app_v1"))),
 ]

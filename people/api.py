@@ -10,9 +10,9 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers
 
-from engage.api import AppView, TrackV1View, ok
+from engage.api import AppView, TrackV1View, TrackV2View, ok
 from engage.schema import APP_RESPONSES, TRACK_RESPONSES, SingleError
-from people import services
+from people import batch, services
 from people.models import Person, Suppression
 
 DEVICE_KEYS = {"id", "platform", "last_used", "attributes", "_last_status"}
@@ -188,6 +188,60 @@ class RegionView(TrackV1View):
             "region": "us",
             "environment_id": self.workspace.pk,
         })
+
+
+# --- Track API v2 -----------------------------------------------------------------------
+
+V2Errors = inline_serializer("V2Errors", fields={"errors": serializers.ListField(
+    child=inline_serializer("V2Error", fields={
+        "reason": serializers.CharField(), "field": serializers.CharField(),
+        "message": serializers.CharField()}))})
+V2BatchErrors = inline_serializer("V2BatchErrors", fields={"errors": serializers.ListField(
+    child=inline_serializer("V2BatchError", fields={
+        "batch_index": serializers.IntegerField(), "reason": serializers.CharField(),
+        "field": serializers.CharField(), "message": serializers.CharField()}))})
+V2_RESPONSES = {200: TRACK_RESPONSES[200], 400: V2Errors, 401: V2Errors, 413: V2Errors}
+
+
+def _check_size(request, limit: int) -> None:
+    if len(request.body) > limit:
+        raise services.InvalidInput.single(
+            "", "too_large", f"the request cannot be larger than {limit // 1024} KB")
+
+
+class EntityView(TrackV2View):
+    @extend_schema(summary="Apply one operation", request=OpenApiTypes.OBJECT,
+                   responses=V2_RESPONSES,
+                   description="A person operation: identify, delete, event, page, screen, "
+                               "add_device, delete_device, merge, suppress or unsuppress. "
+                               "At most 32 KB.")
+    def post(self, request):
+        _check_size(request, batch.MAX_OPERATION_BYTES)
+        operation = batch.parse_operation(self.workspace, self.body())
+        batch.apply_operation(self.workspace, operation)
+        return ok()
+
+
+class BatchView(TrackV2View):
+    @extend_schema(
+        summary="Apply many operations",
+        request=inline_serializer("Batch", fields={
+            "batch": serializers.ListField(child=serializers.DictField())}),
+        responses={**V2_RESPONSES, 207: V2BatchErrors},
+        description="Operations as for /entity, applied in order; the valid ones are applied "
+                    "and the invalid ones reported by batch_index with status 207. At most "
+                    "500 KB, and 32 KB an operation.",
+    )
+    def post(self, request):
+        _check_size(request, batch.MAX_BATCH_BYTES)
+        operations = self.body().get("batch")
+        if not isinstance(operations, list):
+            raise services.InvalidInput.single("batch", "required",
+                                               "batch must be a list of operations")
+        errors = batch.apply_batch(self.workspace, operations)
+        if errors:
+            return Response({"errors": [error.as_json() for error in errors]}, status=207)
+        return ok()
 
 
 # --- App API reads ---------------------------------------------------------------------

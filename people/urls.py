@@ -34,3 +34,8 @@ app_api_patterns = [
     re_path(r"^customers/(?P<customer_id>.+)/attributes$", api.CustomerAttributesView.as_view(),
             name="customer-attributes"),
 ]
+
+track_v2_patterns = [
+    path("entity", api.EntityView.as_view(), name="entity"),
+    path("batch", api.BatchView.as_view(), name="batch"),
+]

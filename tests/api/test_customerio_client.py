@@ -78,3 +78,16 @@ def test_errors_reach_the_client_as_exceptions(cio):
     with pytest.raises(CustomerIOException, match="400"):
         cio.identify("u1", bio="x" * 1001)
     assert not Person.objects.exists()
+
+
+def test_batch(cio, workspace):
+    cio.batch([
+        {"type": "person", "action": "identify", "identifiers": {"id": "u1"},
+         "attributes": {"email": "ada@example.com", "plan": "pro"}},
+        {"type": "person", "action": "event", "identifiers": {"id": "u1"}, "name": "login"},
+        {"type": "person", "action": "identify", "identifiers": {"email": "grace@example.com"},
+         "attributes": {"plan": "team"}},
+    ])
+    assert sorted(Person.objects.values_list("email", "attributes__plan")) == [
+        ("ada@example.com", "pro"), ("grace@example.com", "team")]
+    assert Event.objects.get().person.customer_id == "u1"

@@ -1,0 +1,407 @@
+"""Track API v2 operations: reading them, and applying many at once with set-based writes.
+
+A batch is applied in order. Runs of identify and event operations, the bulk of what
+integrators send, are applied with a few statements per run: one query finds everyone
+the run names, one checks the suppression list, and people, activity and events are
+written with multi-row inserts and updates. Any operation that needs more (a merge,
+a deletion, a device, an identify that moves identifiers between people) ends the run
+and goes through the people services on its own, so every rule holds exactly as it
+does for a single call.
+"""
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from engage.models import Workspace
+from people import services
+from people import validation as v
+from people.errors import InvalidInput, Problem
+from people.models import Activity, Event, Person, Suppression
+from people.services import Ref
+
+MAX_OPERATION_BYTES = 32 * 1024
+MAX_BATCH_BYTES = 500 * 1024
+EVENT_ACTIONS = {"event", "page", "screen"}
+PERSON_ACTIONS = {"identify", "delete", "add_device", "delete_device", "merge", "suppress",
+                  "unsuppress", *EVENT_ACTIONS}
+
+
+@dataclass
+class Operation:
+    index: int
+    action: str
+    ref: Ref | None = None
+    body: dict = field(default_factory=dict)
+    identify: Any = None  # services._IdentifyInput
+    event: Any = None  # services._EventInput
+    primary: Ref | None = None
+    secondary: Ref | None = None
+
+    @property
+    def bulkable(self) -> bool:
+        if self.action in EVENT_ACTIONS:
+            return True
+        return (self.action == "identify" and self.ref.kind != "cio_id"
+                and not self.identify.anonymous_id)
+
+
+@dataclass
+class BatchError:
+    index: int
+    problem: Problem
+
+    def as_json(self) -> dict:
+        return {"batch_index": self.index, "reason": self.problem.reason,
+                "field": self.problem.field, "message": self.problem.message}
+
+
+def _ref_of(workspace: Workspace, identifiers: Any, *, field: str = "identifiers") -> Ref:
+    if not isinstance(identifiers, dict) or len(identifiers) != 1:
+        raise InvalidInput.single(field, "invalid",
+                                  f"{field} must hold exactly one of id, email, cio_id")
+    ((kind, value),) = identifiers.items()
+    if kind == "phone":
+        raise InvalidInput.single(f"{field}.phone", "not_enabled",
+                                  "phone is not an identifier in this workspace")
+    return services.make_ref(workspace, kind, value, field=field)
+
+
+def parse_operation(workspace: Workspace, raw: Any, *, index: int = 0) -> Operation:
+    """Read one v2 operation, or raise InvalidInput saying what is wrong with it."""
+    if not isinstance(raw, dict):
+        raise InvalidInput.single("", "invalid", "an operation must be a JSON object")
+    if v.json_bytes(raw) > MAX_OPERATION_BYTES:
+        raise InvalidInput.single("", "too_large", "an operation cannot be larger than 32 KB")
+    kind = raw.get("type")
+    if kind != "person":
+        if kind in ("object", "delivery"):
+            raise InvalidInput.single("type", "unsupported", f"type '{kind}' is not supported")
+        raise InvalidInput.single("type", "invalid", "type must be person")
+    action = raw.get("action")
+    if action not in PERSON_ACTIONS:
+        reason = "unsupported" if action in ("add_relationships", "delete_relationships") else "invalid"
+        raise InvalidInput.single("action", reason, f"action '{action}' is not supported")
+    operation = Operation(index=index, action=action, body=raw)
+    if action == "merge":
+        operation.primary = _ref_of(workspace, raw.get("primary"), field="primary")
+        operation.secondary = _ref_of(workspace, raw.get("secondary"), field="secondary")
+        return operation
+    operation.ref = _ref_of(workspace, raw.get("identifiers"))
+    if action == "identify":
+        attributes = raw.get("attributes") or {}
+        if not isinstance(attributes, dict):
+            raise InvalidInput.single("attributes", "invalid", "attributes must be an object")
+        if raw.get("timestamp") is not None and "_timestamp" not in attributes:
+            attributes = {**attributes, "_timestamp": raw["timestamp"]}
+        operation.identify = services._read_identify_body(workspace, attributes)
+    elif action in EVENT_ACTIONS:
+        operation.event = services._read_event(
+            raw.get("name"), raw.get("attributes"), raw.get("timestamp"), action, raw.get("id"))
+    elif action in ("add_device", "delete_device"):
+        device = raw.get("device")
+        if not isinstance(device, dict) or not device.get("token"):
+            raise InvalidInput.single("device.token", "required", "device.token is required")
+    return operation
+
+
+def apply_operation(workspace: Workspace, operation: Operation) -> None:
+    """Apply one operation through the people services."""
+    ref, body = operation.ref, operation.body
+    match operation.action:
+        case "identify":
+            attributes = dict(body.get("attributes") or {})
+            if body.get("timestamp") is not None:
+                attributes.setdefault("_timestamp", body["timestamp"])
+            services.identify_person(workspace, ref, attributes)
+        case "event" | "page" | "screen":
+            services.track_event(workspace, ref, name=body.get("name"),
+                                 data=body.get("attributes"), timestamp=body.get("timestamp"),
+                                 dedup_id=body.get("id"), type=operation.action)
+        case "delete":
+            services.delete_person(workspace, ref, source=Suppression.Source.API)
+        case "add_device":
+            device = body["device"]
+            services.add_device(workspace, ref, token=device.get("token"),
+                                platform=device.get("platform"),
+                                last_used=device.get("last_used"),
+                                attributes=device.get("attributes"))
+        case "delete_device":
+            services.delete_device(workspace, ref, token=body["device"]["token"])
+        case "merge":
+            services.merge_people(workspace, primary=operation.primary,
+                                  secondary=operation.secondary)
+        case "suppress":
+            services.suppress_identifier(workspace, ref, source=Suppression.Source.API)
+        case "unsuppress":
+            services.unsuppress_identifier(workspace, ref)
+
+
+def apply_batch(workspace: Workspace, raw_operations: list) -> list[BatchError]:
+    """Apply the valid operations of a batch in order; return the errors of the others."""
+    errors: list[BatchError] = []
+    operations: list[Operation] = []
+    for index, raw in enumerate(raw_operations):
+        try:
+            operations.append(parse_operation(workspace, raw, index=index))
+        except InvalidInput as error:
+            errors.extend(BatchError(index, problem) for problem in error.problems)
+
+    run: list[Operation] = []
+    for operation in operations:
+        if operation.bulkable:
+            run.append(operation)
+            continue
+        errors += _apply_run(workspace, run)
+        run = []
+        errors += _apply_alone(workspace, operation)
+    errors += _apply_run(workspace, run)
+    return sorted(errors, key=lambda error: error.index)
+
+
+def _apply_alone(workspace: Workspace, operation: Operation) -> list[BatchError]:
+    try:
+        apply_operation(workspace, operation)
+    except InvalidInput as error:
+        return [BatchError(operation.index, problem) for problem in error.problems]
+    return []
+
+
+def _apply_run(workspace: Workspace, run: list[Operation]) -> list[BatchError]:
+    if not run:
+        return []
+    try:
+        with transaction.atomic():
+            return _Run(workspace, run).apply()
+    except IntegrityError:
+        # Someone else created one of these people at the same moment: take the slow,
+        # exact path, one operation at a time.
+        errors = []
+        for operation in run:
+            errors += _apply_alone(workspace, operation)
+        return errors
+
+
+class _Run:
+    """Identify and event operations applied together, in order, with bulk writes."""
+
+    def __init__(self, workspace: Workspace, operations: list[Operation]):
+        self.workspace = workspace
+        self.operations = operations
+        self.now = timezone.now()
+        self.errors: list[BatchError] = []
+        self._reset()
+        self.suppressed = self._suppressed()
+        self._load()
+
+    def _reset(self):
+        self.new_people: list[Person] = []
+        self.dirty: dict[int, Person] = {}
+        self.changes: dict[int, dict] = {}
+        self.unsubscribe_changes: list[Person] = []
+        self.identifier_changes: list[tuple[Person, Ref]] = []
+        self.events: list[Event] = []
+
+    # -- lookups --
+
+    def _refs(self) -> Iterable[Ref]:
+        for operation in self.operations:
+            yield operation.ref
+            if operation.identify is not None:
+                yield from services._body_refs(self.workspace, operation.identify)
+
+    def _suppressed(self) -> set[tuple[str, str]]:
+        query = services._suppression_filter(self._refs())
+        if query is None:
+            return set()
+        return set(Suppression.objects.filter(query, workspace=self.workspace)
+                   .values_list("identifier_type", "value"))
+
+    def _is_suppressed(self, operation: Operation) -> bool:
+        refs = [operation.ref]
+        if operation.identify is not None:
+            refs += services._body_refs(self.workspace, operation.identify)
+        return any((ref.kind, services._key(ref.kind, ref.value)) in self.suppressed
+                   for ref in refs if ref.kind in ("id", "email"))
+
+    def _load(self):
+        ids, emails, cio_ids = set(), set(), set()
+        for ref in self._refs():
+            {"id": ids, "email": emails, "cio_id": cio_ids}[ref.kind].add(
+                services._key(ref.kind, ref.value))
+        query = Q(customer_id__in=ids) | Q(cio_id__in=cio_ids)
+        if self.workspace.email_is_identifier:
+            query |= Q(email_key__in=emails)
+        self.by_key: dict[tuple[str, str], Person] = {}
+        for person in Person.objects.filter(query, workspace=self.workspace).select_for_update():
+            person.workspace = self.workspace
+            self._remember(person)
+
+    def _remember(self, person: Person):
+        self.by_key[("cio_id", person.cio_id)] = person
+        if person.customer_id:
+            self.by_key[("id", person.customer_id)] = person
+        if person.email_key:
+            self.by_key[("email", person.email_key)] = person
+
+    def _person(self, ref: Ref) -> Person | None:
+        if ref.kind == "email" and not self.workspace.email_is_identifier:
+            return None
+        return self.by_key.get((ref.kind, services._key(ref.kind, ref.value)))
+
+    # -- applying --
+
+    def apply(self) -> list[BatchError]:
+        for operation in self.operations:
+            if self._is_suppressed(operation):
+                continue
+            handled = (self._identify(operation) if operation.action == "identify"
+                       else self._event(operation))
+            if not handled:
+                self._write()
+                self.errors += _apply_alone(self.workspace, operation)
+                self._load()
+        self._write()
+        return self.errors
+
+    def _new_person(self, identifiers: dict, data) -> Person:
+        attributes = services._new_attributes({}, data) if data else {}
+        if identifiers.get("email"):
+            attributes["email"] = identifiers["email"]
+        person = Person(
+            workspace=self.workspace,
+            customer_id=identifiers.get("id"),
+            attributes=attributes,
+            unsubscribed=bool(data and data.unsubscribed),
+            created_at=(v.datetime_from_unix(data.created_at)
+                        if data and data.created_at is not None else self.now),
+            updated_at=self.now,
+            attributes_timestamp=data.timestamp if data else None,
+        )
+        services._sync_email(person)
+        self.new_people.append(person)
+        self._remember(person)
+        return person
+
+    def _identify(self, operation: Operation) -> bool:
+        ref, data = operation.ref, operation.identify
+        other = None
+        for body_ref in services._body_refs(self.workspace, data):
+            if body_ref.kind == ref.kind:
+                if services._key(ref.kind, body_ref.value) != services._key(ref.kind, ref.value):
+                    return False  # an identifier change: the service logs the conflict
+            else:
+                other = body_ref
+        person = self._person(ref)
+        if person is None:
+            if data.update_only or (other and self._person(other)):
+                return False
+            identifiers = {ref.kind: ref.value}
+            if other:
+                identifiers[other.kind] = other.value
+            self._new_person(identifiers, data)
+            return True
+        if other:
+            current = person.customer_id if other.kind == "id" else person.email_key
+            if current is None and self._person(other) is None:
+                # Giving a person an identifier they lack, that nobody else holds.
+                self.identifier_changes.append((person, other))
+            elif current != services._key(other.kind, other.value):
+                return False
+        if (data.timestamp is not None and person.attributes_timestamp is not None
+                and data.timestamp < person.attributes_timestamp):
+            return True  # stale
+        try:
+            attributes = services._new_attributes(person.attributes, data)
+        except InvalidInput:
+            return False  # over the limit: the service reports it
+        changed = {key: attributes.get(key) for key in set(attributes) | set(person.attributes)
+                   if attributes.get(key) != person.attributes.get(key)}
+        touched = False
+        if changed:
+            person.attributes = attributes
+            services._sync_email(person)
+            if person.pk:
+                self.changes.setdefault(person.pk, {}).update(changed)
+            touched = True
+        if data.created_at is not None:
+            person.created_at = v.datetime_from_unix(data.created_at)
+            touched = True
+        if data.unsubscribed is not None and data.unsubscribed != person.unsubscribed:
+            person.unsubscribed = data.unsubscribed
+            if person.pk:
+                self.unsubscribe_changes.append(person)
+            touched = True
+        if data.timestamp is not None:
+            person.attributes_timestamp = data.timestamp
+            touched = True
+        if other and (person, other) in self.identifier_changes:
+            if other.kind == "id":
+                person.customer_id = other.value
+            self._remember(person)
+            touched = True
+        if touched and person.pk:
+            person.updated_at = self.now
+            self.dirty[person.pk] = person
+        return True
+
+    def _event(self, operation: Operation) -> bool:
+        ref, event = operation.ref, operation.event
+        person = self._person(ref)
+        if person is None:
+            if ref.kind == "cio_id":
+                return True  # nobody has this cio_id: dropped, as a single call would be
+            person = self._new_person({ref.kind: ref.value}, None)
+        self.events.append(Event(
+            workspace=self.workspace, person=person, name=event.name, type=event.type,
+            timestamp=event.timestamp, data=event.data, dedup_id=event.dedup_id,
+            received_at=self.now,
+        ))
+        return True
+
+    # -- writing --
+
+    def _write(self):
+        if not (self.new_people or self.dirty or self.events):
+            return
+        Person.objects.bulk_create(self.new_people)
+        if self.dirty:
+            Person.objects.bulk_update(
+                list(self.dirty.values()),
+                ["customer_id", "attributes", "email", "email_key", "unsubscribed", "created_at",
+                 "updated_at", "attributes_timestamp"],
+            )
+        activity = [
+            Activity(workspace=self.workspace, cio_id=person.cio_id, kind=Activity.Kind.CREATED,
+                     data={"attributes": sorted(person.attributes)}, created_at=self.now)
+            for person in self.new_people
+        ]
+        activity += [
+            Activity(workspace=self.workspace, cio_id=self.dirty[pk].cio_id,
+                     kind=Activity.Kind.ATTRIBUTES_CHANGED, data={"changed": changed},
+                     created_at=self.now)
+            for pk, changed in self.changes.items()
+        ]
+        activity += [
+            Activity(workspace=self.workspace, cio_id=person.cio_id,
+                     kind=(Activity.Kind.UNSUBSCRIBED if person.unsubscribed
+                           else Activity.Kind.RESUBSCRIBED),
+                     created_at=self.now)
+            for person in self.unsubscribe_changes
+        ]
+        activity += [
+            Activity(workspace=self.workspace, cio_id=person.cio_id,
+                     kind=Activity.Kind.IDENTIFIERS_CHANGED,
+                     data={ref.kind: [None, ref.value]}, created_at=self.now)
+            for person, ref in self.identifier_changes if person.pk
+        ]
+        Activity.objects.bulk_create(activity)
+        Event.objects.bulk_create(self.events, ignore_conflicts=True)
+        touched = {person.pk for person in self.new_people} | set(self.dirty)
+        touched |= {event.person.pk for event in self.events}
+        services._announce_change(self.workspace, sorted(touched))
+        self._reset()
