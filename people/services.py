@@ -613,7 +613,8 @@ def add_device(
     """Add or update a device of the person ``ref`` names (a token belongs to one person)."""
     _check_ref(ref)
     problems = []
-    if not isinstance(token, str) or not token.strip() or len(token) > 255:
+    if (not isinstance(token, str) or not token.strip() or len(token) > 255
+            or v.has_unstorable(token)):
         problems.append(Problem("device.id", "invalid_value",
                                 "device id (token) is required, at most 255 characters"))
     if platform not in Device.Platform.values:

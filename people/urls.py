@@ -14,24 +14,24 @@ urlpatterns = [
     path("events", api.AnonymousEventView.as_view(), name="anonymous-event"),
     path("merge_customers", api.MergeView.as_view(), name="merge"),
     path("accounts/region", api.RegionView.as_view(), name="region"),
-    re_path(r"^customers/(?P<identifier>.+)/events$", api.CustomerEventView.as_view(),
+    re_path(r"^customers/(?P<identifier>[\s\S]+)/events$", api.CustomerEventView.as_view(),
             name="customer-events"),
-    re_path(r"^customers/(?P<identifier>.+?)/devices/(?P<token>.+)$",
+    re_path(r"^customers/(?P<identifier>[\s\S]+?)/devices/(?P<token>[\s\S]+)$",
             api.DeviceDeleteView.as_view(), name="customer-device"),
-    re_path(r"^customers/(?P<identifier>.+)/devices$", api.DeviceView.as_view(),
+    re_path(r"^customers/(?P<identifier>[\s\S]+)/devices$", api.DeviceView.as_view(),
             name="customer-devices"),
-    re_path(r"^customers/(?P<identifier>.+)/suppress$", api.SuppressView.as_view(),
+    re_path(r"^customers/(?P<identifier>[\s\S]+)/suppress$", api.SuppressView.as_view(),
             name="customer-suppress"),
-    re_path(r"^customers/(?P<identifier>.+)/unsuppress$", api.UnsuppressView.as_view(),
+    re_path(r"^customers/(?P<identifier>[\s\S]+)/unsuppress$", api.UnsuppressView.as_view(),
             name="customer-unsuppress"),
-    re_path(r"^customers/(?P<identifier>.+)$", api.CustomerView.as_view(), name="customer"),
+    re_path(r"^customers/(?P<identifier>[\s\S]+)$", api.CustomerView.as_view(), name="customer"),
 ]
 
 app_api_patterns = [
     path("customers", api.CustomersByEmailView.as_view(), name="customers-by-email"),
     path("customers/attributes", api.CustomersAttributesView.as_view(),
          name="customers-attributes"),
-    re_path(r"^customers/(?P<customer_id>.+)/attributes$", api.CustomerAttributesView.as_view(),
+    re_path(r"^customers/(?P<customer_id>[\s\S]+)/attributes$", api.CustomerAttributesView.as_view(),
             name="customer-attributes"),
 ]
 

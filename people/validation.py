@@ -2,6 +2,7 @@
 
 import json
 import math
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -26,11 +27,29 @@ _email_validator = EmailValidator()
 
 
 def byte_length(value: str) -> int:
-    return len(value.encode("utf-8"))
+    return len(value.encode("utf-8", "surrogatepass"))
 
 
 def json_bytes(value: Any) -> int:
-    return byte_length(json.dumps(value, separators=(",", ":"), ensure_ascii=False))
+    return byte_length(json.dumps(value, separators=(",", ":"), ensure_ascii=False,
+                                  default=str))
+
+
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def has_unstorable(value: Any) -> bool:
+    """Tell whether a value holds a NUL or an unpaired surrogate anywhere.
+
+    Neither can be stored as text (PostgreSQL refuses NUL; surrogates are not UTF-8).
+    """
+    if isinstance(value, str):
+        return _UNSTORABLE.search(value) is not None
+    if isinstance(value, dict):
+        return any(has_unstorable(key) or has_unstorable(item) for key, item in value.items())
+    if isinstance(value, list):
+        return any(has_unstorable(item) for item in value)
+    return False
 
 
 def is_valid_email(value: str) -> bool:
@@ -58,6 +77,8 @@ def identifier_problems(kind: str, value: Any, *, field: str) -> list[Problem]:
     text = str(value)
     if not text.strip():
         return [Problem(field, "empty", f"{field} cannot be empty")]
+    if has_unstorable(text):
+        return [Problem(field, "invalid_value", f"{field} cannot contain NUL characters or unpaired surrogates")]
     if byte_length(text) > MAX_IDENTIFIER_BYTES:
         return [
             Problem(
@@ -103,6 +124,9 @@ def attribute_problems(attributes: dict, *, field_prefix: str = "") -> list[Prob
                     f"{MAX_ATTRIBUTE_VALUE_BYTES} bytes",
                 )
             )
+        if has_unstorable(name) or has_unstorable(value):
+            problems.append(Problem(field, "invalid_value",
+                                    f"attribute '{name}' cannot contain NUL characters or unpaired surrogates"))
         if isinstance(value, float) and not math.isfinite(value):
             problems.append(Problem(field, "invalid_value", f"value for attribute '{name}' is not a number"))
     return problems
@@ -166,8 +190,14 @@ def event_problems(name: Any, data: Any, *, field_prefix: str = "") -> list[Prob
                 f"event name cannot be longer than {MAX_EVENT_NAME_BYTES} bytes",
             )
         )
+    elif has_unstorable(name):
+        problems.append(Problem(f"{field_prefix}name", "invalid_value",
+                                "event name cannot contain NUL characters or unpaired surrogates"))
     if data is not None and not isinstance(data, dict):
         problems.append(Problem(f"{field_prefix}data", "invalid_type", "event data must be an object"))
+    elif has_unstorable(data):
+        problems.append(Problem(f"{field_prefix}data", "invalid_value",
+                                "event data cannot contain NUL characters or unpaired surrogates"))
     elif data and json_bytes(data) > MAX_EVENT_DATA_BYTES:
         problems.append(
             Problem(

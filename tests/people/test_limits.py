@@ -155,3 +155,22 @@ def test_device_needs_a_token_and_a_known_platform(workspace):
     assert {p.field for p in problems} == {"device.id", "device.platform"}
     assert not Device.objects.exists()
     assert_nothing_written()
+
+
+def test_nul_characters_are_refused_everywhere(workspace):
+    for call in [
+        lambda: services.identify_person(workspace, Ref("id", "a\x00b"), {}),
+        lambda: services.identify_person(workspace, Ref("id", "u1"), {"na\x00me": 1}),
+        lambda: services.identify_person(workspace, Ref("id", "u1"), {"doc": {"k": ["\x00"]}}),
+        lambda: services.track_event(workspace, Ref("id", "u1"), name="lo\x00gin"),
+        lambda: services.track_event(workspace, Ref("id", "u1"), name="x", data={"a": "\x00"}),
+    ]:
+        assert problems_of(call)[0].reason == "invalid_value"
+    assert_nothing_written()
+
+
+def test_unpaired_surrogates_are_refused(workspace):
+    problems = problems_of(
+        lambda: services.identify_person(workspace, Ref("id", "u1"), {"name": "a\ud800b"}))
+    assert problems[0].reason == "invalid_value"
+    assert_nothing_written()
