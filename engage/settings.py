@@ -197,6 +197,15 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
 }
 
+# A cache shared by every process (API throttles count across gunicorn workers):
+# Redis when REDIS_URL is set, else a table in the database.
+if os.environ.get("REDIS_URL"):
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache",
+                          "LOCATION": os.environ["REDIS_URL"]}}
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.db.DatabaseCache",
+                          "LOCATION": "engage_cache"}}
+
 # Request rates per API key ("N/s", "N/min"; empty for none), as in DRF's throttles.
 ENGAGE_API_RATES = {
     "app": os.environ.get("ENGAGE_APP_API_RATE", "10/s"),

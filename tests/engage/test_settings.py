@@ -17,6 +17,7 @@ print(json.dumps({
     "engine": db["ENGINE"], "name": str(db["NAME"]), "options": db.get("OPTIONS", {}),
     "secret": settings.SECRET_KEY, "debug": settings.DEBUG, "hosts": settings.ALLOWED_HOSTS,
     "q": settings.Q_CLUSTER, "email": settings.EMAIL_BACKEND,
+    "cache": settings.CACHES["default"]["BACKEND"],
 }))
 """
 
@@ -45,6 +46,8 @@ def test_embedded_default_is_sqlite_under_var_with_a_kept_secret(tmp_path):
     assert (tmp_path / "secret_key").stat().st_mode & 0o077 == 0
     assert first["q"]["orm"] == "default" and "redis" not in first["q"]
     assert first["email"].endswith("console.EmailBackend")
+    # Throttles must count across processes: never a per-process memory cache.
+    assert first["cache"] == "django.core.cache.backends.db.DatabaseCache"
 
 
 def test_secret_key_is_required_when_debug_is_off(tmp_path):
@@ -66,3 +69,4 @@ def test_environment_overrides(tmp_path):
     assert loaded["hosts"] == ["engage.example.com", "x.example.com"]
     assert loaded["q"]["redis"] == "redis://127.0.0.1:6379/2" and "orm" not in loaded["q"]
     assert loaded["email"].endswith("smtp.EmailBackend")
+    assert loaded["cache"] == "django.core.cache.backends.redis.RedisCache"
