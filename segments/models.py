@@ -1,0 +1,94 @@
+from django.db import models
+from django.db.models import Q
+
+from engage.models import Workspace
+from people.models import Person
+
+
+class SegmentQuerySet(models.QuerySet):
+    def in_workspace(self, workspace):
+        return self.filter(workspace=workspace)
+
+    def data_driven(self):
+        return self.filter(kind=Segment.Kind.DATA_DRIVEN)
+
+    def active(self):
+        return self.filter(archived=False)
+
+
+class Segment(models.Model):
+    class Kind(models.TextChoices):
+        DATA_DRIVEN = "data_driven", "Data-driven"
+        MANUAL = "manual", "Manual"
+
+    workspace = models.ForeignKey(
+        Workspace, on_delete=models.CASCADE, related_name="segments", db_index=False
+    )
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    kind = models.CharField(max_length=12, choices=Kind.choices)
+    conditions = models.JSONField(null=True, blank=True)
+    archived = models.BooleanField(default=False)
+    # Whether the conditions depend on the current time ("in the last 7 days"), so the
+    # segment must be recomputed on a schedule as well as when people change.
+    time_relative = models.BooleanField(default=False, editable=False)
+    # Segments whose conditions this one's conditions reference.
+    depends_on = models.ManyToManyField("self", symmetrical=False, related_name="dependents",
+                                        blank=True)
+    created_at = models.DateTimeField()
+    updated_at = models.DateTimeField()
+    computed_at = models.DateTimeField(null=True, blank=True)
+
+    objects = SegmentQuerySet.as_manager()
+
+    class Meta:
+        indexes = [models.Index(fields=["workspace", "kind", "archived"], name="segment_kind_idx")]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(kind="manual", conditions__isnull=True)
+                | Q(kind="data_driven", conditions__isnull=False),
+                name="segment_conditions_match_kind",
+            ),
+        ]
+
+    def __str__(self):
+        return self.name
+
+    @property
+    def is_manual(self) -> bool:
+        return self.kind == self.Kind.MANUAL
+
+
+class Membership(models.Model):
+    segment = models.ForeignKey(Segment, on_delete=models.CASCADE, related_name="memberships",
+                                db_index=False)
+    person = models.ForeignKey(Person, on_delete=models.DO_NOTHING, related_name="+")
+    entered_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["segment", "person"], name="membership_unique"),
+        ]
+
+
+class MembershipChange(models.Model):
+    """The durable, ordered record of entries and exits that campaigns consume."""
+
+    class Change(models.TextChoices):
+        ENTERED = "entered", "Entered"
+        EXITED = "exited", "Exited"
+
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="+",
+                                  db_index=False)
+    segment = models.ForeignKey(Segment, on_delete=models.CASCADE, related_name="+",
+                                db_index=False)
+    # Not a foreign key: the record outlives the people it mentions.
+    person_id = models.BigIntegerField()
+    change = models.CharField(max_length=8, choices=Change.choices)
+    at = models.DateTimeField()
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["segment", "id"], name="membershipchange_segment_idx"),
+            models.Index(fields=["workspace", "id"], name="membershipchange_ws_idx"),
+        ]

@@ -1,0 +1,598 @@
+"""Segment condition trees: validate them, and compile them to one SQL condition.
+
+The tree is the contract in DESIGN.md, spoken by the App API and the segment builder.
+A compiled tree is a boolean SQL expression over the row ``people_person`` that runs in
+the database (PostgreSQL or SQLite), never in Python, so a segment of a million people
+is one query.
+"""
+
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db import connection as default_connection
+from django.utils import timezone
+
+MAX_DEPTH = 12
+MAX_NODES = 200
+MAX_IN_VALUES = 1000
+MAX_UNIX_SECONDS = 100_000_000_000
+DAY = 86_400
+
+NODE_KINDS = ("and", "or", "not", "segment", "attribute", "event", "engagement")
+TEXT_OPERATORS = {"eq", "neq", "contains", "not_contains", "starts_with", "in"}
+NUMBER_OPERATORS = {"gt", "gte", "lt", "lte"}
+TIMESTAMP_OPERATORS = {"is_timestamp", "timestamp_before", "timestamp_after"}
+PRESENCE_OPERATORS = {"exists", "not_exists"}
+ATTRIBUTE_OPERATORS = TEXT_OPERATORS | NUMBER_OPERATORS | TIMESTAMP_OPERATORS | PRESENCE_OPERATORS
+COUNT_OPERATORS = {"eq", "neq", "gt", "gte", "lt", "lte"}
+NEGATIONS = {"neq": "eq", "not_contains": "contains", "not_exists": "exists"}
+# Fields read from the person's columns rather than their attributes.
+COLUMN_FIELDS = {"id": "customer_id", "cio_id": "cio_id", "unsubscribed": "unsubscribed"}
+# A string "holds a number" when it matches this (the Python evaluation uses the same).
+NUMERIC_TEXT = r"^\s*[-+]?[0-9]+(\.[0-9]+)?\s*$"
+_KEY = re.compile(r'[^.\[\]"\\\x00]+')
+
+
+class ConditionError(Exception):
+    """A tree that cannot be used, with every problem and where in the tree it is."""
+
+    def __init__(self, problems: list[tuple[str, str]]):
+        self.problems = problems
+        super().__init__("; ".join(f"{where}: {message}" if where else message
+                                   for where, message in problems))
+
+
+# --- JSON paths ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Step:
+    kind: str  # "key", "index" or "any"
+    value: Any = None
+
+
+def parse_path(path: Any) -> list[Step]:
+    """Parse ``a.b``, ``items[]``, ``items[0]``, ``items[].price`` into steps."""
+    if not isinstance(path, str) or not path:
+        raise ValueError("field must be a non-empty string")
+    steps = []
+    for part in path.split("."):
+        match = _KEY.match(part)
+        if not match:
+            raise ValueError(f"'{path}' is not a valid field path")
+        steps.append(Step("key", match.group()))
+        rest = part[match.end():]
+        while rest:
+            bracket = re.match(r"\[(\d*)\]", rest)
+            if not bracket:
+                raise ValueError(f"'{path}' is not a valid field path")
+            steps.append(Step("index", int(bracket.group(1))) if bracket.group(1)
+                         else Step("any"))
+            rest = rest[bracket.end():]
+    return steps
+
+
+# --- validation ------------------------------------------------------------------------
+
+
+@dataclass
+class Analysis:
+    """What a valid tree depends on."""
+
+    segment_ids: set[int] = field(default_factory=set)
+    time_relative: bool = False
+    event_names: set[str] = field(default_factory=set)
+
+
+def validate(tree: Any, *, workspace, segment_id: int | None = None) -> Analysis:
+    """Check a tree against the contract; raise ConditionError naming every problem.
+
+    ``segment_id`` is the segment the tree belongs to, so that references that lead back
+    to it (cycles) are refused.
+    """
+    validator = _Validator()
+    validator.node(tree, "", 1)
+    if not validator.problems:
+        validator.check_segments(workspace, segment_id)
+    if validator.problems:
+        raise ConditionError(validator.problems)
+    return validator.analysis
+
+
+class _Validator:
+    def __init__(self):
+        self.problems: list[tuple[str, str]] = []
+        self.analysis = Analysis()
+        self.nodes = 0
+        self.segment_places: dict[int, str] = {}
+
+    def fail(self, where: str, message: str):
+        self.problems.append((where or "(root)", message))
+
+    def node(self, node: Any, where: str, depth: int):
+        self.nodes += 1
+        if self.nodes > MAX_NODES:
+            if self.nodes == MAX_NODES + 1:
+                self.fail(where, f"a tree may have at most {MAX_NODES} conditions")
+            return
+        if depth > MAX_DEPTH:
+            self.fail(where, f"conditions may be nested at most {MAX_DEPTH} deep")
+            return
+        if not isinstance(node, dict) or len(node) != 1:
+            self.fail(where, "a condition must be an object with exactly one of: "
+                             + ", ".join(NODE_KINDS))
+            return
+        ((kind, body),) = node.items()
+        here = f"{where}.{kind}" if where else kind
+        if kind in ("and", "or"):
+            if not isinstance(body, list) or not body:
+                self.fail(here, f"'{kind}' needs a non-empty list of conditions")
+                return
+            for index, child in enumerate(body):
+                self.node(child, f"{here}[{index}]", depth + 1)
+        elif kind == "not":
+            self.node(body, here, depth + 1)
+        elif kind == "segment":
+            self.segment(body, here)
+        elif kind == "attribute":
+            self.attribute(body, here)
+        elif kind == "event":
+            self.event(body, here)
+        elif kind == "engagement":
+            self.fail(here, "engagement conditions (sent, opened, clicked...) come with "
+                            "campaigns and messages, which this workspace cannot send yet")
+        else:
+            self.fail(where, f"unknown condition '{kind}': use one of " + ", ".join(NODE_KINDS))
+
+    def segment(self, body: Any, here: str):
+        segment_id = body.get("id") if isinstance(body, dict) else None
+        if isinstance(segment_id, bool) or not isinstance(segment_id, int):
+            self.fail(here, "segment needs an integer id, as in {\"segment\": {\"id\": 12}}")
+            return
+        self.analysis.segment_ids.add(segment_id)
+        self.segment_places.setdefault(segment_id, here)
+
+    def attribute(self, body: Any, here: str, *, allow_columns: bool = True):
+        if not isinstance(body, dict):
+            self.fail(here, "attribute needs field, operator and value")
+            return
+        unknown = set(body) - {"field", "operator", "value"}
+        if unknown:
+            self.fail(here, f"unknown keys {sorted(unknown)}")
+        try:
+            steps = parse_path(body.get("field"))
+        except ValueError as error:
+            self.fail(f"{here}.field", str(error))
+            steps = None
+        operator = body.get("operator")
+        if operator not in ATTRIBUTE_OPERATORS:
+            self.fail(f"{here}.operator", f"unknown operator '{operator}': use one of "
+                                          + ", ".join(sorted(ATTRIBUTE_OPERATORS)))
+            return
+        value = body.get("value")
+        if operator in PRESENCE_OPERATORS or operator == "is_timestamp":
+            if "value" in body and value is not None:
+                self.fail(f"{here}.value", f"'{operator}' takes no value")
+        elif operator == "in":
+            if not isinstance(value, list) or not value or len(value) > MAX_IN_VALUES:
+                self.fail(f"{here}.value", f"'in' needs a list of 1 to {MAX_IN_VALUES} values")
+            elif not all(_is_scalar(item) for item in value):
+                self.fail(f"{here}.value", "'in' values must be strings, numbers or booleans")
+        elif operator in TEXT_OPERATORS:
+            if not _is_scalar(value):
+                self.fail(f"{here}.value", f"'{operator}' needs a string, number or boolean")
+        elif operator in NUMBER_OPERATORS:
+            if _as_number(value) is None:
+                self.fail(f"{here}.value", f"'{operator}' needs a number")
+        else:  # timestamp_before / timestamp_after
+            if isinstance(value, dict) and len(value) == 1 and set(value) <= {
+                    "days_ago", "days_from_now"}:
+                days = next(iter(value.values()))
+                if isinstance(days, bool) or not isinstance(days, int | float) or days < 0:
+                    self.fail(f"{here}.value", "days must be a number of at least 0")
+                self.analysis.time_relative = True
+            elif _as_number(value) is None:
+                self.fail(f"{here}.value", f"'{operator}' needs unix seconds, "
+                                           "{\"days_ago\": N} or {\"days_from_now\": N}")
+        if steps and steps[0].kind == "key" and steps[0].value in COLUMN_FIELDS:
+            if not allow_columns or len(steps) > 1:
+                self.fail(f"{here}.field", f"'{steps[0].value}' has no nested fields")
+
+    def event(self, body: Any, here: str):
+        if not isinstance(body, dict):
+            self.fail(here, "event needs a name")
+            return
+        unknown = set(body) - {"name", "count", "within_days", "filters"}
+        if unknown:
+            self.fail(here, f"unknown keys {sorted(unknown)}")
+        name = body.get("name")
+        if not isinstance(name, str) or not name.strip() or len(name.encode()) > 100:
+            self.fail(f"{here}.name", "event name must be a string of 1 to 100 bytes")
+        else:
+            self.analysis.event_names.add(name)
+        count = body.get("count", {"operator": "gte", "value": 1})
+        if (not isinstance(count, dict) or count.get("operator") not in COUNT_OPERATORS
+                or isinstance(count.get("value"), bool)
+                or not isinstance(count.get("value"), int) or count["value"] < 0
+                or count["value"] > 1_000_000):
+            self.fail(f"{here}.count", "count needs an operator (eq, neq, gt, gte, lt, lte) "
+                                       "and a whole number value of at least 0")
+        within = body.get("within_days")
+        if within is not None:
+            if isinstance(within, bool) or not isinstance(within, int | float) or within <= 0:
+                self.fail(f"{here}.within_days", "within_days must be a number above 0")
+            else:
+                self.analysis.time_relative = True
+        filters = body.get("filters", [])
+        if not isinstance(filters, list):
+            self.fail(f"{here}.filters", "filters must be a list of attribute conditions")
+            return
+        for index, condition in enumerate(filters):
+            self.attribute(condition, f"{here}.filters[{index}]", allow_columns=False)
+
+    def check_segments(self, workspace, segment_id: int | None):
+        if not self.analysis.segment_ids:
+            return
+        from segments.models import Segment
+
+        known = dict(
+            Segment.objects.filter(workspace=workspace, pk__in=self.analysis.segment_ids)
+            .values_list("pk", "archived")
+        )
+        for referenced, where in self.segment_places.items():
+            if referenced not in known:
+                self.fail(where, f"there is no segment {referenced} in this workspace")
+        if segment_id is None:
+            return
+        # Walk the references of the referenced segments: none may lead back here.
+        seen, frontier = set(), set(self.analysis.segment_ids) & set(known)
+        while frontier:
+            if segment_id in frontier:
+                self.fail(self.segment_places.get(segment_id, "segment"),
+                          "segments cannot reference themselves, directly or through others")
+                return
+            seen |= frontier
+            frontier = set(
+                Segment.depends_on.through.objects.filter(from_segment_id__in=frontier)
+                .values_list("to_segment_id", flat=True)
+            ) - seen
+
+
+def sql_string(text: str) -> str:
+    """Quote a validated path as an SQL string literal (paths hold no backslash or NUL)."""
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _is_scalar(value: Any) -> bool:
+    return isinstance(value, str | bool | int | float)
+
+
+def _as_number(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return value
+    if isinstance(value, str) and re.match(NUMERIC_TEXT, value):
+        return float(value)
+    return None
+
+
+def text_form(value: Any) -> str:
+    """Return how a scalar compares as text: JSON text for numbers, true/false."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
+        return repr(value)
+    return str(value)
+
+
+# --- compilation -----------------------------------------------------------------------
+
+
+@dataclass
+class Compiled:
+    sql: str
+    params: list
+
+
+class _Ref:
+    """A JSON value inside a row, as SQL: its type, text and number forms."""
+
+    def type_sql(self) -> str: ...
+
+    def text_sql(self) -> str: ...
+
+    def number_sql(self) -> str: ...
+
+
+class Compiler:
+    """Compile a validated tree for one database, with "now" fixed at construction."""
+
+    def __init__(self, *, now: datetime | None = None, connection=None,
+                 person_table: str = "people_person"):
+        self.connection = connection or default_connection
+        self.vendor = self.connection.vendor
+        self.now = now or timezone.now()
+        self.person = person_table
+        self.params: list = []
+        self._aliases = 0
+
+    def compile(self, tree: dict) -> Compiled:
+        self.params = []
+        sql = self.node(tree)
+        return Compiled(sql, self.params)
+
+    # -- helpers --
+
+    def param(self, value) -> str:
+        self.params.append(value)
+        return "%s"
+
+    def alias(self, prefix: str) -> str:
+        self._aliases += 1
+        return f"{prefix}{self._aliases}"
+
+    def true(self) -> str:
+        return "TRUE" if self.vendor == "postgresql" else "1"
+
+    def strict(self, sql: str) -> str:
+        """Make a possibly-NULL condition strictly true or false."""
+        false = "FALSE" if self.vendor == "postgresql" else "0"
+        return f"COALESCE(({sql}), {false})"
+
+    # -- nodes --
+
+    def node(self, node: dict) -> str:
+        ((kind, body),) = node.items()
+        if kind == "and":
+            return "(" + " AND ".join(self.node(child) for child in body) + ")"
+        if kind == "or":
+            return "(" + " OR ".join(self.node(child) for child in body) + ")"
+        if kind == "not":
+            return f"(NOT {self.node(body)})"
+        if kind == "segment":
+            return (f"EXISTS (SELECT 1 FROM segments_membership sm WHERE sm.segment_id = "
+                    f"{self.param(body['id'])} AND sm.person_id = {self.person}.id)")
+        if kind == "attribute":
+            return self.attribute(body, f"{self.person}.attributes", columns=True)
+        if kind == "event":
+            return self.event(body)
+        raise ValueError(f"cannot compile '{kind}'")
+
+    def event(self, body: dict) -> str:
+        count = body.get("count") or {"operator": "gte", "value": 1}
+        operator, number = count["operator"], count["value"]
+        where = [f"ev.person_id = {self.person}.id", f"ev.name = {self.param(body['name'])}"]
+        if body.get("within_days") is not None:
+            since = self.now - timedelta(days=body["within_days"])
+            value = self.connection.ops.adapt_datetimefield_value(since)
+            where.append(f"ev.timestamp >= {self.param(value)}")
+        for condition in body.get("filters") or []:
+            where.append(self.attribute(condition, "ev.data", columns=False))
+        rows = f"SELECT 1 FROM people_event ev WHERE {' AND '.join(where)}"
+        if (operator, number) in {("gte", 1), ("gt", 0), ("neq", 0)}:
+            return f"EXISTS ({rows})"
+        if (operator, number) in {("eq", 0), ("lt", 1), ("lte", 0)}:
+            return f"(NOT EXISTS ({rows}))"
+        # Count no further than the comparison needs.
+        cap = number + 1
+        sign = {"eq": "=", "neq": "<>", "gt": ">", "gte": ">=", "lt": "<", "lte": "<="}[operator]
+        return (f"((SELECT COUNT(*) FROM ({rows} LIMIT {int(cap)}) counted) "
+                f"{sign} {self.param(number)})")
+
+    def attribute(self, body: dict, json_column: str, *, columns: bool) -> str:
+        operator = body["operator"]
+        if operator in NEGATIONS:
+            positive = {**body, "operator": NEGATIONS[operator]}
+            return f"(NOT {self.attribute(positive, json_column, columns=columns)})"
+        steps = parse_path(body["field"])
+        if columns and steps[0].value in COLUMN_FIELDS:
+            ref = self.column_ref(COLUMN_FIELDS[steps[0].value])
+            return self.strict(self.compare(ref, operator, body.get("value")))
+        return self.strict(self.over_path(json_column, steps, operator, body.get("value")))
+
+    def over_path(self, container: str, steps: list[Step], operator: str, value: Any) -> str:
+        """Compare the value at ``steps`` inside JSON ``container``; ``[]`` means any."""
+        if any(step.kind == "any" for step in steps):
+            cut = next(i for i, step in enumerate(steps) if step.kind == "any")
+            head, tail = steps[:cut], steps[cut + 1:]
+            return self.any_element(container, head, tail, operator, value)
+        return self.compare(self.json_ref(container, steps), operator, value)
+
+    # -- vendor-specific JSON access --
+
+    def any_element(self, container, head, tail, operator, value) -> str:
+        element = self.alias("el")
+        if self.vendor == "postgresql":
+            array = f"({container} #> {self.pg_path(head)})" if head else container
+            source = (f"jsonb_array_elements(CASE WHEN jsonb_typeof({array}) = 'array' "
+                      f"THEN {array} ELSE '[]'::jsonb END) AS {element}(value)")
+            inner_container = f"{element}.value"
+            if tail:
+                condition = self.over_path(inner_container, tail, operator, value)
+            else:
+                condition = self.compare(_PgRef(inner_container, None), operator, value)
+            return f"EXISTS (SELECT 1 FROM {source} WHERE {self.strict(condition)})"
+        path = self.sqlite_path(head)
+        array_type = f"json_type({container}, {path})"
+        source = f"json_each({container}, {path}) AS {element}"
+        if tail:
+            inner = (f"(CASE WHEN {element}.type IN ('object', 'array') "
+                     f"THEN {element}.value END)")
+            condition = self.over_path(inner, tail, operator, value)
+        else:
+            condition = self.compare(_SqliteElementRef(element), operator, value)
+        # json_each is only used on arrays; the CASE keeps scalars from being read as JSON.
+        return (f"({array_type} = 'array' AND EXISTS (SELECT 1 FROM {source} "
+                f"WHERE {self.strict(condition)}))")
+
+    def json_ref(self, container: str, steps: list[Step]) -> _Ref:
+        if self.vendor == "postgresql":
+            return _PgRef(container, self.pg_path(steps))
+        return _SqliteRef(container, self.sqlite_path(steps))
+
+    def column_ref(self, column: str) -> _Ref:
+        return _ColumnRef(f"{self.person}.{column}", column == "unsubscribed", self)
+
+    @staticmethod
+    def pg_path(steps: list[Step]) -> str:
+        """Return the path as a PostgreSQL text[] literal."""
+        return "ARRAY[" + ", ".join(sql_string(str(step.value)) for step in steps) + "]::text[]"
+
+    @staticmethod
+    def sqlite_path(steps: list[Step]) -> str:
+        """Return the path as an SQLite JSON path literal."""
+        path = "$"
+        for step in steps:
+            path += f'."{step.value}"' if step.kind == "key" else f"[{step.value}]"
+        return sql_string(path)
+
+    # -- comparisons --
+
+    def compare(self, ref: _Ref, operator: str, value: Any) -> str:
+        scalar = "('string', 'number', 'boolean')"
+        if operator == "exists":
+            return f"({ref.type_sql()} IS NOT NULL AND {ref.type_sql()} <> 'null')"
+        if operator in ("eq", "in"):
+            values = value if operator == "in" else [value]
+            choices = ", ".join(self.param(text_form(item)) for item in values)
+            return f"({ref.type_sql()} IN {scalar} AND {ref.text_sql()} IN ({choices}))"
+        if operator == "contains":
+            if self.vendor == "postgresql":
+                found = f"strpos({ref.text_sql()}, {self.param(text_form(value))}) > 0"
+            else:
+                found = f"instr({ref.text_sql()}, {self.param(text_form(value))}) > 0"
+            return f"({ref.type_sql()} IN {scalar} AND {found})"
+        if operator == "starts_with":
+            prefix = text_form(value)
+            if self.vendor == "postgresql":
+                found = f"starts_with({ref.text_sql()}, {self.param(prefix)})"
+            else:
+                found = (f"substr({ref.text_sql()}, 1, {self.param(len(prefix))}) = "
+                         f"{self.param(prefix)}")
+            return f"({ref.type_sql()} IN {scalar} AND {found})"
+        number = ref.number_sql()
+        if operator in NUMBER_OPERATORS:
+            sign = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<="}[operator]
+            return f"({number} {sign} {self.param(_as_number(value))})"
+        in_range = f"({number} >= 0 AND {number} < {MAX_UNIX_SECONDS})"
+        if operator == "is_timestamp":
+            return in_range
+        threshold = self.threshold(value)
+        sign = "<" if operator == "timestamp_before" else ">"
+        return f"({in_range} AND {number} {sign} {self.param(threshold)})"
+
+    def threshold(self, value: Any) -> float:
+        now = self.now.timestamp()
+        if isinstance(value, dict):
+            if "days_ago" in value:
+                return int(now - value["days_ago"] * DAY)
+            return int(now + value["days_from_now"] * DAY)
+        return _as_number(value)
+
+
+class _PgRef(_Ref):
+    def __init__(self, container: str, path: str | None):
+        self.expr = container if path is None else f"({container} #> {path})"
+
+    def type_sql(self):
+        return f"jsonb_typeof({self.expr})"
+
+    def text_sql(self):
+        return f"({self.expr} #>> '{{}}')"
+
+    def number_sql(self):
+        text = self.text_sql()
+        return (f"(CASE WHEN jsonb_typeof({self.expr}) = 'number' THEN {text}::numeric "
+                f"WHEN jsonb_typeof({self.expr}) = 'string' AND {text} ~ '{NUMERIC_TEXT}' "
+                f"THEN trim({text})::numeric END)")
+
+
+_SQLITE_TYPES = ("CASE {t} WHEN 'text' THEN 'string' WHEN 'integer' THEN 'number' "
+                 "WHEN 'real' THEN 'number' WHEN 'true' THEN 'boolean' "
+                 "WHEN 'false' THEN 'boolean' ELSE {t} END")
+
+
+class _SqliteRef(_Ref):
+    def __init__(self, container: str, path: str):
+        self.kind = f"json_type({container}, {path})"
+        self.value = f"json_extract({container}, {path})"
+
+    def type_sql(self):
+        return _SQLITE_TYPES.format(t=self.kind)
+
+    def text_sql(self):
+        return (f"(CASE {self.kind} WHEN 'true' THEN 'true' WHEN 'false' THEN 'false' "
+                f"ELSE CAST({self.value} AS TEXT) END)")
+
+    def number_sql(self):
+        kind, value = self.kind, self.value
+        return (f"(CASE WHEN {kind} IN ('integer', 'real') THEN {value} "
+                f"WHEN {kind} = 'text' AND {value} REGEXP '{NUMERIC_TEXT}' "
+                f"THEN CAST(trim({value}) AS NUMERIC) END)")
+
+
+class _SqliteElementRef(_Ref):
+    def __init__(self, alias: str):
+        self.alias = alias
+
+    def type_sql(self):
+        return _SQLITE_TYPES.format(t=f"{self.alias}.type")
+
+    def text_sql(self):
+        return (f"(CASE {self.alias}.type WHEN 'true' THEN 'true' WHEN 'false' THEN 'false' "
+                f"ELSE CAST({self.alias}.value AS TEXT) END)")
+
+    def number_sql(self):
+        value, kind = f"{self.alias}.value", f"{self.alias}.type"
+        return (f"(CASE WHEN {kind} IN ('integer', 'real') THEN {value} "
+                f"WHEN {kind} = 'text' AND {value} REGEXP '{NUMERIC_TEXT}' "
+                f"THEN CAST(trim({value}) AS NUMERIC) END)")
+
+
+class _ColumnRef(_Ref):
+    def __init__(self, column: str, boolean: bool, compiler: Compiler):
+        self.column = column
+        self.boolean = boolean
+        self.postgres = compiler.vendor == "postgresql"
+
+    def type_sql(self):
+        kind = "'boolean'" if self.boolean else "'string'"
+        return f"(CASE WHEN {self.column} IS NULL THEN NULL ELSE {kind} END)"
+
+    def text_sql(self):
+        if self.boolean:
+            true = f"{self.column}" if self.postgres else f"{self.column} = 1"
+            return f"(CASE WHEN {true} THEN 'true' ELSE 'false' END)"
+        return self.column
+
+    def number_sql(self):
+        if self.boolean:
+            return "NULL"
+        if self.postgres:
+            return (f"(CASE WHEN {self.column} ~ '{NUMERIC_TEXT}' "
+                    f"THEN trim({self.column})::numeric END)")
+        return (f"(CASE WHEN {self.column} REGEXP '{NUMERIC_TEXT}' "
+                f"THEN CAST(trim({self.column}) AS NUMERIC) END)")
+
+
+def compile_tree(tree: dict, *, now: datetime | None = None, connection=None) -> Compiled:
+    """Compile a validated tree to a SQL condition over ``people_person``."""
+    return Compiler(now=now, connection=connection).compile(tree)
+
+
+def matching_people(workspace, tree: dict, *, now: datetime | None = None):
+    """Return the workspace's people that ``tree`` matches, as a QuerySet."""
+    from django.db.models.expressions import RawSQL
+
+    from people.models import Person
+
+    compiled = compile_tree(tree, now=now)
+    subquery = RawSQL(
+        "SELECT people_person.id FROM people_person WHERE people_person.workspace_id = %s "
+        f"AND {compiled.sql}",
+        [workspace.pk, *compiled.params],
+    )
+    return Person.objects.filter(workspace=workspace, pk__in=subquery)
