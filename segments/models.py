@@ -92,3 +92,23 @@ class MembershipChange(models.Model):
             models.Index(fields=["segment", "id"], name="membershipchange_segment_idx"),
             models.Index(fields=["workspace", "id"], name="membershipchange_ws_idx"),
         ]
+
+
+class PendingEvaluation(models.Model):
+    """A person whose memberships must be re-evaluated (coalesces bursts of changes)."""
+
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="+",
+                                  db_index=False)
+    person_id = models.BigIntegerField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["workspace", "person_id"], name="pending_unique"),
+        ]
+
+
+class EvaluationTicket(models.Model):
+    """Whether a task to evaluate the workspace's pending people is already queued."""
+
+    workspace = models.OneToOneField(Workspace, on_delete=models.CASCADE, related_name="+")
+    queued = models.BooleanField(default=False)

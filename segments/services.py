@@ -1,0 +1,428 @@
+"""Segments: creating them, and keeping their membership current with set-based SQL.
+
+Membership is materialised. A full recompute inserts who entered and removes who left
+in a couple of statements; a change to a few people re-evaluates every segment of the
+workspace for them with one query per level of segment references. Every entry and
+exit is written to ``MembershipChange``, in order, for campaigns to consume.
+"""
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from django.db import connection, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from engage.models import Workspace
+from people.models import Person
+from segments import conditions
+from segments.models import (
+    EvaluationTicket,
+    Membership,
+    MembershipChange,
+    PendingEvaluation,
+    Segment,
+)
+
+ENTERED = MembershipChange.Change.ENTERED
+EXITED = MembershipChange.Change.EXITED
+
+
+@dataclass
+class Changes:
+    entered: int = 0
+    exited: int = 0
+
+
+# --- segments --------------------------------------------------------------------------
+
+
+def _apply_conditions(segment: Segment, tree: dict | None) -> None:
+    if tree is None:
+        segment.kind = Segment.Kind.MANUAL
+        segment.conditions = None
+        segment.time_relative = False
+        return
+    analysis = conditions.validate(tree, workspace=segment.workspace, segment_id=segment.pk)
+    segment.kind = Segment.Kind.DATA_DRIVEN
+    segment.conditions = tree
+    segment.time_relative = analysis.time_relative
+    segment._referenced = analysis.segment_ids
+
+
+def create_segment(workspace: Workspace, *, name: str, description: str = "",
+                   conditions_tree: dict | None = None) -> Segment:
+    """Create a manual segment, or a data-driven one when a condition tree is given.
+
+    A data-driven segment is computed in the background right after commit.
+    """
+    now = timezone.now()
+    segment = Segment(workspace=workspace, name=name, description=description,
+                      created_at=now, updated_at=now)
+    _apply_conditions(segment, conditions_tree)
+    with transaction.atomic():
+        segment.save()
+        if not segment.is_manual:
+            segment.depends_on.set(segment._referenced)
+            _enqueue_recompute(segment.pk)
+    return segment
+
+
+def update_segment(segment: Segment, *, name: str | None = None,
+                   description: str | None = None,
+                   conditions_tree: dict | None = None) -> Segment:
+    """Change a segment; new conditions are validated and the segment recomputed."""
+    if name is not None:
+        segment.name = name
+    if description is not None:
+        segment.description = description
+    recompute = False
+    if conditions_tree is not None:
+        if segment.is_manual:
+            raise conditions.ConditionError([("", "a manual segment has no conditions")])
+        _apply_conditions(segment, conditions_tree)
+        recompute = True
+    segment.updated_at = timezone.now()
+    with transaction.atomic():
+        segment.save()
+        if recompute:
+            segment.depends_on.set(segment._referenced)
+            _enqueue_recompute(segment.pk)
+    return segment
+
+
+def set_archived(segment: Segment, archived: bool) -> Segment:
+    """Archive a segment (its membership stops changing) or bring it back."""
+    segment.archived = archived
+    segment.updated_at = timezone.now()
+    with transaction.atomic():
+        segment.save(update_fields=["archived", "updated_at"])
+        if not archived and not segment.is_manual:
+            _enqueue_recompute(segment.pk)
+    return segment
+
+
+def _enqueue_recompute(segment_id: int) -> None:
+    from django_q.tasks import async_task
+
+    transaction.on_commit(
+        lambda: async_task("segments.tasks.recompute_segment", segment_id,
+                           task_name=f"recompute-segment-{segment_id}")
+    )
+
+
+# --- full recompute --------------------------------------------------------------------
+
+
+def _condition_sql(segment: Segment, now) -> tuple[str, list]:
+    compiled = conditions.compile_tree(segment.conditions, now=now)
+    return compiled.sql, compiled.params
+
+
+def _id_filter(column: str, person_ids: list[int] | None) -> tuple[str, list]:
+    if person_ids is None:
+        return "", []
+    placeholders = ", ".join(["%s"] * len(person_ids))
+    return f" AND {column} IN ({placeholders})", list(person_ids)
+
+
+def _enter(segment: Segment, now, person_ids: list[int] | None = None) -> int:
+    condition, params = _condition_sql(segment, now)
+    restrict, restrict_params = _id_filter("people_person.id", person_ids)
+    where = (f"people_person.workspace_id = %s AND {condition}{restrict} AND NOT EXISTS "
+             "(SELECT 1 FROM segments_membership m WHERE m.segment_id = %s "
+             "AND m.person_id = people_person.id)")
+    where_params = [segment.workspace_id, *params, *restrict_params, segment.pk]
+    at = connection.ops.adapt_datetimefield_value(now)
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(
+                "WITH entered AS (INSERT INTO segments_membership (segment_id, person_id, "
+                f"entered_at) SELECT %s, people_person.id, %s FROM people_person WHERE {where} "
+                "ORDER BY people_person.id ON CONFLICT DO NOTHING RETURNING person_id) "
+                "INSERT INTO segments_membershipchange (workspace_id, segment_id, person_id, "
+                "change, at) SELECT %s, %s, person_id, %s, %s FROM entered ORDER BY person_id",
+                [segment.pk, at, *where_params, segment.workspace_id, segment.pk, ENTERED, at],
+            )
+            return cursor.rowcount
+        # SQLite runs one writer at a time, so both statements see the same set.
+        cursor.execute(
+            "INSERT INTO segments_membershipchange (workspace_id, segment_id, person_id, "
+            f"change, at) SELECT %s, %s, people_person.id, %s, %s FROM people_person "
+            f"WHERE {where} ORDER BY people_person.id",
+            [segment.workspace_id, segment.pk, ENTERED, at, *where_params],
+        )
+        entered = cursor.rowcount
+        cursor.execute(
+            "INSERT INTO segments_membership (segment_id, person_id, entered_at) "
+            f"SELECT %s, people_person.id, %s FROM people_person WHERE {where}",
+            [segment.pk, at, *where_params],
+        )
+        return entered
+
+
+def _exit(segment: Segment, now, person_ids: list[int] | None = None,
+          *, everyone: bool = False) -> int:
+    """Remove members who no longer match (or, with ``everyone``, all of them)."""
+    at = connection.ops.adapt_datetimefield_value(now)
+    restrict, restrict_params = _id_filter("m.person_id", person_ids)
+    if everyone:
+        stays, stays_params = "", []
+    else:
+        condition, params = _condition_sql(segment, now)
+        stays = (" AND NOT EXISTS (SELECT 1 FROM people_person WHERE people_person.id = "
+                 f"m.person_id AND {condition})")
+        stays_params = params
+    where = f"m.segment_id = %s{restrict}{stays}"
+    where_params = [segment.pk, *restrict_params, *stays_params]
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(
+                f"WITH exited AS (DELETE FROM segments_membership m WHERE {where} "
+                "RETURNING person_id) INSERT INTO segments_membershipchange (workspace_id, "
+                "segment_id, person_id, change, at) SELECT %s, %s, person_id, %s, %s "
+                "FROM exited ORDER BY person_id",
+                [*where_params, segment.workspace_id, segment.pk, EXITED, at],
+            )
+            return cursor.rowcount
+        cursor.execute(
+            "INSERT INTO segments_membershipchange (workspace_id, segment_id, person_id, "
+            "change, at) SELECT %s, %s, m.person_id, %s, %s FROM segments_membership m "
+            f"WHERE {where} ORDER BY m.person_id",
+            [segment.workspace_id, segment.pk, EXITED, at, *where_params],
+        )
+        exited = cursor.rowcount
+        cursor.execute(
+            f"DELETE FROM segments_membership WHERE id IN (SELECT m.id FROM "
+            f"segments_membership m WHERE {where})",
+            where_params,
+        )
+        return exited
+
+
+def recompute_segment(segment: Segment) -> Changes:
+    """Bring a data-driven segment's membership up to date, all people at once.
+
+    Segments that reference this one are recomputed after it, in the background.
+    """
+    if segment.is_manual or segment.archived:
+        return Changes()
+    now = timezone.now()
+    with transaction.atomic():
+        changes = Changes(exited=_exit(segment, now), entered=_enter(segment, now))
+        Segment.objects.filter(pk=segment.pk).update(computed_at=now)
+        if changes.entered or changes.exited:
+            for dependent in segment.dependents.filter(archived=False).values_list("pk",
+                                                                                   flat=True):
+                _enqueue_recompute(dependent)
+    return changes
+
+
+# --- re-evaluating a few people --------------------------------------------------------
+
+
+def _levels(segments: list[Segment]) -> list[list[Segment]]:
+    """Order segments so each comes after the segments its conditions reference."""
+    by_id = {segment.pk: segment for segment in segments}
+    references = {
+        segment.pk: {ref.pk for ref in segment.depends_on.all()} & set(by_id)
+        for segment in segments
+    } if segments else {}
+    levels, placed = [], set()
+    while len(placed) < len(by_id):
+        level = [by_id[pk] for pk, refs in references.items()
+                 if pk not in placed and refs <= placed]
+        if not level:  # a cycle slipped through validation: evaluate the rest together
+            level = [by_id[pk] for pk in by_id if pk not in placed]
+        levels.append(level)
+        placed |= {segment.pk for segment in level}
+    return levels
+
+
+def evaluate_people(workspace: Workspace, person_ids: list[int]) -> Changes:
+    """Re-evaluate every active data-driven segment of the workspace for these people."""
+    changes = Changes()
+    segments = list(
+        Segment.objects.in_workspace(workspace).data_driven().active()
+        .prefetch_related("depends_on")
+    )
+    if not segments or not person_ids:
+        return changes
+    now = timezone.now()
+    with transaction.atomic():
+        existing = set(Person.objects.filter(workspace=workspace, pk__in=person_ids)
+                       .values_list("pk", flat=True))
+        if not existing:
+            return changes
+        ids = sorted(existing)
+        for level in _levels(segments):
+            wanted = _matches(workspace, level, ids, now)
+            current = set(Membership.objects.filter(segment__in=level, person_id__in=ids)
+                          .values_list("segment_id", "person_id"))
+            entering = sorted(wanted - current)
+            leaving = sorted(current - wanted)
+            if entering:
+                Membership.objects.bulk_create(
+                    [Membership(segment_id=s, person_id=p, entered_at=now) for s, p in entering],
+                    ignore_conflicts=True,
+                )
+            if leaving:
+                condition = Q()
+                for segment_id, person_id in leaving:
+                    condition |= Q(segment_id=segment_id, person_id=person_id)
+                Membership.objects.filter(condition).delete()
+            MembershipChange.objects.bulk_create(
+                [MembershipChange(workspace=workspace, segment_id=s, person_id=p,
+                                  change=ENTERED, at=now) for s, p in entering]
+                + [MembershipChange(workspace=workspace, segment_id=s, person_id=p,
+                                    change=EXITED, at=now) for s, p in leaving]
+            )
+            changes.entered += len(entering)
+            changes.exited += len(leaving)
+    return changes
+
+
+def _matches(workspace: Workspace, segments: list[Segment], person_ids: list[int],
+             now) -> set[tuple[int, int]]:
+    """Return (segment, person) pairs that match, with one query for all of them."""
+    columns, params = [], []
+    for segment in segments:
+        sql, segment_params = _condition_sql(segment, now)
+        columns.append(f"CASE WHEN {sql} THEN 1 ELSE 0 END")
+        params += segment_params
+    restrict, restrict_params = _id_filter("people_person.id", person_ids)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT people_person.id, {', '.join(columns)} FROM people_person "
+            f"WHERE people_person.workspace_id = %s{restrict}",
+            [*params, workspace.pk, *restrict_params],
+        )
+        return {
+            (segment.pk, row[0])
+            for row in cursor.fetchall()
+            for segment, matched in zip(segments, row[1:], strict=True) if matched
+        }
+
+
+# --- manual segments -------------------------------------------------------------------
+
+
+def add_to_segment(segment: Segment, people: Iterable[int]) -> int:
+    """Add people (primary keys) to a manual segment; return how many entered."""
+    return _change_manual(segment, list(people), add=True)
+
+
+def remove_from_segment(segment: Segment, people: Iterable[int]) -> int:
+    """Remove people (primary keys) from a manual segment; return how many left."""
+    return _change_manual(segment, list(people), add=False)
+
+
+def _change_manual(segment: Segment, person_ids: list[int], *, add: bool) -> int:
+    if not segment.is_manual:
+        raise ValueError("only manual segments take people directly")
+    now = timezone.now()
+    with transaction.atomic():
+        valid = set(Person.objects.filter(workspace_id=segment.workspace_id, pk__in=person_ids)
+                    .values_list("pk", flat=True))
+        current = set(Membership.objects.filter(segment=segment, person_id__in=valid)
+                      .values_list("person_id", flat=True))
+        moving = sorted(valid - current if add else current)
+        if not moving:
+            return 0
+        if add:
+            Membership.objects.bulk_create(
+                [Membership(segment=segment, person_id=p, entered_at=now) for p in moving],
+                ignore_conflicts=True)
+        else:
+            Membership.objects.filter(segment=segment, person_id__in=moving).delete()
+        MembershipChange.objects.bulk_create([
+            MembershipChange(workspace_id=segment.workspace_id, segment=segment, person_id=p,
+                             change=ENTERED if add else EXITED, at=now)
+            for p in moving
+        ])
+        for dependent in segment.dependents.filter(archived=False).values_list("pk", flat=True):
+            _enqueue_recompute(dependent)
+    return len(moving)
+
+
+# --- reacting to changes of people -----------------------------------------------------
+
+
+def forget_memberships(workspace: Workspace, person_ids: list[int]) -> None:
+    """Record the exits of people about to be deleted and drop their memberships."""
+    now = timezone.now()
+    memberships = Membership.objects.filter(person_id__in=person_ids,
+                                            segment__workspace=workspace)
+    rows = list(memberships.values_list("segment_id", "person_id"))
+    if not rows:
+        return
+    MembershipChange.objects.bulk_create([
+        MembershipChange(workspace=workspace, segment_id=s, person_id=p, change=EXITED, at=now)
+        for s, p in sorted(rows)
+    ])
+    memberships.delete()
+    segment_ids = {s for s, _ in rows}
+    for dependent in (Segment.objects.filter(depends_on__in=segment_ids, archived=False)
+                      .values_list("pk", flat=True).distinct()):
+        _enqueue_recompute(dependent)
+
+
+def move_manual_memberships(workspace: Workspace, primary_id: int, secondary_id: int) -> None:
+    """Give the primary person the manual segments of the secondary that they lack."""
+    now = timezone.now()
+    lacking = (
+        Membership.objects.filter(person_id=secondary_id, segment__kind=Segment.Kind.MANUAL,
+                                  segment__workspace=workspace)
+        .exclude(segment__memberships__person_id=primary_id)
+        .values_list("segment_id", flat=True)
+    )
+    segment_ids = list(lacking)
+    Membership.objects.bulk_create(
+        [Membership(segment_id=s, person_id=primary_id, entered_at=now) for s in segment_ids],
+        ignore_conflicts=True)
+    MembershipChange.objects.bulk_create([
+        MembershipChange(workspace=workspace, segment_id=s, person_id=primary_id,
+                         change=ENTERED, at=now)
+        for s in segment_ids
+    ])
+
+
+def note_changed_people(workspace_id: int, person_ids: list[int]) -> bool:
+    """Queue people for re-evaluation; enqueue one task per burst. Tell if one was."""
+    from django_q.tasks import async_task
+
+    if not person_ids or not Segment.objects.filter(
+            workspace_id=workspace_id, kind=Segment.Kind.DATA_DRIVEN, archived=False).exists():
+        return False
+    PendingEvaluation.objects.bulk_create(
+        [PendingEvaluation(workspace_id=workspace_id, person_id=p) for p in set(person_ids)],
+        ignore_conflicts=True,
+    )
+    ticket, _ = EvaluationTicket.objects.get_or_create(workspace_id=workspace_id)
+    flipped = EvaluationTicket.objects.filter(pk=ticket.pk, queued=False).update(queued=True)
+    if flipped:
+        async_task("segments.tasks.evaluate_pending", workspace_id,
+                   task_name=f"evaluate-pending-{workspace_id}")
+    return bool(flipped)
+
+
+def evaluate_pending(workspace_id: int, *, batch_size: int = 500) -> Changes:
+    """Re-evaluate everyone queued for the workspace, in batches, until none is left."""
+    total = Changes()
+    workspace = Workspace.objects.filter(pk=workspace_id).first()
+    if workspace is None:
+        return total
+    # Lower the flag first: a change queued from now on enqueues a new task.
+    EvaluationTicket.objects.filter(workspace_id=workspace_id).update(queued=False)
+    while True:
+        with transaction.atomic():
+            pending = list(
+                PendingEvaluation.objects.filter(workspace_id=workspace_id)
+                .select_for_update(skip_locked=True).order_by("pk")[:batch_size]
+            )
+            if not pending:
+                return total
+            PendingEvaluation.objects.filter(pk__in=[row.pk for row in pending]).delete()
+            changes = evaluate_people(workspace, [row.person_id for row in pending])
+        total.entered += changes.entered
+        total.exited += changes.exited
