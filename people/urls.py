@@ -28,7 +28,6 @@ urlpatterns = [
 ]
 
 app_api_patterns = [
-    path("customers", api.CustomersByEmailView.as_view(), name="customers-by-email"),
     path("customers/attributes", api.CustomersAttributesView.as_view(),
          name="customers-attributes"),
     re_path(r"^customers/(?P<customer_id>[\s\S]+)/attributes$", api.CustomerAttributesView.as_view(),

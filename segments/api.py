@@ -1,0 +1,205 @@
+"""Segments over the Track API (manual membership) and the App API (reads, create, search)."""
+
+import base64
+import binascii
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework.exceptions import NotFound
+from rest_framework.response import Response
+
+from engage.api import AppView, TrackV1View, ok
+from engage.schema import APP_RESPONSES, TRACK_RESPONSES
+from people import services as people
+from people.api import CustomersByEmailView
+from people.errors import InvalidInput
+from people.models import Person
+from segments import services
+from segments.conditions import ConditionError, matching_people, validate
+from segments.models import Membership, Segment
+
+MAX_IDS = 1000
+ID_TYPE = OpenApiParameter("id_type", str, enum=["id", "email", "cio_id"], default="id")
+PAGING = [OpenApiParameter("start", str, description="The `next` of the previous page."),
+          OpenApiParameter("limit", int)]
+
+
+def _segment(workspace, segment_id) -> Segment:
+    segment = Segment.objects.in_workspace(workspace).filter(pk=segment_id).first()
+    if segment is None:
+        raise NotFound(f"there is no segment {segment_id}")
+    return segment
+
+
+def _people_by(workspace, id_type: str, values: list) -> list[int]:
+    """Return the primary keys of the people the values name; other values are ignored."""
+    strings = [str(value) for value in values if isinstance(value, str | int)
+               and not isinstance(value, bool)]
+    if id_type == "id":
+        lookup = {"customer_id__in": strings}
+    elif id_type == "email":
+        lookup = {"email_key__in": [value.lower() for value in strings]}
+    else:
+        lookup = {"cio_id__in": [value.removeprefix("cio_") for value in strings]}
+    return list(Person.objects.filter(workspace=workspace, **lookup).values_list("pk", flat=True))
+
+
+def _id_type(request, workspace) -> str:
+    id_type = request.query_params.get("id_type", "id")
+    if id_type not in ("id", "email", "cio_id"):
+        raise InvalidInput.single("id_type", "invalid",
+                                  f"unknown id_type '{id_type}': use id, email or cio_id")
+    if id_type == "email" and not workspace.email_is_identifier:
+        raise InvalidInput.single("id_type", "invalid",
+                                  "email is not an identifier in this workspace")
+    return id_type
+
+
+class ManualMembershipView(TrackV1View):
+    """``POST /segments/{id}/add_customers`` and ``remove_customers``."""
+
+    add = True
+
+    @extend_schema(parameters=[ID_TYPE], request=OpenApiTypes.OBJECT, responses=TRACK_RESPONSES,
+                   summary="Add people to, or remove them from, a manual segment")
+    def post(self, request, segment_id):
+        segment = _segment(self.workspace, segment_id)
+        id_type = _id_type(request, self.workspace)
+        ids = self.body().get("ids")
+        if not isinstance(ids, list) or not 1 <= len(ids) <= MAX_IDS:
+            raise InvalidInput.single("ids", "invalid", f"ids must be a list of 1 to {MAX_IDS} "
+                                                        "identifiers")
+        if not segment.is_manual:
+            raise InvalidInput.single("segment", "invalid",
+                                      "a data-driven segment's members follow its conditions; "
+                                      "only manual segments take people directly")
+        person_ids = _people_by(self.workspace, id_type, ids)
+        change = services.add_to_segment if self.add else services.remove_from_segment
+        change(segment, person_ids)
+        return ok()
+
+
+def segment_payload(segment: Segment) -> dict:
+    return {
+        "id": segment.pk,
+        "deduplicate_id": f"{segment.pk}:{int(segment.updated_at.timestamp())}",
+        "name": segment.name,
+        "description": segment.description,
+        "state": "finished" if segment.is_manual or segment.computed_at else "events",
+        "progress": None,
+        "type": "manual" if segment.is_manual else "dynamic",
+        "tags": None,
+        "conditions": segment.conditions,
+        "archived": segment.archived,
+        "created_at": int(segment.created_at.timestamp()),
+        "updated_at": int(segment.updated_at.timestamp()),
+    }
+
+
+def _conditions_problem(error: ConditionError) -> InvalidInput:
+    return InvalidInput.single("conditions", "invalid", str(error))
+
+
+class SegmentListView(AppView):
+    @extend_schema(summary="List segments", operation_id="v1_segments_list", responses={200: OpenApiTypes.OBJECT, **APP_RESPONSES})
+    def get(self, request):
+        segments = Segment.objects.in_workspace(self.workspace).order_by("pk")
+        return Response({"segments": [segment_payload(segment) for segment in segments]})
+
+    @extend_schema(summary="Create a segment (manual, or data-driven with conditions)",
+                   request=OpenApiTypes.OBJECT,
+                   responses={200: OpenApiTypes.OBJECT, **APP_RESPONSES})
+    def post(self, request):
+        body = request.data.get("segment") if isinstance(request.data, dict) else None
+        if not isinstance(body, dict):
+            raise InvalidInput.single("segment", "required", "segment is required")
+        name = body.get("name")
+        if not isinstance(name, str) or not name.strip() or len(name) > 200:
+            raise InvalidInput.single("segment.name", "required",
+                                      "segment.name must be 1 to 200 characters")
+        try:
+            segment = services.create_segment(
+                self.workspace, name=name.strip(), description=str(body.get("description") or ""),
+                conditions_tree=body.get("conditions"))
+        except ConditionError as error:
+            raise _conditions_problem(error) from None
+        return Response({"segment": segment_payload(segment)})
+
+
+class SegmentDetailView(AppView):
+    @extend_schema(summary="A segment", responses={200: OpenApiTypes.OBJECT, **APP_RESPONSES})
+    def get(self, request, segment_id):
+        return Response({"segment": segment_payload(_segment(self.workspace, segment_id))})
+
+
+def _cursor(request, *, default_limit: int, max_limit: int) -> tuple[int, int]:
+    start = request.query_params.get("start") or ""
+    try:
+        after = int(base64.urlsafe_b64decode(start.encode()).decode()) if start else 0
+        limit = int(request.query_params.get("limit") or default_limit)
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise InvalidInput.single("start", "invalid", "start must be the next of a previous "
+                                                      "page, and limit a number") from None
+    if not 1 <= limit <= max_limit:
+        raise InvalidInput.single("limit", "invalid", f"limit must be 1 to {max_limit}")
+    return after, limit
+
+
+def _page(people, limit: int) -> dict:
+    rows = list(people.values("pk", "customer_id", "email", "cio_id")[:limit + 1])
+    more = len(rows) > limit
+    rows = rows[:limit]
+    next_cursor = (base64.urlsafe_b64encode(str(rows[-1]["pk"]).encode()).decode()
+                   if more and rows else "")
+    return {
+        "identifiers": [{"id": row["customer_id"] or "", "email": row["email"],
+                         "cio_id": row["cio_id"]} for row in rows],
+        "ids": [row["customer_id"] or "" for row in rows],
+        "next": next_cursor,
+    }
+
+
+class SegmentMembershipView(AppView):
+    @extend_schema(summary="Members of a segment, a page at a time", parameters=PAGING,
+                   responses={200: OpenApiTypes.OBJECT, **APP_RESPONSES})
+    def get(self, request, segment_id):
+        segment = _segment(self.workspace, segment_id)
+        after, limit = _cursor(request, default_limit=1000, max_limit=30000)
+        member_ids = Membership.objects.filter(segment=segment).values("person_id")
+        people = (Person.objects.filter(workspace=self.workspace, pk__in=member_ids,
+                                        pk__gt=after).order_by("pk"))
+        return Response(_page(people, limit))
+
+
+class CustomerSegmentsView(AppView):
+    @extend_schema(summary="Segments a person is in", parameters=[ID_TYPE],
+                   responses={200: OpenApiTypes.OBJECT, **APP_RESPONSES})
+    def get(self, request, customer_id):
+        id_type = _id_type(request, self.workspace)
+        ref = people.make_ref(self.workspace, id_type,
+                              customer_id.removeprefix("cio_") if id_type == "cio_id"
+                              else customer_id, field="")
+        person = Person.objects.with_identifier(self.workspace, ref.kind, ref.value).first()
+        if person is None:
+            raise NotFound("no person has this identifier")
+        segments = Segment.objects.filter(memberships__person=person).order_by("pk")
+        return Response({"segments": [segment_payload(segment) for segment in segments]})
+
+
+class CustomersView(CustomersByEmailView):
+    """``GET /v1/customers?email=`` finds people by email; ``POST`` searches with a filter."""
+
+    @extend_schema(summary="Search people with a filter", parameters=PAGING,
+                   request=OpenApiTypes.OBJECT,
+                   responses={200: OpenApiTypes.OBJECT, **APP_RESPONSES})
+    def post(self, request):
+        tree = request.data.get("filter") if isinstance(request.data, dict) else None
+        if tree is None:
+            raise InvalidInput.single("filter", "required", "filter is required")
+        try:
+            validate(tree, workspace=self.workspace)
+        except ConditionError as error:
+            raise InvalidInput.single("filter", "invalid", str(error)) from None
+        after, limit = _cursor(request, default_limit=50, max_limit=1000)
+        people_matching = matching_people(self.workspace, tree).filter(pk__gt=after).order_by("pk")
+        return Response(_page(people_matching, limit))

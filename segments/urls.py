@@ -1,0 +1,22 @@
+"""Segment routes of the Track API (manual membership) and the App API."""
+
+from django.urls import path, re_path
+
+from segments import api
+
+track_v1_patterns = [
+    path("segments/<int:segment_id>/add_customers",
+         api.ManualMembershipView.as_view(add=True), name="segment-add"),
+    path("segments/<int:segment_id>/remove_customers",
+         api.ManualMembershipView.as_view(add=False), name="segment-remove"),
+]
+
+app_api_patterns = [
+    path("customers", api.CustomersView.as_view(), name="customers"),
+    re_path(r"^customers/(?P<customer_id>[\s\S]+)/segments$", api.CustomerSegmentsView.as_view(),
+            name="customer-segments"),
+    path("segments", api.SegmentListView.as_view(), name="segment-list"),
+    path("segments/<int:segment_id>", api.SegmentDetailView.as_view(), name="segment-detail"),
+    path("segments/<int:segment_id>/membership", api.SegmentMembershipView.as_view(),
+         name="segment-membership"),
+]
