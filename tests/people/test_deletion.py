@@ -375,3 +375,17 @@ def test_an_empty_deletion_job_is_done_at_once(workspace):
     job = services.start_deletion_job(workspace, Person.objects.none(), suppress=False,
                                       description="nobody")
     assert job.state == DeletionJob.State.DONE and job.total == 0 and job.progress == 100
+
+
+def test_identifiers_already_suppressed_are_not_counted_twice(workspace):
+    services.suppress_identifier(workspace, Ref("email", "ada@example.com"))
+    services.unsuppress_identifier(workspace, Ref("email", "nobody@example.com"))
+    person = make_person(workspace, "u1")
+    # The person's email is set without identify, as data from before a suppression would be.
+    Person.objects.filter(pk=person.pk).update(email="ada@example.com",
+                                              email_key="ada@example.com")
+
+    result = services.delete_people(workspace, [person], suppress=True)
+
+    assert result.suppressed == 1
+    assert Suppression.objects.count() == 2
