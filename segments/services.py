@@ -426,3 +426,16 @@ def evaluate_pending(workspace_id: int, *, batch_size: int = 500) -> Changes:
             changes = evaluate_people(workspace, [row.person_id for row in pending])
         total.entered += changes.entered
         total.exited += changes.exited
+
+
+@dataclass
+class Preview:
+    count: int
+    sample: list[Person]
+
+
+def preview(workspace: Workspace, tree: dict, *, sample_size: int = 10) -> Preview:
+    """Count and sample the people an unsaved tree matches (it is validated first)."""
+    conditions.validate(tree, workspace=workspace)
+    people = conditions.matching_people(workspace, tree)
+    return Preview(count=people.count(), sample=list(people.order_by("-pk")[:sample_size]))

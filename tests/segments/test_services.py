@@ -195,3 +195,16 @@ def test_evaluating_people_reads_all_segments_at_once(workspace, live, django_as
         changes = services.evaluate_people(workspace, [ada.pk])
 
     assert changes.entered == 5
+
+
+def test_preview_counts_and_samples_an_unsaved_tree(workspace):
+    for number in range(15):
+        make_person(workspace, f"u{number}", plan="pro" if number % 3 else "free")
+
+    result = services.preview(workspace, PRO, sample_size=4)
+
+    assert result.count == 10
+    assert [p.customer_id for p in result.sample] == ["u14", "u13", "u11", "u10"]
+    assert not workspace.segments.exists()
+    with pytest.raises(ConditionError):
+        services.preview(workspace, {"attribute": {"field": "plan"}})
