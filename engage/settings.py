@@ -212,6 +212,9 @@ ENGAGE_API_RATES = {
     "track": os.environ.get("ENGAGE_TRACK_API_RATE", ""),
 }
 
+# Where exports of people are written (CSV files, served through signed links).
+ENGAGE_EXPORT_DIR = os.environ.get("ENGAGE_EXPORT_DIR", str(VAR_DIR / "exports"))
+
 # Deletions of more people than this from the admin run as a background deletion job.
 ENGAGE_SYNC_DELETE_LIMIT = int(os.environ.get("ENGAGE_SYNC_DELETE_LIMIT", "500"))
 ENGAGE_DELETE_BATCH_SIZE = int(os.environ.get("ENGAGE_DELETE_BATCH_SIZE", "2000"))

@@ -3,6 +3,9 @@
 import base64
 import binascii
 
+from django.db.models import F
+from django.http import FileResponse, Http404
+from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.exceptions import NotFound
@@ -14,9 +17,9 @@ from people import services as people
 from people.api import CustomersByEmailView
 from people.errors import InvalidInput
 from people.models import Person
-from segments import services
+from segments import exports, services
 from segments.conditions import ConditionError, matching_people, validate
-from segments.models import Membership, Segment
+from segments.models import Export, Membership, Segment
 
 MAX_IDS = 1000
 ID_TYPE = OpenApiParameter("id_type", str, enum=["id", "email", "cio_id"], default="id")
@@ -203,3 +206,84 @@ class CustomersView(CustomersByEmailView):
         after, limit = _cursor(request, default_limit=50, max_limit=1000)
         people_matching = matching_people(self.workspace, tree).filter(pk__gt=after).order_by("pk")
         return Response(_page(people_matching, limit))
+
+
+# --- exports ---------------------------------------------------------------------------
+
+
+def export_payload(export: Export) -> dict:
+    return {
+        "id": export.pk,
+        "user_id": 0,
+        "user_email": None,
+        "total": export.total,
+        "deduplicate_id": f"{export.pk}:{int(export.created_at.timestamp())}",
+        "type": "customers",
+        "failed": export.state == Export.State.FAILED,
+        "status": export.state,
+        "description": export.description,
+        "downloads": export.downloads,
+        "created_at": int(export.created_at.timestamp()),
+        "updated_at": int(export.updated_at.timestamp()),
+    }
+
+
+def _export(workspace, export_id) -> Export:
+    export = Export.objects.filter(workspace=workspace, pk=export_id).first()
+    if export is None:
+        raise NotFound(f"there is no export {export_id}")
+    return export
+
+
+class CustomerExportView(AppView):
+    @extend_schema(summary="Export the people a filter matches, as CSV",
+                   request=OpenApiTypes.OBJECT,
+                   responses={200: OpenApiTypes.OBJECT, **APP_RESPONSES})
+    def post(self, request):
+        filters = request.data.get("filters") if isinstance(request.data, dict) else None
+        if filters is None:
+            raise InvalidInput.single("filters", "required", "filters is required")
+        try:
+            export = exports.start_export(self.workspace, filters,
+                                          description=str(request.data.get("description") or ""))
+        except ConditionError as error:
+            raise InvalidInput.single("filters", "invalid", str(error)) from None
+        return Response({"export": export_payload(export)})
+
+
+class ExportListView(AppView):
+    @extend_schema(summary="List exports", operation_id="v1_exports_list",
+                   responses={200: OpenApiTypes.OBJECT, **APP_RESPONSES})
+    def get(self, request):
+        rows = Export.objects.filter(workspace=self.workspace).order_by("-pk")[:100]
+        return Response({"exports": [export_payload(export) for export in rows]})
+
+
+class ExportDetailView(AppView):
+    @extend_schema(summary="An export", responses={200: OpenApiTypes.OBJECT, **APP_RESPONSES})
+    def get(self, request, export_id):
+        return Response({"export": export_payload(_export(self.workspace, export_id))})
+
+
+class ExportDownloadView(AppView):
+    @extend_schema(summary="A link to download a finished export (valid 15 minutes)",
+                   responses={200: OpenApiTypes.OBJECT, **APP_RESPONSES})
+    def get(self, request, export_id):
+        export = _export(self.workspace, export_id)
+        if export.state != Export.State.DONE:
+            raise NotFound(f"export {export_id} is not ready: it is {export.state}")
+        path = reverse("export-file", args=[exports.download_token(export)])
+        return Response({"url": request.build_absolute_uri(path)})
+
+
+def export_file(request, token):
+    """Stream a finished export's CSV to whoever holds a valid link."""
+    export = exports.export_for_token(token)
+    if export is None:
+        raise Http404("this download link is unknown or has expired")
+    path = exports.export_dir() / export.file_name
+    if not path.exists():
+        raise Http404("this export's file is gone")
+    Export.objects.filter(pk=export.pk).update(downloads=F("downloads") + 1)
+    return FileResponse(path.open("rb"), as_attachment=True,
+                        filename=f"people-export-{export.pk}.csv", content_type="text/csv")

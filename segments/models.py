@@ -112,3 +112,31 @@ class EvaluationTicket(models.Model):
 
     workspace = models.OneToOneField(Workspace, on_delete=models.CASCADE, related_name="+")
     queued = models.BooleanField(default=False)
+
+
+class Export(models.Model):
+    """A CSV of the people a filter matches, built in the background."""
+
+    class State(models.TextChoices):
+        PENDING = "pending", "Pending"
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="+",
+                                  db_index=False)
+    filters = models.JSONField()
+    description = models.CharField(max_length=300, blank=True)
+    state = models.CharField(max_length=8, choices=State.choices, default=State.PENDING)
+    total = models.PositiveIntegerField(default=0)
+    downloads = models.PositiveIntegerField(default=0)
+    file_name = models.CharField(max_length=100, blank=True)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField()
+    updated_at = models.DateTimeField()
+
+    class Meta:
+        indexes = [models.Index(fields=["workspace", "-created_at"], name="export_recent_idx")]
+
+    def __str__(self):
+        return f"Export {self.pk} ({self.state})"

@@ -1,7 +1,7 @@
 """django-q2 entry points for segments: ids in, one service call out."""
 
-from segments import services
-from segments.models import Segment
+from segments import exports, services
+from segments.models import Export, Segment
 
 
 def recompute_segment(segment_id: int) -> None:
@@ -24,3 +24,9 @@ def recompute_time_relative_segments() -> int:
         async_task("segments.tasks.recompute_segment", segment_id,
                    task_name=f"recompute-segment-{segment_id}")
     return len(ids)
+
+
+def build_export(export_id: int) -> None:
+    export = Export.objects.filter(pk=export_id).select_related("workspace").first()
+    if export is not None and export.state != Export.State.DONE:
+        exports.build_export(export)

@@ -19,4 +19,9 @@ app_api_patterns = [
     path("segments/<int:segment_id>", api.SegmentDetailView.as_view(), name="segment-detail"),
     path("segments/<int:segment_id>/membership", api.SegmentMembershipView.as_view(),
          name="segment-membership"),
+    path("exports/customers", api.CustomerExportView.as_view(), name="export-create"),
+    path("exports", api.ExportListView.as_view(), name="export-list"),
+    path("exports/<int:export_id>", api.ExportDetailView.as_view(), name="export-detail"),
+    path("exports/<int:export_id>/download", api.ExportDownloadView.as_view(),
+         name="export-download"),
 ]
