@@ -104,34 +104,57 @@ def error_messages(exc) -> list[str]:
     return messages
 
 
-def track_v1_exception_handler(exc, context):
-    """Answer errors as Track v1 does: ``{"meta": {"errors": [...]}}``."""
+def v2_problems(exc) -> list[dict]:
     if isinstance(exc, InvalidInput):
-        return Response({"meta": {"errors": error_messages(exc)}}, status=400)
-    if isinstance(exc, RequestDataTooBig):
-        return Response({"meta": {"errors": ["request body is too large"]}}, status=413)
-    response = exception_handler(exc, context)
-    if response is None:
-        return None
-    response.data = {"meta": {"errors": error_messages(exc)}}
-    return response
+        return [{"reason": p.reason, "field": p.field, "message": p.message}
+                for p in exc.problems]
+    codes = exc.get_codes() if hasattr(exc, "get_codes") else None
+    reason = codes if isinstance(codes, str) else getattr(exc, "default_code", "invalid")
+    return [{"reason": reason, "field": "", "message": message}
+            for message in error_messages(exc)]
 
 
-class TrackV1View(APIView):
-    """Base for Track API v1 endpoints: Basic auth, JSON in and out, v1 error shapes."""
+def _exception_handler(shape):
+    """Return a DRF exception handler that answers every error with ``shape(exc)``."""
 
-    authentication_classes = [TrackAuthentication]
+    def handle(exc, context):
+        if isinstance(exc, InvalidInput):
+            return Response(shape(exc), status=400)
+        if isinstance(exc, RequestDataTooBig):
+            exc = exceptions.APIException("request body is too large", "too_large")
+            return Response(shape(exc), status=413)
+        response = exception_handler(exc, context)
+        if response is not None:
+            response.data = shape(exc)
+        return response
+
+    return handle
+
+
+# Track v1: {"meta": {"errors": [...]}}; Track v2: {"errors": [{reason, field, message}]};
+# App API: {"meta": {"error": "..."}}.
+track_v1_exception_handler = _exception_handler(
+    lambda exc: {"meta": {"errors": error_messages(exc)}})
+track_v2_exception_handler = _exception_handler(lambda exc: {"errors": v2_problems(exc)})
+app_exception_handler = _exception_handler(
+    lambda exc: {"meta": {"error": "; ".join(error_messages(exc))}})
+
+
+class WorkspaceAPIView(APIView):
+    """Base for the APIs a workspace key opens: JSON in and out, throttled per key."""
+
     permission_classes = [HasWorkspace]
     parser_classes = [JSONParser]
     renderer_classes = [JSONRenderer]
-    throttle_scope = "track"
+    exception_handler = None
+    throttle_scope = ""
 
     @property
     def workspace(self) -> Workspace:
         return self.request.auth
 
     def get_exception_handler(self):
-        return track_v1_exception_handler
+        return type(self).exception_handler
 
     def get_throttles(self):
         from engage.throttling import ScopedWorkspaceThrottle
@@ -148,65 +171,24 @@ class TrackV1View(APIView):
         return data
 
 
-def v2_problems(exc) -> list[dict]:
-    if isinstance(exc, InvalidInput):
-        return [{"reason": p.reason, "field": p.field, "message": p.message}
-                for p in exc.problems]
-    reason = getattr(exc, "default_code", "invalid")
-    return [{"reason": reason, "field": "", "message": message}
-            for message in error_messages(exc)]
+class TrackV1View(WorkspaceAPIView):
+    """Track API v1: Basic auth with site_id and Track key, v1 error shapes."""
 
-
-def track_v2_exception_handler(exc, context):
-    """Answer errors as Track v2 does: ``{"errors": [{"reason", "field", "message"}]}``."""
-    if isinstance(exc, InvalidInput):
-        return Response({"errors": v2_problems(exc)}, status=400)
-    if isinstance(exc, RequestDataTooBig):
-        return Response({"errors": [{"reason": "too_large", "field": "",
-                                     "message": "request body is too large"}]}, status=413)
-    response = exception_handler(exc, context)
-    if response is None:
-        return None
-    response.data = {"errors": v2_problems(exc)}
-    return response
+    authentication_classes = [TrackAuthentication]
+    exception_handler = track_v1_exception_handler
+    throttle_scope = "track"
 
 
 class TrackV2View(TrackV1View):
-    def get_exception_handler(self):
-        return track_v2_exception_handler
+    exception_handler = track_v2_exception_handler
 
 
-def app_exception_handler(exc, context):
-    """Answer errors as the App API does: ``{"meta": {"error": "..."}}``."""
-    if isinstance(exc, InvalidInput):
-        return Response({"meta": {"error": "; ".join(error_messages(exc))}}, status=400)
-    response = exception_handler(exc, context)
-    if response is None:
-        return None
-    response.data = {"meta": {"error": "; ".join(error_messages(exc))}}
-    return response
-
-
-class AppView(APIView):
-    """Base for App API endpoints: Bearer auth, JSON, throttled per key."""
+class AppView(WorkspaceAPIView):
+    """App API: Bearer auth with the App key, its error shape."""
 
     authentication_classes = [AppAuthentication]
-    permission_classes = [HasWorkspace]
-    parser_classes = [JSONParser]
-    renderer_classes = [JSONRenderer]
+    exception_handler = app_exception_handler
     throttle_scope = "app"
-
-    @property
-    def workspace(self) -> Workspace:
-        return self.request.auth
-
-    def get_exception_handler(self):
-        return app_exception_handler
-
-    def get_throttles(self):
-        from engage.throttling import ScopedWorkspaceThrottle
-
-        return [ScopedWorkspaceThrottle()]
 
 
 def ok() -> Response:

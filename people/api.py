@@ -278,7 +278,8 @@ def customer_payload(person: Person) -> dict:
     }
 
 
-def _id_type(request, workspace) -> str:
+def id_type_param(request, workspace) -> str:
+    """Return the request's ``id_type`` (default ``id``), or raise a 400 naming it."""
     id_type = request.query_params.get("id_type", "id")
     if id_type not in ("id", "email", "cio_id"):
         raise services.InvalidInput.single(
@@ -289,7 +290,8 @@ def _id_type(request, workspace) -> str:
     return id_type
 
 
-def _app_ref(workspace, id_type: str, value: str) -> services.Ref:
+def app_ref(workspace, id_type: str, value: str) -> services.Ref:
+    """Return a reference from an App API identifier (cio_ids may carry their prefix)."""
     if id_type == "cio_id":
         value = value.removeprefix("cio_")
     return services.make_ref(workspace, id_type, value, field="")
@@ -312,7 +314,7 @@ class CustomerAttributesView(AppView):
                                                      fields={"customer": Customer}),
                               404: SingleError, **APP_RESPONSES})
     def get(self, request, customer_id):
-        ref = _app_ref(self.workspace, _id_type(request, self.workspace), customer_id)
+        ref = app_ref(self.workspace, id_type_param(request, self.workspace), customer_id)
         person = (
             Person.objects.with_identifier(self.workspace, ref.kind, ref.value)
             .prefetch_related("devices")
@@ -337,11 +339,11 @@ class CustomersAttributesView(AppView):
             **APP_RESPONSES},
     )
     def post(self, request):
-        id_type = _id_type(request, self.workspace)
+        id_type = id_type_param(request, self.workspace)
         ids = request.data.get("ids") if isinstance(request.data, dict) else None
         if not isinstance(ids, list) or not 1 <= len(ids) <= 100:
             raise services.InvalidInput.single("ids", "invalid", "ids must be a list of 1 to 100 identifiers")
-        refs = [_app_ref(self.workspace, id_type, str(value)) for value in ids]
+        refs = [app_ref(self.workspace, id_type, str(value)) for value in ids]
         column = {"id": "customer_id", "email": "email_key", "cio_id": "cio_id"}[id_type]
         if id_type == "email":
             values = [ref.value.lower() for ref in refs]

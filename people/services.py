@@ -485,15 +485,10 @@ def _read_event(name, data, timestamp, type, dedup_id) -> _EventInput:
         problems.append(Problem("type", "invalid_value", "type must be one of event, page, screen"))
     if dedup_id is not None and (not isinstance(dedup_id, str) or not 0 < len(dedup_id) <= 64):
         problems.append(Problem("id", "invalid_value", "event id must be a string of 1 to 64 characters"))
-    moment = timezone.now()
-    if timestamp not in (None, ""):
-        try:
-            moment = v.datetime_from_unix(v.parse_unix_seconds(timestamp, field="timestamp"))
-        except InvalidInput as error:
-            problems += error.problems
+    moment = v.optional_moment(timestamp, field="timestamp", problems=problems)
     if problems:
         raise InvalidInput(problems)
-    return _EventInput(name.strip(), data or {}, moment, type, dedup_id or None)
+    return _EventInput(name.strip(), data or {}, moment or timezone.now(), type, dedup_id or None)
 
 
 def _get_or_create_person(workspace: Workspace, ref: Ref) -> tuple[Person | None, bool]:
@@ -626,12 +621,7 @@ def add_device(
                                 "device attributes must be an object"))
     elif attributes:
         problems += v.attribute_problems(attributes, field_prefix="device.attributes.")
-    used = None
-    if last_used not in (None, ""):
-        try:
-            used = v.datetime_from_unix(v.parse_unix_seconds(last_used, field="device.last_used"))
-        except InvalidInput as error:
-            problems += error.problems
+    used = v.optional_moment(last_used, field="device.last_used", problems=problems)
     if problems:
         raise InvalidInput(problems)
     if is_suppressed(workspace, [ref]):

@@ -158,6 +158,17 @@ def parse_unix_seconds(value: Any, *, field: str) -> int:
     return seconds
 
 
+def optional_moment(value: Any, *, field: str, problems: list[Problem]) -> datetime | None:
+    """Return an optional unix-seconds value as a datetime; add to ``problems`` if bad."""
+    if value in (None, ""):
+        return None
+    try:
+        return datetime_from_unix(parse_unix_seconds(value, field=field))
+    except InvalidInput as error:
+        problems += error.problems
+        return None
+
+
 def datetime_from_unix(seconds: int) -> datetime:
     return datetime.fromtimestamp(seconds, tz=UTC)
 

@@ -13,8 +13,7 @@ from rest_framework.response import Response
 
 from engage.api import AppView, TrackV1View, ok
 from engage.schema import APP_RESPONSES, TRACK_RESPONSES
-from people import services as people
-from people.api import CustomersByEmailView
+from people.api import ID_TYPE, CustomersByEmailView, app_ref, id_type_param
 from people.errors import InvalidInput
 from people.models import Person
 from segments import exports, services
@@ -22,7 +21,6 @@ from segments.conditions import ConditionError, matching_people, validate
 from segments.models import Export, Membership, Segment
 
 MAX_IDS = 1000
-ID_TYPE = OpenApiParameter("id_type", str, enum=["id", "email", "cio_id"], default="id")
 PAGING = [OpenApiParameter("start", str, description="The `next` of the previous page."),
           OpenApiParameter("limit", int)]
 
@@ -47,17 +45,6 @@ def _people_by(workspace, id_type: str, values: list) -> list[int]:
     return list(Person.objects.filter(workspace=workspace, **lookup).values_list("pk", flat=True))
 
 
-def _id_type(request, workspace) -> str:
-    id_type = request.query_params.get("id_type", "id")
-    if id_type not in ("id", "email", "cio_id"):
-        raise InvalidInput.single("id_type", "invalid",
-                                  f"unknown id_type '{id_type}': use id, email or cio_id")
-    if id_type == "email" and not workspace.email_is_identifier:
-        raise InvalidInput.single("id_type", "invalid",
-                                  "email is not an identifier in this workspace")
-    return id_type
-
-
 class ManualMembershipView(TrackV1View):
     """``POST /segments/{id}/add_customers`` and ``remove_customers``."""
 
@@ -67,7 +54,7 @@ class ManualMembershipView(TrackV1View):
                    summary="Add people to, or remove them from, a manual segment")
     def post(self, request, segment_id):
         segment = _segment(self.workspace, segment_id)
-        id_type = _id_type(request, self.workspace)
+        id_type = id_type_param(request, self.workspace)
         ids = self.body().get("ids")
         if not isinstance(ids, list) or not 1 <= len(ids) <= MAX_IDS:
             raise InvalidInput.single("ids", "invalid", f"ids must be a list of 1 to {MAX_IDS} "
@@ -178,10 +165,8 @@ class CustomerSegmentsView(AppView):
     @extend_schema(summary="Segments a person is in", parameters=[ID_TYPE],
                    responses={200: OpenApiTypes.OBJECT, **APP_RESPONSES})
     def get(self, request, customer_id):
-        id_type = _id_type(request, self.workspace)
-        ref = people.make_ref(self.workspace, id_type,
-                              customer_id.removeprefix("cio_") if id_type == "cio_id"
-                              else customer_id, field="")
+        id_type = id_type_param(request, self.workspace)
+        ref = app_ref(self.workspace, id_type, customer_id)
         person = Person.objects.with_identifier(self.workspace, ref.kind, ref.value).first()
         if person is None:
             raise NotFound("no person has this identifier")

@@ -1,20 +1,10 @@
 """App API reads of people: attributes, many attributes, and search by email."""
 
 import pytest
-from django.core.cache import cache
 from rest_framework.test import APIClient
 
 from people import services
 from tests.factories import make_person
-
-
-@pytest.fixture
-def app(workspace):
-    cache.clear()
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {workspace.app_api_key}")
-    yield client
-    cache.clear()
 
 
 def test_attributes_are_strings(app, workspace):

@@ -6,7 +6,6 @@ import json
 
 import pytest
 import time_machine
-from django.core.cache import cache
 from django.utils import timezone
 from rest_framework.test import APIClient
 
@@ -16,14 +15,9 @@ from tests.factories import make_person
 PRO = {"attribute": {"field": "plan", "operator": "eq", "value": "pro"}}
 
 
-@pytest.fixture
-def app(workspace, settings, tmp_path):
+@pytest.fixture(autouse=True)
+def export_dir(settings, tmp_path):
     settings.ENGAGE_EXPORT_DIR = str(tmp_path / "exports")
-    cache.clear()
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {workspace.app_api_key}")
-    yield client
-    cache.clear()
 
 
 def post(client, url, body):

@@ -3,23 +3,12 @@
 import json
 
 import pytest
-from django.core.cache import cache
-from rest_framework.test import APIClient
 
 from segments import services
 from segments.models import Membership, MembershipChange, Segment
 from tests.factories import make_person
 
 PRO = {"attribute": {"field": "plan", "operator": "eq", "value": "pro"}}
-
-
-@pytest.fixture
-def app(workspace):
-    cache.clear()
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {workspace.app_api_key}")
-    yield client
-    cache.clear()
 
 
 def post(client, url, body):
@@ -152,3 +141,29 @@ def test_customer_search_errors(app):
     response = post(app, "/v1/customers?start=%%%", {"filter": {"attribute": {
         "field": "a", "operator": "exists"}}})
     assert response.status_code == 400
+
+
+def test_track_calls_move_people_in_and_out_of_segments(track, workspace,
+                                                        django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        segment = services.create_segment(workspace, name="Engaged pro", conditions_tree={
+            "and": [PRO, {"event": {"name": "login", "count": {"operator": "gte", "value": 2}}}]})
+
+    def call(method, url, body):
+        with django_capture_on_commit_callbacks(execute=True):
+            response = getattr(track, method)(url, data=json.dumps(body),
+                                              content_type="application/json")
+        assert response.status_code == 200
+
+    call("put", "/api/v1/customers/u1", {"plan": "pro"})
+    call("post", "/api/v1/customers/u1/events", {"name": "login"})
+    assert member_ids(segment) == set()
+    call("post", "/api/v2/batch", {"batch": [
+        {"type": "person", "action": "event", "identifiers": {"id": "u1"}, "name": "login"}]})
+    assert member_ids(segment) == {"u1"}
+    call("put", "/api/v1/customers/u1", {"plan": "free"})
+    assert member_ids(segment) == set()
+    call("put", "/api/v1/customers/u1", {"plan": "pro"})
+    call("delete", "/api/v1/customers/u1", {})
+    assert [c.change for c in MembershipChange.objects.filter(segment=segment).order_by("pk")] == [
+        "entered", "exited", "entered", "exited"]
