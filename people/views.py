@@ -1,11 +1,18 @@
 """The People page: search, filters, keyset pages, HTMX updates."""
 
+import uuid
+
 from django.db.models import OuterRef, Subquery
-from django.shortcuts import render
+from django.http import HttpResponseBadRequest
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_POST
+from django_htmx.http import HttpResponseClientRedirect
 
 from engage.workspaces import role_required
 from people.forms import PeopleFilterForm
-from people.models import Event, Person
+from people.models import DeletionJob, Event, Person, Suppression
+from people.services import start_deletion_job
 
 PAGE_SIZE = 50
 COUNT_CAP = 10_000
@@ -33,7 +40,8 @@ def person_list(request):
     workspace = request.membership.workspace
     form = PeopleFilterForm(request.GET or None, workspace=workspace)
     people = filtered_people(workspace, form) if form.is_valid() or not form.is_bound else None
-    context = {"form": form, "people": [], "count": 0, "more": False, "next_before": None}
+    context = {"form": form, "people": [], "count": 0, "more": False, "next_before": None,
+               "token": uuid.uuid4().hex}
     if people is not None:
         last_seen = (Event.objects.filter(person=OuterRef("pk")).order_by("-timestamp")
                      .values("timestamp")[:1])
@@ -50,3 +58,77 @@ def person_list(request):
     if request.htmx and not request.htmx.boosted:
         template += "#people-table"
     return render(request, template, context)
+
+
+def _selected_people(request, workspace):
+    """Return the people a deletion form names: ticked rows, or all that match the filters."""
+    if request.POST.get("select_all") == "1":
+        form = PeopleFilterForm(request.POST, workspace=workspace)
+        if not form.is_valid():
+            return None, ""
+        return filtered_people(workspace, form), "People page: all people matching the filters"
+    try:
+        ids = [int(value) for value in request.POST.getlist("person")]
+    except ValueError:
+        return None, ""
+    return (Person.objects.in_workspace(workspace).filter(pk__in=ids),
+            "People page: selected people")
+
+
+@role_required("editor")
+@require_POST
+def person_bulk_delete(request):
+    """Start a deletion job for the confirmed set (a double submit starts only one)."""
+    workspace = request.membership.workspace
+    token = request.POST.get("token", "")
+    started = request.session.get("deletion_tokens", {})
+    if token and token in started:
+        return _to_job(request, started[token])
+    people, description = _selected_people(request, workspace)
+    if people is None:
+        return HttpResponseBadRequest("the selection could not be read")
+    suppress = request.POST.get("suppress") == "1"
+    job = start_deletion_job(workspace, people, suppress=suppress, actor=request.user,
+                             description=description, source=Suppression.Source.UI)
+    if token:
+        request.session["deletion_tokens"] = {**started, token: job.pk}
+    return _to_job(request, job.pk)
+
+
+def _to_job(request, job_id):
+    url = reverse("deletionjob-detail", args=[job_id])
+    if request.htmx:
+        return HttpResponseClientRedirect(url)
+    return redirect(url)
+
+
+@role_required("viewer")
+def deletion_job_detail(request, pk):
+    job = get_object_or_404(DeletionJob.objects.select_related("requested_by"),
+                            pk=pk, workspace=request.membership.workspace)
+    template = "people/deletionjob_detail.html"
+    if request.htmx:
+        template += "#job-progress"
+    return render(request, template, {"job": job})
+
+
+@role_required("viewer")
+def deletion_job_list(request):
+    jobs = (DeletionJob.objects.filter(workspace=request.membership.workspace)
+            .select_related("requested_by").order_by("-created_at")[:100])
+    return render(request, "people/deletionjob_list.html", {"jobs": jobs})
+
+
+@role_required("editor")
+@require_POST
+def person_bulk_delete_confirm(request):
+    """Render the confirmation dialog for a selection, with its exact count."""
+    workspace = request.membership.workspace
+    people, _ = _selected_people(request, workspace)
+    if people is None:
+        return HttpResponseBadRequest("the selection could not be read")
+    selection = [(key, value) for key in request.POST if key not in ("csrfmiddlewaretoken",)
+                 for value in request.POST.getlist(key)]
+    return render(request, "people/person_list.html#delete-dialog", {
+        "selected_count": people.count(), "selection": selection, "token": uuid.uuid4().hex,
+    })

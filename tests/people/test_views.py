@@ -5,6 +5,7 @@ from django.urls import reverse
 
 from engage.models import Membership
 from people import services
+from people.models import DeletionJob
 from segments import services as segments
 from tests.factories import make_member, make_person
 
@@ -114,3 +115,101 @@ def test_people_page_query_count_is_pinned(client, viewer, workspace,
         response = client.get(URL)
     assert len(response.context["people"]) == 30
     assert response.context["people"][0].last_seen is not None
+
+
+# --- bulk deletion from the People page ------------------------------------------------
+
+DELETE = reverse("person-bulk-delete")
+CONFIRM = reverse("person-bulk-delete-confirm")
+
+
+@pytest.fixture
+def editor(client, workspace):
+    user = make_member(workspace, Membership.Role.EDITOR)
+    client.force_login(user)
+    return user
+
+
+def test_viewers_are_not_offered_deletion_and_a_forged_post_is_403(client, viewer, workspace):
+    ada = make_person(workspace, "ada")
+    page = client.get(URL).content.decode()
+    assert "Delete forever" not in page and 'name="person"' not in page
+    assert client.post(CONFIRM, {"person": [ada.pk]}).status_code == 403
+    assert client.post(DELETE, {"person": [ada.pk], "suppress": "1"}).status_code == 403
+    assert workspace.people.filter(pk=ada.pk).exists()
+
+
+def test_confirmation_shows_the_exact_count_and_the_suppress_choice(client, editor, workspace):
+    people = [make_person(workspace, f"u{n}", plan="pro") for n in range(3)]
+    response = client.post(CONFIRM, {"person": [people[0].pk, people[2].pk]})
+    body = response.content.decode()
+    assert "Delete 2 people forever?" in body
+    assert "cannot be undone" in body
+    assert "Also suppress their identifiers, so they can never be added again" in body
+    assert workspace.people.count() == 3  # confirming deletes nothing
+
+
+def test_deleting_the_ticked_people_with_suppression(client, editor, workspace,
+                                                     django_capture_on_commit_callbacks):
+    ada, bob, cy = (make_person(workspace, name, email=f"{name}@example.com")
+                    for name in ("ada", "bob", "cy"))
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(DELETE, {"person": [ada.pk, bob.pk], "suppress": "1",
+                                        "token": "t1"})
+    assert response.status_code == 302
+    job = DeletionJob.objects.get()
+    assert response["Location"] == reverse("deletionjob-detail", args=[job.pk])
+    assert (job.state, job.total, job.deleted, job.suppressed) == ("done", 2, 2, 4)
+    assert list(workspace.people.values_list("customer_id", flat=True)) == ["cy"]
+    assert services.identify_person(workspace, services.Ref("id", "ada"), {}).outcome == \
+        "suppressed"
+    # A second submit of the same confirmation starts nothing new.
+    again = client.post(DELETE, {"person": [ada.pk, bob.pk], "suppress": "1", "token": "t1"})
+    assert again["Location"] == response["Location"] and DeletionJob.objects.count() == 1
+
+
+def test_select_all_deletes_the_set_matching_when_confirmed(client, editor, workspace,
+                                                            django_capture_on_commit_callbacks):
+    for number in range(5):
+        make_person(workspace, f"u{number}", plan="free" if number < 4 else "pro")
+    filters = {"field": "plan", "operator": "eq", "value": "free"}
+    with django_capture_on_commit_callbacks() as callbacks:
+        client.post(DELETE, {**filters, "select_all": "1", "token": "t2"})
+    make_person(workspace, "late", plan="free")  # matches only after the confirmation
+    for callback in callbacks:
+        callback()
+    job = DeletionJob.objects.get()
+    assert (job.total, job.deleted, job.suppressed) == (4, 4, 0)
+    assert sorted(workspace.people.values_list("customer_id", flat=True)) == ["late", "u4"]
+    assert job.description == "People page: all people matching the filters"
+
+
+def test_deleting_never_reaches_another_workspace(client, editor, workspace, other_workspace,
+                                                  django_capture_on_commit_callbacks):
+    theirs = make_person(other_workspace, "theirs")
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post(DELETE, {"person": [theirs.pk]})
+    assert other_workspace.people.filter(pk=theirs.pk).exists()
+    assert DeletionJob.objects.get().total == 0
+
+
+def test_job_page_shows_progress_and_polls_until_done(client, editor, workspace, settings):
+    settings.ENGAGE_DELETE_BATCH_SIZE = 1
+    people = [make_person(workspace, f"u{n}") for n in range(3)]
+    job = services.start_deletion_job(workspace, workspace.people.all(), suppress=False,
+                                      description="test")
+    services.run_deletion_job(job.pk, max_batches=1)
+
+    running = client.get(reverse("deletionjob-detail", args=[job.pk]), HTTP_HX_REQUEST="true")
+    body = running.content.decode()
+    assert 'hx-trigger="every 1s"' in body and "1 of 3 (33%)" in body
+    services.run_deletion_job(job.pk)
+    done = client.get(reverse("deletionjob-detail", args=[job.pk])).content.decode()
+    assert "every 1s" not in done and "3 of 3 (100%)" in done
+    assert people and client.get(reverse("deletionjob-list")).status_code == 200
+
+
+def test_another_workspaces_job_is_404(client, editor, other_workspace):
+    job = services.start_deletion_job(other_workspace, other_workspace.people.all(),
+                                      suppress=False, description="theirs")
+    assert client.get(reverse("deletionjob-detail", args=[job.pk])).status_code == 404
