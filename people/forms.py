@@ -1,3 +1,5 @@
+import json
+
 from django import forms
 from django.db.models import Q
 
@@ -75,3 +77,17 @@ class PeopleFilterForm(forms.Form):
         if "@" in term:
             condition |= Q(email_key=term.lower()) | Q(email__iexact=term)
         return people.filter(condition)
+
+
+class AttributeForm(forms.Form):
+    """Set one attribute; a value that reads as JSON (3, true, {...}) is stored as such."""
+
+    name = forms.CharField(max_length=150)
+    value = forms.CharField(required=False, help_text="Empty removes the attribute.")
+
+    def parsed_value(self):
+        value = self.cleaned_data["value"]
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value

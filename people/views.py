@@ -1,7 +1,9 @@
 """The People page: search, filters, keyset pages, HTMX updates."""
 
+import json
 import uuid
 
+from django.contrib import messages
 from django.db.models import OuterRef, Subquery
 from django.http import HttpResponseBadRequest
 from django.shortcuts import get_object_or_404, redirect, render
@@ -10,9 +12,11 @@ from django.views.decorators.http import require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
 from engage.workspaces import role_required
-from people.forms import PeopleFilterForm
-from people.models import DeletionJob, Event, Person, Suppression
+from people import services
+from people.forms import AttributeForm, PeopleFilterForm
+from people.models import Activity, DeletionJob, Event, Person, Suppression
 from people.services import start_deletion_job
+from segments.models import Segment
 
 PAGE_SIZE = 50
 COUNT_CAP = 10_000
@@ -132,3 +136,79 @@ def person_bulk_delete_confirm(request):
     return render(request, "people/person_list.html#delete-dialog", {
         "selected_count": people.count(), "selection": selection, "token": uuid.uuid4().hex,
     })
+
+
+EVENTS_PAGE = 20
+
+
+def _person_or_gone(request, cio_id):
+    workspace = request.membership.workspace
+    person = Person.objects.in_workspace(workspace).filter(cio_id=cio_id).first()
+    if person is not None:
+        return person, None
+    deleted = Activity.objects.filter(workspace=workspace, cio_id=cio_id,
+                                      kind=Activity.Kind.DELETED).first()
+    status = 410 if deleted else 404
+    return None, render(request, "people/person_gone.html",
+                        {"cio_id": cio_id, "deleted": deleted}, status=status)
+
+
+@role_required("viewer")
+def person_detail(request, cio_id):
+    person, gone = _person_or_gone(request, cio_id)
+    if gone:
+        return gone
+    events = person.events.order_by("-pk")
+    before = request.GET.get("events_before", "")
+    if before.isdigit():
+        events = events.filter(pk__lt=int(before))
+    events = list(events[:EVENTS_PAGE + 1])
+    context = {
+        "person": person,
+        "attributes_json": json.dumps(person.attributes, indent=2, sort_keys=True,
+                                      ensure_ascii=False),
+        "events": events[:EVENTS_PAGE],
+        "events_before": events[EVENTS_PAGE - 1].pk if len(events) > EVENTS_PAGE else None,
+        "segments": Segment.objects.filter(memberships__person=person).order_by("name"),
+        "devices": person.devices.order_by("-last_used"),
+        "activity": Activity.objects.filter(workspace=person.workspace, cio_id=person.cio_id)
+        .order_by("-created_at")[:50],
+        "attribute_form": AttributeForm(),
+    }
+    template = "people/person_detail.html"
+    if request.htmx and request.GET.get("events_before"):
+        template += "#person-events"
+    return render(request, template, context)
+
+
+@role_required("editor")
+@require_POST
+def person_set_attribute(request, cio_id):
+    person, gone = _person_or_gone(request, cio_id)
+    if gone:
+        return gone
+    form = AttributeForm(request.POST)
+    if form.is_valid():
+        try:
+            services.identify_person(person.workspace, services.Ref("cio_id", person.cio_id),
+                                     {form.cleaned_data["name"]: form.parsed_value()})
+        except services.InvalidInput as error:
+            messages.error(request, str(error))
+        else:
+            messages.success(request, f"Set {form.cleaned_data['name']}.")
+    else:
+        messages.error(request, "; ".join(e for errors in form.errors.values() for e in errors))
+    return redirect("person-detail", cio_id=person.cio_id)
+
+
+@role_required("editor")
+@require_POST
+def person_delete(request, cio_id):
+    person, gone = _person_or_gone(request, cio_id)
+    if gone:
+        return gone
+    suppress = request.POST.get("suppress") == "1"
+    services.delete_people(person.workspace, [person], suppress=suppress, actor=request.user,
+                           source=Suppression.Source.UI)
+    messages.success(request, "Deleted and suppressed." if suppress else "Deleted.")
+    return redirect("person-detail", cio_id=cio_id)

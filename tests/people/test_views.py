@@ -213,3 +213,70 @@ def test_another_workspaces_job_is_404(client, editor, other_workspace):
     job = services.start_deletion_job(other_workspace, other_workspace.people.all(),
                                       suppress=False, description="theirs")
     assert client.get(reverse("deletionjob-detail", args=[job.pk])).status_code == 404
+
+
+# --- the person page -------------------------------------------------------------------
+
+
+def detail(person):
+    return reverse("person-detail", args=[person.cio_id])
+
+
+def test_person_page_shows_everything_about_them(client, viewer, workspace):
+    beta = segments.create_segment(workspace, name="Beta")
+    ada = make_person(workspace, "ada", email="ada@example.com", company={"name": "Acme"})
+    segments.add_to_segment(beta, [ada.pk])
+    services.add_device(workspace, services.Ref("id", "ada"), token="tok", platform="ios")
+    for number in range(25):
+        services.track_event(workspace, services.Ref("id", "ada"), name=f"e{number}")
+
+    response = client.get(detail(ada))
+    body = response.content.decode()
+    assert '"company": {\n    "name": "Acme"' in body.replace("&quot;", '"')
+    assert "Beta" in body and "tok" in body and "Created" in body
+    assert [e.name for e in response.context["events"]][:2] == ["e24", "e23"]
+    older = client.get(detail(ada), {"events_before": response.context["events_before"]},
+                       HTTP_HX_REQUEST="true")
+    rows = older.content.decode()
+    assert "<td>e4</td>" in rows and "<td>e0</td>" in rows and "<td>e5</td>" not in rows
+    assert "<nav>" not in rows and "Older events" not in rows
+    assert "Delete forever" not in body  # a viewer
+
+
+def test_editors_set_attributes_through_identify(client, editor, workspace):
+    ada = make_person(workspace, "ada", plan="free")
+    client.post(reverse("person-set-attribute", args=[ada.cio_id]), {"name": "plan", "value": "pro"})
+    client.post(reverse("person-set-attribute", args=[ada.cio_id]), {"name": "seats", "value": "3"})
+    ada.refresh_from_db()
+    assert ada.attributes == {"plan": "pro", "seats": 3}
+    response = client.post(reverse("person-set-attribute", args=[ada.cio_id]),
+                           {"name": "bio", "value": "x" * 1001}, follow=True)
+    assert "cannot be longer than 1000 bytes" in response.content.decode()
+
+
+def test_viewers_cannot_edit_or_delete_a_person(client, viewer, workspace):
+    ada = make_person(workspace, "ada")
+    assert client.post(reverse("person-set-attribute", args=[ada.cio_id]),
+                       {"name": "plan", "value": "x"}).status_code == 403
+    assert client.post(reverse("person-delete", args=[ada.cio_id])).status_code == 403
+    assert workspace.people.filter(pk=ada.pk).exists()
+
+
+def test_deleting_from_the_person_page_leaves_a_gone_page(client, editor, workspace):
+    ada = make_person(workspace, "ada")
+    response = client.post(reverse("person-delete", args=[ada.cio_id]), follow=True)
+    assert response.status_code == 410
+    assert "This person was deleted" in response.content.decode()
+    assert not workspace.people.filter(pk=ada.pk).exists()
+
+    bob = make_person(workspace, "bob")
+    response = client.post(reverse("person-delete", args=[bob.cio_id]), {"suppress": "1"},
+                           follow=True)
+    assert response.status_code == 404  # forgotten: not even the deletion is tied to them
+    assert services.identify_person(workspace, services.Ref("id", "bob"), {}).outcome == \
+        "suppressed"
+
+
+def test_another_workspaces_person_is_404(client, viewer, other_workspace):
+    theirs = make_person(other_workspace, "theirs")
+    assert client.get(detail(theirs)).status_code == 404
