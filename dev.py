@@ -11,6 +11,7 @@ embedded SQLite file under var/.
 
 import hashlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -89,8 +90,23 @@ def start() -> int:
     return 0
 
 
+def ensure_chromium() -> None:
+    """Install Debian's Chromium for the browser tests when missing and we may."""
+    if shutil.which("chromium"):
+        return
+    if shutil.which("apt-get") and hasattr(os, "geteuid") and os.geteuid() == 0:
+        print("Installing Chromium for the browser tests ...", flush=True)
+        subprocess.run(["apt-get", "update", "-qq"], check=True)
+        subprocess.run(["apt-get", "install", "-y", "-qq", "chromium"], check=True,
+                       env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+    else:
+        print("Chromium is not installed: the browser tests (tests/browser) will fail. "
+              "Install your system's chromium package.", flush=True)
+
+
 def test(args: list[str]) -> int:
     ensure_environment("test")
+    ensure_chromium()
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     return subprocess.run([PYTHON, "-m", "pytest", *args], cwd=ROOT, env=env).returncode
 

@@ -27,6 +27,10 @@ TIMESTAMP_OPERATORS = {"is_timestamp", "timestamp_before", "timestamp_after"}
 PRESENCE_OPERATORS = {"exists", "not_exists"}
 ATTRIBUTE_OPERATORS = TEXT_OPERATORS | NUMBER_OPERATORS | TIMESTAMP_OPERATORS | PRESENCE_OPERATORS
 COUNT_OPERATORS = {"eq", "neq", "gt", "gte", "lt", "lte"}
+COUNT_SIGNS = {"eq": "=", "neq": "<>", "gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
+# The comparison that holds exactly when the operator's does not.
+COUNT_COMPLEMENTS = {"eq": "neq", "neq": "eq", "gt": "lte", "gte": "lt", "lt": "gte",
+                     "lte": "gt"}
 NEGATIONS = {"neq": "eq", "not_contains": "contains", "not_exists": "exists"}
 # Fields read from the person's columns rather than their attributes.
 COLUMN_FIELDS = {"id": "customer_id", "cio_id": "cio_id", "unsubscribed": "unsubscribed"}
@@ -265,6 +269,11 @@ def sql_string(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
+def _compare_count(count: int, operator: str, number: int) -> bool:
+    return {"eq": count == number, "neq": count != number, "gt": count > number,
+            "gte": count >= number, "lt": count < number, "lte": count <= number}[operator]
+
+
 def _is_scalar(value: Any) -> bool:
     return isinstance(value, str | bool | int | float)
 
@@ -308,14 +317,31 @@ class _Ref:
 
 
 class Compiler:
-    """Compile a validated tree for one database, with "now" fixed at construction."""
+    """Compile a validated tree for one database, with "now" fixed at construction.
+
+    Two forms of the same conditions, chosen by the caller for the rows it evaluates:
+
+    * set-wide (``correlated=False``, the default), for many people at once (a full
+      recompute, previews, searches, exports): an event count is a set of person ids,
+      ``GROUP BY person_id HAVING COUNT(*) ...`` over the workspace's matching events,
+      computed once, that PostgreSQL joins with a hash semi or anti join. It needs the
+      workspace (``workspace_id``) to read only that workspace's events.
+    * correlated (``correlated=True``), for a few given people (``evaluate_people``):
+      each event condition looks up that person's events through the
+      (person, name, timestamp) index and counts no further than the comparison needs.
+
+    Both give the same answer for every person.
+    """
 
     def __init__(self, *, now: datetime | None = None, connection=None,
-                 person_table: str = "people_person"):
+                 person_table: str = "people_person", correlated: bool = False,
+                 workspace_id: int | None = None):
         self.connection = connection or default_connection
         self.vendor = self.connection.vendor
         self.now = now or timezone.now()
         self.person = person_table
+        self.correlated = correlated
+        self.workspace_id = workspace_id
         self.params: list = []
         self._aliases = 0
 
@@ -364,23 +390,40 @@ class Compiler:
     def event(self, body: dict) -> str:
         count = body.get("count") or {"operator": "gte", "value": 1}
         operator, number = count["operator"], count["value"]
-        where = [f"ev.person_id = {self.person}.id", f"ev.name = {self.param(body['name'])}"]
+        where = []
+        if not self.correlated and self.workspace_id is not None:
+            # Every event of a person is in the person's workspace; saying so lets the
+            # set-wide forms read the workspace's events by (workspace, name, timestamp).
+            where.append(f"ev.workspace_id = {self.param(self.workspace_id)}")
+        where.append(f"ev.name = {self.param(body['name'])}")
         if body.get("within_days") is not None:
             since = self.now - timedelta(days=body["within_days"])
             value = self.connection.ops.adapt_datetimefield_value(since)
             where.append(f"ev.timestamp >= {self.param(value)}")
         for condition in body.get("filters") or []:
             where.append(self.attribute(condition, "ev.data", columns=False))
-        rows = f"SELECT 1 FROM people_event ev WHERE {' AND '.join(where)}"
+        mine = f"ev.person_id = {self.person}.id"
+        rows = f"SELECT 1 FROM people_event ev WHERE {' AND '.join([mine, *where])}"
         if (operator, number) in {("gte", 1), ("gt", 0), ("neq", 0)}:
             return f"EXISTS ({rows})"
         if (operator, number) in {("eq", 0), ("lt", 1), ("lte", 0)}:
             return f"(NOT EXISTS ({rows}))"
-        # Count no further than the comparison needs.
-        cap = number + 1
-        sign = {"eq": "=", "neq": "<>", "gt": ">", "gte": ">=", "lt": "<", "lte": "<="}[operator]
-        return (f"((SELECT COUNT(*) FROM ({rows} LIMIT {int(cap)}) counted) "
-                f"{sign} {self.param(number)})")
+        if self.correlated:
+            # Count no further than the comparison needs.
+            cap = number + 1
+            return (f"((SELECT COUNT(*) FROM ({rows} LIMIT {int(cap)}) counted) "
+                    f"{COUNT_SIGNS[operator]} {self.param(number)})")
+        # People without any such event (a count of 0) form no group: when the comparison
+        # holds for 0, match those in no group whose count fails it, else those in a group
+        # whose count passes it.
+        holds_at_zero = _compare_count(0, operator, number)
+        having = COUNT_SIGNS[COUNT_COMPLEMENTS[operator] if holds_at_zero else operator]
+        grouped = self.alias("g")
+        counted = (f"SELECT ev.person_id FROM people_event ev WHERE {' AND '.join(where)} "
+                   f"GROUP BY ev.person_id HAVING COUNT(*) {having} {self.param(number)}")
+        found = (f"EXISTS (SELECT 1 FROM ({counted}) {grouped} "
+                 f"WHERE {grouped}.person_id = {self.person}.id)")
+        return f"(NOT {found})" if holds_at_zero else found
 
     def attribute(self, body: dict, json_column: str, *, columns: bool) -> str:
         operator = body["operator"]
@@ -578,18 +621,24 @@ class _ColumnRef(_Ref):
                 f"THEN CAST(trim({self.column}) AS NUMERIC) END)")
 
 
-def compile_tree(tree: dict, *, now: datetime | None = None, connection=None) -> Compiled:
-    """Compile a validated tree to a SQL condition over ``people_person``."""
-    return Compiler(now=now, connection=connection).compile(tree)
+def compile_tree(tree: dict, *, now: datetime | None = None, connection=None,
+                 correlated: bool = False, workspace_id: int | None = None) -> Compiled:
+    """Compile a validated tree to a SQL condition over ``people_person``.
+
+    Set-wide by default (for many people); ``correlated=True`` for a few (see Compiler).
+    """
+    return Compiler(now=now, connection=connection, correlated=correlated,
+                    workspace_id=workspace_id).compile(tree)
 
 
-def matching_people(workspace, tree: dict, *, now: datetime | None = None):
+def matching_people(workspace, tree: dict, *, now: datetime | None = None,
+                    correlated: bool = False):
     """Return the workspace's people that ``tree`` matches, as a QuerySet."""
     from django.db.models.expressions import RawSQL
 
     from people.models import Person
 
-    compiled = compile_tree(tree, now=now)
+    compiled = compile_tree(tree, now=now, correlated=correlated, workspace_id=workspace.pk)
     subquery = RawSQL(
         "SELECT people_person.id FROM people_person WHERE people_person.workspace_id = %s "
         f"AND {compiled.sql}",

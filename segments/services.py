@@ -114,38 +114,60 @@ def _enqueue_recompute(segment_id: int) -> None:
 # --- full recompute --------------------------------------------------------------------
 
 
-def _condition_sql(segment: Segment, now) -> tuple[str, list]:
-    compiled = conditions.compile_tree(segment.conditions, now=now)
+def _condition_sql(segment: Segment, now, *, correlated: bool = False) -> tuple[str, list]:
+    """Compile the segment's tree: set-wide for a full recompute, correlated for a few."""
+    compiled = conditions.compile_tree(segment.conditions, now=now, correlated=correlated,
+                                       workspace_id=segment.workspace_id)
     return compiled.sql, compiled.params
 
 
-def _id_filter(column: str, person_ids: list[int] | None) -> tuple[str, list]:
-    if person_ids is None:
-        return "", []
-    placeholders = ", ".join(["%s"] * len(person_ids))
-    return f" AND {column} IN ({placeholders})", list(person_ids)
-
-
-def _enter(segment: Segment, now, person_ids: list[int] | None = None) -> int:
+def _recompute_postgresql(segment: Segment, now) -> Changes:
+    """Find the matching set once; remove who left, add who entered, log both, in order."""
     condition, params = _condition_sql(segment, now)
-    restrict, restrict_params = _id_filter("people_person.id", person_ids)
-    where = (f"people_person.workspace_id = %s AND {condition}{restrict} AND NOT EXISTS "
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            WITH wanted AS MATERIALIZED (
+                SELECT people_person.id FROM people_person
+                WHERE people_person.workspace_id = %s AND {condition}
+            ), exited AS (
+                DELETE FROM segments_membership m WHERE m.segment_id = %s
+                AND NOT EXISTS (SELECT 1 FROM wanted w WHERE w.id = m.person_id)
+                RETURNING m.person_id
+            ), entered AS (
+                INSERT INTO segments_membership (segment_id, person_id, entered_at)
+                SELECT %s, w.id, %s FROM wanted w
+                WHERE NOT EXISTS (SELECT 1 FROM segments_membership m
+                                  WHERE m.segment_id = %s AND m.person_id = w.id)
+                ORDER BY w.id ON CONFLICT DO NOTHING RETURNING person_id
+            ), logged AS (
+                INSERT INTO segments_membershipchange
+                    (workspace_id, segment_id, person_id, change, at)
+                SELECT %s, %s, c.person_id, c.change, %s FROM (
+                    SELECT person_id, %s AS change, 0 AS step FROM exited
+                    UNION ALL SELECT person_id, %s, 1 FROM entered
+                ) c ORDER BY c.step, c.person_id
+                RETURNING change
+            )
+            SELECT COUNT(*) FILTER (WHERE change = %s), COUNT(*) FILTER (WHERE change = %s)
+            FROM logged
+            """,
+            [segment.workspace_id, *params, segment.pk, segment.pk, now, segment.pk,
+             segment.workspace_id, segment.pk, now, EXITED, ENTERED, ENTERED, EXITED],
+        )
+        entered, exited = cursor.fetchone()
+    return Changes(entered=entered, exited=exited)
+
+
+def _enter(segment: Segment, now) -> int:
+    """Add the people who match and are not members yet (SQLite: one writer at a time)."""
+    condition, params = _condition_sql(segment, now)
+    where = (f"people_person.workspace_id = %s AND {condition} AND NOT EXISTS "
              "(SELECT 1 FROM segments_membership m WHERE m.segment_id = %s "
              "AND m.person_id = people_person.id)")
-    where_params = [segment.workspace_id, *params, *restrict_params, segment.pk]
+    where_params = [segment.workspace_id, *params, segment.pk]
     at = connection.ops.adapt_datetimefield_value(now)
     with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            cursor.execute(
-                "WITH entered AS (INSERT INTO segments_membership (segment_id, person_id, "
-                f"entered_at) SELECT %s, people_person.id, %s FROM people_person WHERE {where} "
-                "ORDER BY people_person.id ON CONFLICT DO NOTHING RETURNING person_id) "
-                "INSERT INTO segments_membershipchange (workspace_id, segment_id, person_id, "
-                "change, at) SELECT %s, %s, person_id, %s, %s FROM entered ORDER BY person_id",
-                [segment.pk, at, *where_params, segment.workspace_id, segment.pk, ENTERED, at],
-            )
-            return cursor.rowcount
-        # SQLite runs one writer at a time, so both statements see the same set.
         cursor.execute(
             "INSERT INTO segments_membershipchange (workspace_id, segment_id, person_id, "
             f"change, at) SELECT %s, %s, people_person.id, %s, %s FROM people_person "
@@ -161,30 +183,14 @@ def _enter(segment: Segment, now, person_ids: list[int] | None = None) -> int:
         return entered
 
 
-def _exit(segment: Segment, now, person_ids: list[int] | None = None,
-          *, everyone: bool = False) -> int:
-    """Remove members who no longer match (or, with ``everyone``, all of them)."""
+def _exit(segment: Segment, now) -> int:
+    """Remove the members who no longer match (SQLite)."""
     at = connection.ops.adapt_datetimefield_value(now)
-    restrict, restrict_params = _id_filter("m.person_id", person_ids)
-    if everyone:
-        stays, stays_params = "", []
-    else:
-        condition, params = _condition_sql(segment, now)
-        stays = (" AND NOT EXISTS (SELECT 1 FROM people_person WHERE people_person.id = "
-                 f"m.person_id AND {condition})")
-        stays_params = params
-    where = f"m.segment_id = %s{restrict}{stays}"
-    where_params = [segment.pk, *restrict_params, *stays_params]
+    condition, params = _condition_sql(segment, now)
+    where = ("m.segment_id = %s AND NOT EXISTS (SELECT 1 FROM people_person WHERE "
+             f"people_person.id = m.person_id AND {condition})")
+    where_params = [segment.pk, *params]
     with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            cursor.execute(
-                f"WITH exited AS (DELETE FROM segments_membership m WHERE {where} "
-                "RETURNING person_id) INSERT INTO segments_membershipchange (workspace_id, "
-                "segment_id, person_id, change, at) SELECT %s, %s, person_id, %s, %s "
-                "FROM exited ORDER BY person_id",
-                [*where_params, segment.workspace_id, segment.pk, EXITED, at],
-            )
-            return cursor.rowcount
         cursor.execute(
             "INSERT INTO segments_membershipchange (workspace_id, segment_id, person_id, "
             "change, at) SELECT %s, %s, m.person_id, %s, %s FROM segments_membership m "
@@ -209,7 +215,10 @@ def recompute_segment(segment: Segment) -> Changes:
         return Changes()
     now = timezone.now()
     with transaction.atomic():
-        changes = Changes(exited=_exit(segment, now), entered=_enter(segment, now))
+        if connection.vendor == "postgresql":
+            changes = _recompute_postgresql(segment, now)
+        else:
+            changes = Changes(exited=_exit(segment, now), entered=_enter(segment, now))
         Segment.objects.filter(pk=segment.pk).update(computed_at=now)
         if changes.entered or changes.exited:
             for dependent in segment.dependents.filter(archived=False).values_list("pk",
@@ -224,10 +233,11 @@ def recompute_segment(segment: Segment) -> Changes:
 def _levels(segments: list[Segment]) -> list[list[Segment]]:
     """Order segments so each comes after the segments its conditions reference."""
     by_id = {segment.pk: segment for segment in segments}
-    references = {
-        segment.pk: {ref.pk for ref in segment.depends_on.all()} & set(by_id)
-        for segment in segments
-    } if segments else {}
+    references = {pk: set() for pk in by_id}
+    for source, target in Segment.depends_on.through.objects.filter(
+            from_segment_id__in=list(by_id), to_segment_id__in=list(by_id)).values_list(
+            "from_segment_id", "to_segment_id"):
+        references[source].add(target)
     levels, placed = [], set()
     while len(placed) < len(by_id):
         level = [by_id[pk] for pk, refs in references.items()
@@ -242,23 +252,30 @@ def _levels(segments: list[Segment]) -> list[list[Segment]]:
 def evaluate_people(workspace: Workspace, person_ids: list[int]) -> Changes:
     """Re-evaluate every active data-driven segment of the workspace for these people."""
     changes = Changes()
+    if not person_ids:
+        return changes
     segments = list(
         Segment.objects.in_workspace(workspace).data_driven().active()
-        .prefetch_related("depends_on")
+        .only("pk", "workspace_id", "conditions")
     )
-    if not segments or not person_ids:
+    if not segments:
         return changes
+    levels = _levels(segments)
     now = timezone.now()
     with transaction.atomic():
-        existing = set(Person.objects.filter(workspace=workspace, pk__in=person_ids)
-                       .values_list("pk", flat=True))
-        if not existing:
-            return changes
-        ids = sorted(existing)
-        for level in _levels(segments):
-            wanted = _matches(workspace, level, ids, now)
-            current = set(Membership.objects.filter(segment__in=level, person_id__in=ids)
+        ids = sorted(set(person_ids))
+        # Memberships of a level change only when that level is evaluated, so the current
+        # ones of every level can be read at once, before any is written.
+        current_all = set(Membership.objects.filter(segment__in=segments, person_id__in=ids)
                           .values_list("segment_id", "person_id"))
+        for number, level in enumerate(levels):
+            found, wanted = _matches(workspace, level, ids, now)
+            if number == 0:
+                ids = sorted(found)  # the people that exist, in this workspace
+                if not ids:
+                    return changes
+            level_ids = {segment.pk for segment in level}
+            current = {(s, p) for s, p in current_all if s in level_ids and p in found}
             entering = sorted(wanted - current)
             leaving = sorted(current - wanted)
             if entering:
@@ -271,37 +288,43 @@ def evaluate_people(workspace: Workspace, person_ids: list[int]) -> Changes:
                 for segment_id, person_id in leaving:
                     condition |= Q(segment_id=segment_id, person_id=person_id)
                 Membership.objects.filter(condition).delete()
-            MembershipChange.objects.bulk_create(
-                [MembershipChange(workspace=workspace, segment_id=s, person_id=p,
-                                  change=ENTERED, at=now) for s, p in entering]
-                + [MembershipChange(workspace=workspace, segment_id=s, person_id=p,
-                                    change=EXITED, at=now) for s, p in leaving]
-            )
+            if entering or leaving:
+                MembershipChange.objects.bulk_create(
+                    [MembershipChange(workspace=workspace, segment_id=s, person_id=p,
+                                      change=ENTERED, at=now) for s, p in entering]
+                    + [MembershipChange(workspace=workspace, segment_id=s, person_id=p,
+                                        change=EXITED, at=now) for s, p in leaving]
+                )
             changes.entered += len(entering)
             changes.exited += len(leaving)
     return changes
 
 
 def _matches(workspace: Workspace, segments: list[Segment], person_ids: list[int],
-             now) -> set[tuple[int, int]]:
-    """Return (segment, person) pairs that match, with one query for all of them."""
+             now) -> tuple[set[int], set[tuple[int, int]]]:
+    """Return the people found and the (segment, person) pairs that match, in one query.
+
+    The conditions are compiled in their correlated form: each person's events are
+    looked up through the (person, name, timestamp) index.
+    """
     columns, params = [], []
     for segment in segments:
-        sql, segment_params = _condition_sql(segment, now)
+        sql, segment_params = _condition_sql(segment, now, correlated=True)
         columns.append(f"CASE WHEN {sql} THEN 1 ELSE 0 END")
         params += segment_params
-    restrict, restrict_params = _id_filter("people_person.id", person_ids)
+    placeholders = ", ".join(["%s"] * len(person_ids))
     with connection.cursor() as cursor:
         cursor.execute(
             f"SELECT people_person.id, {', '.join(columns)} FROM people_person "
-            f"WHERE people_person.workspace_id = %s{restrict}",
-            [*params, workspace.pk, *restrict_params],
+            f"WHERE people_person.workspace_id = %s AND people_person.id IN ({placeholders})",
+            [*params, workspace.pk, *person_ids],
         )
-        return {
-            (segment.pk, row[0])
-            for row in cursor.fetchall()
-            for segment, matched in zip(segments, row[1:], strict=True) if matched
-        }
+        rows = cursor.fetchall()
+    return {row[0] for row in rows}, {
+        (segment.pk, row[0])
+        for row in rows
+        for segment, matched in zip(segments, row[1:], strict=True) if matched
+    }
 
 
 # --- manual segments -------------------------------------------------------------------

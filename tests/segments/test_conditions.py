@@ -26,13 +26,19 @@ def people(workspace):
     return workspace
 
 
-def match(workspace, field, operator, value=None, *, now=NOW):
+@pytest.fixture(params=[False, True], ids=["set-wide", "correlated"])
+def correlated(request):
+    """Every test that takes this runs with both forms of the compiled conditions."""
+    return request.param
+
+
+def match(workspace, field, operator, value=None, *, now=NOW, correlated=False):
     condition = {"field": field, "operator": operator}
     if value is not None:
         condition["value"] = value
     tree = {"attribute": condition}
     validate(tree, workspace=workspace)
-    found = matching_people(workspace, tree, now=now)
+    found = matching_people(workspace, tree, now=now, correlated=correlated)
     return set(found.values_list("customer_id", flat=True))
 
 
@@ -75,8 +81,8 @@ def match(workspace, field, operator, value=None, *, now=NOW):
     ("unsubscribed", "eq", False, {"ada", "bob", "cy"}),
     ("email", "eq", "cy@example.com", {"cy"}),
 ])
-def test_attribute_operators(people, field, operator, value, expected):
-    assert match(people, field, operator, value) == expected
+def test_attribute_operators(people, field, operator, value, expected, correlated):
+    assert match(people, field, operator, value, correlated=correlated) == expected
 
 
 def test_timestamp_operators(people):
@@ -101,13 +107,14 @@ def track(workspace, who, name, days_ago, **data):
         services.track_event(workspace, services.Ref("id", who), name=name, data=data)
 
 
-def event_match(workspace, **body):
+def event_match(workspace, correlated=False, **body):
     tree = {"event": body}
     validate(tree, workspace=workspace)
-    return set(matching_people(workspace, tree, now=NOW).values_list("customer_id", flat=True))
+    found = matching_people(workspace, tree, now=NOW, correlated=correlated)
+    return set(found.values_list("customer_id", flat=True))
 
 
-def test_event_conditions(people):
+def test_event_conditions(people, correlated):
     for days in (1, 2, 3):
         track(people, "ada", "login", days)
     track(people, "ada", "login", 20)
@@ -115,23 +122,25 @@ def test_event_conditions(people):
     track(people, "bob", "purchase", 5, plan="pro", items=[{"price": 99}])
     track(people, "cy", "purchase", 5, plan="free")
 
-    assert event_match(people, name="login") == {"ada", "bob"}
-    assert event_match(people, name="login", count={"operator": "eq", "value": 0}) == {"cy"}
-    assert event_match(people, name="login", count={"operator": "gte", "value": 3},
-                       within_days=7) == {"ada"}
-    assert event_match(people, name="login", count={"operator": "eq", "value": 4}) == {"ada"}
-    assert event_match(people, name="login", count={"operator": "lt", "value": 2}) == {"bob", "cy"}
-    assert event_match(people, name="login", within_days=30) == {"ada"}
-    assert event_match(people, name="purchase",
-                       filters=[{"field": "plan", "operator": "eq", "value": "pro"}]) == {"bob"}
-    assert event_match(people, name="purchase", filters=[
+    def found(**body):
+        return event_match(people, correlated, **body)
+
+    assert found(name="login") == {"ada", "bob"}
+    assert found(name="login", count={"operator": "eq", "value": 0}) == {"cy"}
+    assert found(name="login", count={"operator": "gte", "value": 3},
+                 within_days=7) == {"ada"}
+    assert found(name="login", count={"operator": "eq", "value": 4}) == {"ada"}
+    assert found(name="login", count={"operator": "lt", "value": 2}) == {"bob", "cy"}
+    assert found(name="login", within_days=30) == {"ada"}
+    assert found(name="purchase",
+                 filters=[{"field": "plan", "operator": "eq", "value": "pro"}]) == {"bob"}
+    assert found(name="purchase", filters=[
         {"field": "items[].price", "operator": "gt", "value": 50}]) == {"bob"}
-    assert event_match(people, name="purchase", count={"operator": "eq", "value": 0},
-                       filters=[{"field": "plan", "operator": "eq", "value": "free"}]) == {
-        "ada", "bob"}
+    assert found(name="purchase", count={"operator": "eq", "value": 0},
+                 filters=[{"field": "plan", "operator": "eq", "value": "free"}]) == {"ada", "bob"}
 
 
-def test_and_or_not_and_segment(people):
+def test_and_or_not_and_segment(people, correlated):
     segment = Segment.objects.create(workspace=people, name="VIPs", kind="manual",
                                      created_at=NOW, updated_at=NOW)
     Membership.objects.create(segment=segment, person=people.people.get(customer_id="bob"),
@@ -142,11 +151,11 @@ def test_and_or_not_and_segment(people):
         {"segment": {"id": segment.pk}},
     ]}
     validate(tree, workspace=people)
-    found = matching_people(people, tree, now=NOW).values_list("customer_id", flat=True)
-    assert set(found) == {"ada", "bob"}
+    found = matching_people(people, tree, now=NOW, correlated=correlated)
+    assert set(found.values_list("customer_id", flat=True)) == {"ada", "bob"}
     not_in = {"not": {"segment": {"id": segment.pk}}}
-    assert set(matching_people(people, not_in).values_list("customer_id", flat=True)) == {
-        "ada", "cy"}
+    found = matching_people(people, not_in, correlated=correlated)
+    assert set(found.values_list("customer_id", flat=True)) == {"ada", "cy"}
 
 
 def test_other_workspaces_never_match(people, other_workspace):
