@@ -223,6 +223,10 @@ ENGAGE_EXPORT_DIR = os.environ.get("ENGAGE_EXPORT_DIR", str(VAR_DIR / "exports")
 ENGAGE_SYNC_DELETE_LIMIT = int(os.environ.get("ENGAGE_SYNC_DELETE_LIMIT", "500"))
 ENGAGE_DELETE_BATCH_SIZE = int(os.environ.get("ENGAGE_DELETE_BATCH_SIZE", "2000"))
 
+# Re-evaluating people against every segment uses prepared statements on PostgreSQL; turn
+# them off behind a pooler that cannot keep them (PgBouncer before 1.21 in transaction mode).
+ENGAGE_PREPARED_STATEMENTS = env_bool("ENGAGE_PREPARED_STATEMENTS", default=True)
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

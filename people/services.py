@@ -15,12 +15,13 @@ from enum import StrEnum
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, connection, transaction
 from django.core.exceptions import EmptyResultSet
+from django.db import IntegrityError, connection, transaction
 from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
 from engage.models import Workspace
+from engage.sql import in_ids
 from people import validation as v
 from people.errors import InvalidInput, Problem
 from people.models import (
@@ -770,13 +771,6 @@ def delete_people(
     return result
 
 
-def _in_ids(column: str, ids: list[int]) -> tuple[str, list]:
-    """Return ``column`` IN ids as SQL: one array parameter on PostgreSQL."""
-    if connection.vendor == "postgresql":
-        return f"{column} = ANY(%s)", [list(ids)]
-    return f"{column} IN ({', '.join(['%s'] * len(ids))})", list(ids)
-
-
 def _delete_batch(
     workspace: Workspace,
     person_ids: list[int],
@@ -795,7 +789,7 @@ def _delete_batch(
     now = connection.ops.adapt_datetimefield_value(timezone.now())
     json_param = "CAST(%s AS jsonb)" if postgres else "%s"
     with connection.cursor() as cursor:
-        batch, batch_params = _in_ids("id", person_ids)
+        batch, batch_params = in_ids("id", person_ids)
         cursor.execute(
             f"SELECT id, cio_id FROM people_person WHERE workspace_id = %s AND {batch} "
             f"ORDER BY id{' FOR UPDATE' if postgres else ''}",
@@ -810,10 +804,10 @@ def _delete_batch(
             sender=Person, workspace=workspace, person_ids=pks, cio_ids=cio_ids,
             suppress=suppress,
         )
-        ids, ids_params = _in_ids("person_id", pks)
+        ids, ids_params = in_ids("person_id", pks)
         cursor.execute(f"DELETE FROM people_event WHERE {ids}", ids_params)
         cursor.execute(f"DELETE FROM people_device WHERE {ids}", ids_params)
-        people, people_params = _in_ids("id", pks)
+        people, people_params = in_ids("id", pks)
         suppressed = 0
         if suppress:
             # The identifiers of one person share a group: a random salt for the batch

@@ -6,14 +6,18 @@ workspace for them with one query per level of segment references. Every entry a
 exit is written to ``MembershipChange``, in order, for campaigns to consume.
 """
 
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+import psycopg
+from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
 from engage.models import Workspace
+from engage.sql import in_ids
 from people.models import Person
 from segments import conditions
 from segments.models import (
@@ -230,14 +234,18 @@ def recompute_segment(segment: Segment) -> Changes:
 # --- re-evaluating a few people --------------------------------------------------------
 
 
-def _levels(segments: list[Segment]) -> list[list[Segment]]:
+def _levels(workspace: Workspace, segments: list[Segment]) -> list[list[Segment]]:
     """Order segments so each comes after the segments its conditions reference."""
     by_id = {segment.pk: segment for segment in segments}
     references = {pk: set() for pk in by_id}
-    for source, target in Segment.depends_on.through.objects.filter(
-            from_segment_id__in=list(by_id), to_segment_id__in=list(by_id)).values_list(
-            "from_segment_id", "to_segment_id"):
-        references[source].add(target)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT d.from_segment_id, d.to_segment_id FROM segments_segment_depends_on d "
+            "JOIN segments_segment s ON s.id = d.from_segment_id WHERE s.workspace_id = %s",
+            [workspace.pk])
+        for source, target in cursor.fetchall():
+            if source in by_id and target in by_id:
+                references[source].add(target)
     levels, placed = [], set()
     while len(placed) < len(by_id):
         level = [by_id[pk] for pk, refs in references.items()
@@ -260,14 +268,14 @@ def evaluate_people(workspace: Workspace, person_ids: list[int]) -> Changes:
     )
     if not segments:
         return changes
-    levels = _levels(segments)
+    levels = _levels(workspace, segments)
     now = timezone.now()
     with transaction.atomic():
+        _prefer_generic_plans()
         ids = sorted(set(person_ids))
         # Memberships of a level change only when that level is evaluated, so the current
         # ones of every level can be read at once, before any is written.
-        current_all = set(Membership.objects.filter(segment__in=segments, person_id__in=ids)
-                          .values_list("segment_id", "person_id"))
+        current_all = _current_memberships(workspace, ids)
         for number, level in enumerate(levels):
             found, wanted = _matches(workspace, level, ids, now)
             if number == 0:
@@ -300,6 +308,18 @@ def evaluate_people(workspace: Workspace, person_ids: list[int]) -> Changes:
     return changes
 
 
+def _current_memberships(workspace: Workspace, person_ids: list[int]) -> set[tuple[int, int]]:
+    """Return the (segment, person) memberships of these people in data-driven segments."""
+    people, params = in_ids("m.person_id", person_ids)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT m.segment_id, m.person_id FROM segments_membership m "
+            "JOIN segments_segment s ON s.id = m.segment_id "
+            f"WHERE {people} AND s.workspace_id = %s AND s.kind = %s",
+            [*params, workspace.pk, Segment.Kind.DATA_DRIVEN])
+        return set(cursor.fetchall())
+
+
 def _matches(workspace: Workspace, segments: list[Segment], person_ids: list[int],
              now) -> tuple[set[int], set[tuple[int, int]]]:
     """Return the people found and the (segment, person) pairs that match, in one query.
@@ -312,19 +332,69 @@ def _matches(workspace: Workspace, segments: list[Segment], person_ids: list[int
         sql, segment_params = _condition_sql(segment, now, correlated=True)
         columns.append(f"CASE WHEN {sql} THEN 1 ELSE 0 END")
         params += segment_params
-    placeholders = ", ".join(["%s"] * len(person_ids))
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT people_person.id, {', '.join(columns)} FROM people_person "
-            f"WHERE people_person.workspace_id = %s AND people_person.id IN ({placeholders})",
-            [*params, workspace.pk, *person_ids],
-        )
-        rows = cursor.fetchall()
+    people, people_params = in_ids("people_person.id", person_ids)
+    rows = _fetch_prepared(
+        f"SELECT people_person.id, {', '.join(columns)} FROM people_person "
+        f"WHERE people_person.workspace_id = %s AND {people}",
+        [*params, workspace.pk, *people_params])
     return {row[0] for row in rows}, {
         (segment.pk, row[0])
         for row in rows
         for segment, matched in zip(segments, row[1:], strict=True) if matched
     }
+
+
+def _fetch_prepared(sql: str, params: list) -> list[tuple]:
+    """Run a query as a prepared statement of this connection (PostgreSQL), in a transaction.
+
+    Re-evaluating people runs the same large statement (one CASE per segment) again and
+    again, with other people and another "now": planning it takes several times longer
+    than running it. Bound on the server and prepared, it is planned once per connection
+    and set of segments. ``ENGAGE_PREPARED_STATEMENTS = False`` turns this off for
+    connection poolers that cannot keep prepared statements.
+    """
+    if not _preparing():
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            return cursor.fetchall()
+    connection.ensure_connection()
+    if connection.connection.prepare_threshold is None:
+        # Django turns psycopg's automatic preparing off; only statements asked for
+        # explicitly (below) are prepared. Django's own cursors bind on the client and
+        # are never prepared.
+        connection.connection.prepare_threshold = 2**31 - 1
+    started = time.monotonic()
+    # Wrapped as Django wraps its cursors (errors, execute wrappers); logged by hand below,
+    # as Django cannot show the text of a statement run by name.
+    with connection.make_cursor(_PreparingCursor(connection.connection)) as cursor:
+        cursor.execute(sql, params)
+        rows = cursor.fetchall()
+    if connection.queries_logged:
+        connection.queries_log.append({"sql": f"/* prepared */ {sql}",
+                                       "time": f"{time.monotonic() - started:.3f}"})
+    return rows
+
+
+def _prefer_generic_plans() -> None:
+    """Keep one plan per prepared statement for the rest of this transaction (PostgreSQL).
+
+    Left to choose, PostgreSQL plans every run anew for its parameters; the one plan that
+    fits every person is what makes preparing pay. Django's own statements are never
+    prepared, so nothing else is affected.
+    """
+    if _preparing():
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL plan_cache_mode = force_generic_plan")
+
+
+def _preparing() -> bool:
+    return connection.vendor == "postgresql" and settings.ENGAGE_PREPARED_STATEMENTS
+
+
+class _PreparingCursor(psycopg.Cursor):
+    def execute(self, query, params=None, *, prepare=None, binary=None):
+        return super().execute(query, params, prepare=True if prepare is None else prepare,
+                               binary=binary)
 
 
 # --- manual segments -------------------------------------------------------------------

@@ -4,6 +4,7 @@ from datetime import timedelta
 
 import pytest
 import time_machine
+from django.db import connection
 from django.utils import timezone
 
 from people import services as people
@@ -195,6 +196,27 @@ def test_evaluating_people_reads_all_segments_at_once(workspace, live, django_as
         changes = services.evaluate_people(workspace, [ada.pk])
 
     assert changes.entered == 5
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="prepared statements: PostgreSQL")
+@pytest.mark.parametrize("prepared", [True, False])
+def test_evaluating_people_plans_its_statement_once(workspace, live, settings, prepared):
+    settings.ENGAGE_PREPARED_STATEMENTS = prepared
+    live(services.create_segment, workspace, name="Pro", conditions_tree=PRO)
+    live(services.create_segment, workspace, name="Active", conditions_tree={
+        "event": {"name": "login", "count": {"operator": "gte", "value": 2}, "within_days": 7}})
+    people = [make_person(workspace, f"p{number}", plan="pro") for number in range(4)]
+
+    for person in people:
+        services.evaluate_people(workspace, [person.pk])
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT generic_plans, custom_plans FROM pg_prepared_statements "
+                       "WHERE statement LIKE 'SELECT people_person.id, CASE%%'")
+        plans = cursor.fetchall()
+    # Prepared: one statement, planned once for every person; else nothing is kept.
+    assert plans == ([(4, 0)] if prepared else [])
+    assert Membership.objects.filter(segment__name="Pro").count() == 4
 
 
 def test_preview_counts_and_samples_an_unsaved_tree(workspace):
