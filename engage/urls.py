@@ -24,6 +24,8 @@ urlpatterns = [
     path("people/<str:cio_id>/delete/", people_views.person_delete, name="person-delete"),
     path("deletions/", people_views.deletion_job_list, name="deletionjob-list"),
     path("deletions/<int:pk>/", people_views.deletion_job_detail, name="deletionjob-detail"),
+    path("segments/", include("segments.ui_urls")),
+    path("settings/", include("engage.settings_urls")),
     path("admin/", admin.site.urls),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),

@@ -1,0 +1,3 @@
+"""The data-driven segment builder: new, edit, live preview."""
+
+urlpatterns: list = []

@@ -1,0 +1,3 @@
+"""Segment list and segment pages (members, actions, Delete Profiles, archive)."""
+
+urlpatterns: list = []
