@@ -13,8 +13,16 @@ CIO_ID_LENGTH = 12
 
 
 def generate_cio_id() -> str:
-    """Return a new short, unguessable person id (about 62 bits of randomness)."""
-    return "".join(secrets.choice(CIO_ID_ALPHABET) for _ in range(CIO_ID_LENGTH))
+    """Return a new short, unguessable person id (about 62 bits of randomness).
+
+    One read of the system's random source, spelt in base 36 (a batch creates thousands).
+    """
+    number = int.from_bytes(secrets.token_bytes(10)) % len(CIO_ID_ALPHABET) ** CIO_ID_LENGTH
+    letters = []
+    for _ in range(CIO_ID_LENGTH):
+        number, digit = divmod(number, len(CIO_ID_ALPHABET))
+        letters.append(CIO_ID_ALPHABET[digit])
+    return "".join(letters)
 
 
 class PersonQuerySet(models.QuerySet):

@@ -115,15 +115,19 @@ def _check_ref(ref: Ref, *, field: str = "identifier") -> None:
 
 
 def _suppression_filter(refs: Iterable[Ref]) -> Q | None:
-    query = None
+    """Match the suppressions of ``refs`` (ids and emails): two IN lists, however many."""
+    ids, emails = set(), set()
     for ref in refs:
         if ref.kind == "id":
-            condition = Q(identifier_type=Suppression.IdentifierType.ID, value=ref.value)
+            ids.add(ref.value)
         elif ref.kind == "email":
-            condition = Q(identifier_type=Suppression.IdentifierType.EMAIL, value=ref.value.lower())
-        else:
-            continue
-        query = condition if query is None else query | condition
+            emails.add(ref.value.lower())
+    query = None
+    for kind, values in ((Suppression.IdentifierType.ID, ids),
+                         (Suppression.IdentifierType.EMAIL, emails)):
+        if values:
+            condition = Q(identifier_type=kind, value__in=sorted(values))
+            query = condition if query is None else query | condition
     return query
 
 
@@ -263,7 +267,10 @@ def _find(workspace: Workspace, ref: Ref, *, lock: bool = True) -> Person | None
     qs = Person.objects.with_identifier(workspace, ref.kind, ref.value)
     if lock:
         qs = qs.select_for_update()
-    return qs.first()
+    person = qs.first()
+    if person is not None:
+        person.workspace = workspace  # known already: no query to read it again
+    return person
 
 
 def _apply_identify(workspace: Workspace, ref: Ref, data: _IdentifyInput) -> Result:
