@@ -5,6 +5,7 @@ Run it by hand from the repository root:
     .venv/bin/python bench/segments.py                                   # full size
     .venv/bin/python bench/segments.py --people 20000 --events 200000    # quick check
     .venv/bin/python bench/segments.py --reuse     # keep the data of the last run (same day)
+    .venv/bin/python bench/segments.py --reuse --keep-segments     # and its 50 segments
     .venv/bin/python bench/segments.py --reuse --explain   # also EXPLAIN (ANALYZE, BUFFERS)
 
 At full size (1,000,000 people, 10,000,000 events) loading takes about 10 minutes on
@@ -371,11 +372,15 @@ def bench_recompute(args, workspace) -> dict:
     from django.db import connection
 
     from segments import services
-    from segments.models import Membership, MembershipChange
+    from segments.models import Membership, MembershipChange, Segment
 
-    segment = services.create_segment(workspace, name="Active pro, no recent purchase",
-                                      conditions_tree=REALISTIC)
+    segment = Segment.objects.filter(workspace=workspace,
+                                     name="Active pro, no recent purchase").first()
+    if segment is None:
+        segment = services.create_segment(workspace, name="Active pro, no recent purchase",
+                                          conditions_tree=REALISTIC)
     with connection.cursor() as cursor:
+        cursor.execute("DROP TABLE IF EXISTS bench_floor_membership")
         cursor.execute("CREATE TABLE bench_floor_membership "
                        "(LIKE segments_membership INCLUDING ALL)")
 
@@ -566,20 +571,28 @@ def bench_evaluate(args, workspace, realistic) -> dict:
 
     from segments import services
 
+    from segments.models import Segment
+
     specs = fifty_segments(realistic.pk)
     assert len(specs) == 50
-    segments, ids = [], []
-    for name, tree in specs[:-1]:
-        segment = services.create_segment(workspace, name=name,
-                                          conditions_tree=resolve(tree, ids))
-        segments.append(segment)
-        ids.append(segment.pk)
-    # The realistic segment of (a) is the 50th; it is already computed.
-    log("computing the 49 other segments")
+    existing = {segment.name: segment for segment in Segment.objects.filter(
+        workspace=workspace, name__in=[name for name, _ in specs[:-1]])}
     recompute = {}
-    for segment in segments:
-        seconds, _ = timed(services.recompute_segment, segment)
-        recompute[segment.name] = seconds
+    if len(existing) == len(specs) - 1:  # kept from an earlier run (--keep-segments)
+        log("reusing the 49 other segments of the last run, as they are")
+        segments = [existing[name] for name, _ in specs[:-1]]
+    else:
+        segments, ids = [], []
+        for name, tree in specs[:-1]:
+            segment = services.create_segment(workspace, name=name,
+                                              conditions_tree=resolve(tree, ids))
+            segments.append(segment)
+            ids.append(segment.pk)
+        # The realistic segment of (a) is the 50th; it is already computed.
+        log("computing the 49 other segments")
+        for segment in segments:
+            seconds, _ = timed(services.recompute_segment, segment)
+            recompute[segment.name] = seconds
     segments.append(realistic)
 
     rng = random.Random(args.seed + 1)
@@ -655,6 +668,9 @@ def main() -> int:
                         help="seconds to wait for other benchmarks to finish (default 2400)")
     parser.add_argument("--reuse", action="store_true",
                         help="keep the database of the last run (loaded the same day)")
+    parser.add_argument("--keep-segments", action="store_true",
+                        help="with --reuse: keep the 50 segments of the last run (their first "
+                             "computation at full size takes about 12 minutes)")
     parser.add_argument("--explain", action="store_true",
                         help="print EXPLAIN (ANALYZE, BUFFERS) of the compiled SQL and floor")
     args = parser.parse_args()
@@ -673,7 +689,7 @@ def main() -> int:
     with connection.cursor() as cursor:
         cursor.execute("SELECT version()")
         version = cursor.fetchone()[0]
-    if args.reuse:
+    if args.reuse and not args.keep_segments:
         reset_segments()
         workspace = Workspace.objects.get(name="segments bench")
     else:
@@ -720,8 +736,9 @@ def main() -> int:
           f"max {max(times):.2f} ms; changes found: {b['entered']} entered, "
           f"{b['exited']} exited")
     slowest = sorted(b["recompute"].items(), key=lambda kv: -kv[1])
-    print(f"    recomputing the 49 others: total {sum(b['recompute'].values()):.2f} s; "
-          f"slowest: " + ", ".join(f"{n} {s:.2f} s" for n, s in slowest[:5]))
+    if slowest:
+        print(f"    recomputing the 49 others: total {sum(b['recompute'].values()):.2f} s; "
+              f"slowest: " + ", ".join(f"{n} {s:.2f} s" for n, s in slowest[:5]))
     print(f"(c) preview {fmt(c['full'])} s, its count {fmt(c['count'])} s; "
           f"{c['matched']:,} matched, {c['sample']} sampled")
     print(f"quiet during all timings: {a['quiet'] and b['quiet'] and c['quiet']}\n")

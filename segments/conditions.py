@@ -331,6 +331,11 @@ class Compiler:
       (person, name, timestamp) index and counts no further than the comparison needs.
 
     Both give the same answer for every person.
+
+    A comparison with a missing value is NULL, not false: in a WHERE clause, AND and OR
+    that makes no difference, so conditions are left as they are (which lets PostgreSQL
+    estimate them and scan in parallel); only a NOT makes its operand strictly true or
+    false, so that NOT of "missing" holds.
     """
 
     def __init__(self, *, now: datetime | None = None, connection=None,
@@ -364,7 +369,7 @@ class Compiler:
         return "TRUE" if self.vendor == "postgresql" else "1"
 
     def strict(self, sql: str) -> str:
-        """Make a possibly-NULL condition strictly true or false."""
+        """Make a possibly-NULL condition strictly true or false (under a NOT)."""
         false = "FALSE" if self.vendor == "postgresql" else "0"
         return f"COALESCE(({sql}), {false})"
 
@@ -377,7 +382,7 @@ class Compiler:
         if kind == "or":
             return "(" + " OR ".join(self.node(child) for child in body) + ")"
         if kind == "not":
-            return f"(NOT {self.node(body)})"
+            return f"(NOT {self.strict(self.node(body))})"
         if kind == "segment":
             return (f"EXISTS (SELECT 1 FROM segments_membership sm WHERE sm.segment_id = "
                     f"{self.param(body['id'])} AND sm.person_id = {self.person}.id)")
@@ -429,12 +434,12 @@ class Compiler:
         operator = body["operator"]
         if operator in NEGATIONS:
             positive = {**body, "operator": NEGATIONS[operator]}
-            return f"(NOT {self.attribute(positive, json_column, columns=columns)})"
+            return f"(NOT {self.strict(self.attribute(positive, json_column, columns=columns))})"
         steps = parse_path(body["field"])
         if columns and steps[0].value in COLUMN_FIELDS:
             ref = self.column_ref(COLUMN_FIELDS[steps[0].value])
-            return self.strict(self.compare(ref, operator, body.get("value")))
-        return self.strict(self.over_path(json_column, steps, operator, body.get("value")))
+            return self.compare(ref, operator, body.get("value"))
+        return self.over_path(json_column, steps, operator, body.get("value"))
 
     def over_path(self, container: str, steps: list[Step], operator: str, value: Any) -> str:
         """Compare the value at ``steps`` inside JSON ``container``; ``[]`` means any."""
@@ -473,6 +478,8 @@ class Compiler:
 
     def json_ref(self, container: str, steps: list[Step]) -> _Ref:
         if self.vendor == "postgresql":
+            if len(steps) == 1 and steps[0].kind == "key":
+                return _PgRef(f"({container} -> {sql_string(str(steps[0].value))})", None)
             return _PgRef(container, self.pg_path(steps))
         return _SqliteRef(container, self.sqlite_path(steps))
 

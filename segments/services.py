@@ -528,7 +528,19 @@ class Preview:
 
 
 def preview(workspace: Workspace, tree: dict, *, sample_size: int = 10) -> Preview:
-    """Count and sample the people an unsaved tree matches (it is validated first)."""
+    """Count and sample the people an unsaved tree matches (it is validated first).
+
+    One pass over the matching set gives both: the count as a window over all of it, the
+    sample as the newest ``sample_size`` of it.
+    """
     conditions.validate(tree, workspace=workspace)
-    people = conditions.matching_people(workspace, tree)
-    return Preview(count=people.count(), sample=list(people.order_by("-pk")[:sample_size]))
+    compiled = conditions.compile_tree(tree, workspace_id=workspace.pk)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT people_person.id, COUNT(*) OVER () FROM people_person "
+            f"WHERE people_person.workspace_id = %s AND {compiled.sql} "
+            "ORDER BY people_person.id DESC LIMIT %s",
+            [workspace.pk, *compiled.params, sample_size])
+        rows = cursor.fetchall()
+    people = Person.objects.in_bulk([pk for pk, _ in rows])
+    return Preview(count=rows[0][1] if rows else 0, sample=[people[pk] for pk, _ in rows])

@@ -228,5 +228,8 @@ def test_preview_counts_and_samples_an_unsaved_tree(workspace):
     assert result.count == 10
     assert [p.customer_id for p in result.sample] == ["u14", "u13", "u11", "u10"]
     assert not workspace.segments.exists()
+    nobody = services.preview(workspace, {"attribute": {"field": "plan", "operator": "eq",
+                                                        "value": "enterprise"}})
+    assert (nobody.count, nobody.sample) == (0, [])
     with pytest.raises(ConditionError):
         services.preview(workspace, {"attribute": {"field": "plan"}})
