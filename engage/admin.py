@@ -21,6 +21,13 @@ class WorkspaceAdmin(admin.ModelAdmin):
     inlines = [MembershipInline]
     actions = ["regenerate_track_key", "regenerate_app_key"]
 
+    def get_readonly_fields(self, request, obj=None):
+        # Switching the identifier mode must check for duplicate emails and fill their
+        # keys: it is done on the Settings page (engage.services.set_identifier_mode).
+        if obj is not None:
+            return [*self.readonly_fields, "identifier_mode"]
+        return self.readonly_fields
+
     def has_delete_permission(self, request, obj=None):
         # Deleting a workspace would bypass the people services; it is not offered here.
         return False

@@ -264,3 +264,18 @@ def test_keys_shown_once_never_travel_in_a_cookie(su_client):
                               follow=False)
     assert response.status_code == 302
     assert "messages" not in response.cookies
+
+
+def test_the_identifier_mode_is_switched_in_settings_not_in_the_admin(su_client):
+    workspace = make_workspace(identifier_mode=Workspace.IdentifierMode.ID)
+    change = reverse("admin:engage_workspace_change", args=[workspace.pk])
+    data = {**add_form("Renamed", identifier_mode=Workspace.IdentifierMode.EMAIL_OR_ID),
+            "memberships-INITIAL_FORMS": "0"}
+
+    response = su_client.post(change, data)
+
+    assert response.status_code == 302
+    workspace.refresh_from_db()
+    # The name changed; the mode did not: switching it checks for duplicate emails first.
+    assert (workspace.name, workspace.identifier_mode) == ("Renamed",
+                                                          Workspace.IdentifierMode.ID)

@@ -1,0 +1,161 @@
+"""Workspace settings as services: switching the identifier mode, and keeping an admin."""
+
+import pytest
+
+from engage import services
+from engage.models import Membership, Workspace
+from people import services as people
+from people.errors import InvalidInput
+from people.models import Person
+from tests.factories import UserFactory, make_person
+
+EMAIL_OR_ID = Workspace.IdentifierMode.EMAIL_OR_ID
+ID = Workspace.IdentifierMode.ID
+
+
+def email_keys(workspace) -> dict:
+    return dict(Person.objects.in_workspace(workspace).values_list("customer_id", "email_key"))
+
+
+def test_conflicts_are_emails_several_people_share_ignoring_case(id_workspace, workspace):
+    ada1 = make_person(id_workspace, "ada1", email="Ada@Example.com")
+    ada2 = make_person(id_workspace, "ada2", email="ada@example.com")
+    bob1 = make_person(id_workspace, "bob1", email="bob@example.com")
+    bob2 = make_person(id_workspace, "bob2", email="bob@example.com")
+    bob3 = make_person(id_workspace, "bob3", email="BOB@example.com")
+    make_person(id_workspace, "cy", email="cy@example.com")
+    make_person(id_workspace, "dee")
+    make_person(id_workspace, "eve")  # people without an email never conflict
+    make_person(workspace, "zed1", email="zed@example.com")  # another workspace's
+
+    conflicts = services.identifier_conflicts(id_workspace)
+
+    assert conflicts.total == 2
+    assert [(d.email, d.count) for d in conflicts.duplicates] == [
+        ("ada@example.com", 2), ("bob@example.com", 3)]
+    assert [p.pk for p in conflicts.duplicates[0].people] == [ada1.pk, ada2.pk]
+    assert [p.pk for p in conflicts.duplicates[1].people] == [bob1.pk, bob2.pk, bob3.pk]
+
+
+def test_conflicts_are_bounded_but_counted(id_workspace):
+    for letter in "abc":
+        for number in range(4):
+            make_person(id_workspace, f"{letter}{number}", email=f"{letter}@example.com")
+
+    conflicts = services.identifier_conflicts(id_workspace, limit=2, people_per_email=3)
+
+    assert conflicts.total == 3
+    assert [d.email for d in conflicts.duplicates] == ["a@example.com", "b@example.com"]
+    assert [(d.count, len(d.people)) for d in conflicts.duplicates] == [(4, 3), (4, 3)]
+
+
+def test_switching_to_email_or_id_is_refused_while_emails_are_shared(id_workspace):
+    make_person(id_workspace, "ada1", email="ada@example.com")
+    make_person(id_workspace, "ada2", email="ADA@example.com")
+    make_person(id_workspace, "bob", email="bob@example.com")
+
+    with pytest.raises(services.IdentifierModeError) as refusal:
+        services.set_identifier_mode(id_workspace, EMAIL_OR_ID)
+
+    assert "1 email is shared by several people" in str(refusal.value)
+    assert refusal.value.conflicts.duplicates[0].email == "ada@example.com"
+    id_workspace.refresh_from_db()
+    assert id_workspace.identifier_mode == ID
+    assert set(email_keys(id_workspace).values()) == {None}
+
+
+def test_switching_to_email_or_id_once_resolved_makes_email_an_identifier(id_workspace,
+                                                                          monkeypatch):
+    monkeypatch.setattr(services, "EMAIL_KEY_BATCH", 2)  # several batches
+    make_person(id_workspace, "ada1", email="Ada@Example.com")
+    make_person(id_workspace, "ada2", email="ada@example.com")
+    for name in ["bob", "cy", "dee"]:
+        make_person(id_workspace, name, email=f"{name.title()}@example.com")
+    make_person(id_workspace, "eve")
+    people.identify_person(id_workspace, people.Ref("id", "ada2"), {"email": "ada2@example.com"})
+    assert not services.identifier_conflicts(id_workspace)
+
+    services.set_identifier_mode(id_workspace, EMAIL_OR_ID)
+
+    id_workspace.refresh_from_db()
+    assert id_workspace.identifier_mode == EMAIL_OR_ID
+    assert email_keys(id_workspace) == {
+        "ada1": "ada@example.com", "ada2": "ada2@example.com", "bob": "bob@example.com",
+        "cy": "cy@example.com", "dee": "dee@example.com", "eve": None}
+    # Email now names people, and stays unique.
+    result = people.identify_person(id_workspace, people.Ref("email", "BOB@example.com"),
+                                    {"plan": "pro"})
+    assert result.outcome == "updated" and result.person.customer_id == "bob"
+    clash = people.identify_person(id_workspace, people.Ref("id", "new"),
+                                   {"email": "cy@example.com"})
+    assert clash.outcome == "conflict"
+    assert not Person.objects.filter(customer_id="new").exists()
+
+
+def test_email_keys_are_lowercased_as_lookups_lowercase_them(id_workspace):
+    make_person(id_workspace, "emile", email="ÉMILE@Example.com")
+
+    services.set_identifier_mode(id_workspace, EMAIL_OR_ID)
+
+    assert email_keys(id_workspace) == {"emile": "émile@example.com"}
+    found = Person.objects.with_identifier(id_workspace, "email", "Émile@example.com")
+    assert [p.customer_id for p in found] == ["emile"]
+
+
+def test_emails_differing_only_in_non_ascii_case_are_refused_too(id_workspace):
+    # Whether the database's LOWER sees these as one email or not, the switch is refused.
+    make_person(id_workspace, "e1", email="ÉMILE@example.com")
+    make_person(id_workspace, "e2", email="émile@example.com")
+
+    with pytest.raises(services.IdentifierModeError):
+        services.set_identifier_mode(id_workspace, EMAIL_OR_ID)
+
+    id_workspace.refresh_from_db()
+    assert id_workspace.identifier_mode == ID
+    assert set(email_keys(id_workspace).values()) == {None}
+
+
+def test_switching_back_to_id_frees_email(workspace):
+    make_person(workspace, "ada", email="Ada@example.com")
+
+    services.set_identifier_mode(workspace, ID)
+
+    workspace.refresh_from_db()
+    assert workspace.identifier_mode == ID
+    assert email_keys(workspace) == {"ada": None}
+    assert Person.objects.get().email == "Ada@example.com"
+    with pytest.raises(InvalidInput):
+        people.make_ref(workspace, "email", "ada@example.com")
+    # Several people may share an email again.
+    make_person(workspace, "ada2", email="ada@example.com")
+    assert services.identifier_conflicts(workspace).total == 1
+
+
+def test_an_unknown_mode_is_an_error(workspace):
+    with pytest.raises(ValueError):
+        services.set_identifier_mode(workspace, "phone")
+
+
+def test_the_email_update_option(workspace):
+    services.set_email_update_by_id(workspace, allowed=True)
+    workspace.refresh_from_db()
+    assert workspace.allow_email_update_by_id
+
+
+def test_the_last_admin_cannot_be_demoted_or_removed(workspace):
+    admin = services.set_membership(workspace, UserFactory(), role=Membership.Role.ADMIN)
+    editor = services.set_membership(workspace, UserFactory(), role=Membership.Role.EDITOR)
+
+    with pytest.raises(services.LastAdminError, match="last admin"):
+        services.change_member_role(admin, role=Membership.Role.EDITOR)
+    with pytest.raises(services.LastAdminError):
+        services.remove_member(admin)
+    assert Membership.objects.get(pk=admin.pk).role == Membership.Role.ADMIN
+
+    services.change_member_role(editor, role=Membership.Role.ADMIN)
+    services.change_member_role(admin, role=Membership.Role.VIEWER)
+    assert Membership.objects.get(pk=admin.pk).role == Membership.Role.VIEWER
+    services.remove_member(Membership.objects.get(pk=admin.pk))
+    assert list(Membership.objects.filter(workspace=workspace)) == [editor]
+    with pytest.raises(services.LastAdminError):
+        services.remove_member(Membership.objects.get(pk=editor.pk))
