@@ -39,6 +39,22 @@ def capped_count(people) -> tuple[int, bool]:
     return min(count, COUNT_CAP), count > COUNT_CAP
 
 
+def people_table(people, *, before: int | None = None) -> dict:
+    """Return the People table's context for ``people``: one keyset page and a capped count.
+
+    The segment page shows its members with the same table.
+    """
+    last_seen = (Event.objects.filter(person=OuterRef("pk")).order_by("-timestamp")
+                 .values("timestamp")[:1])
+    page = people.order_by("-pk")
+    if before:
+        page = page.filter(pk__lt=before)
+    rows = list(page.annotate(last_seen=Subquery(last_seen))[:PAGE_SIZE + 1])
+    count, more = capped_count(people)
+    return {"people": rows[:PAGE_SIZE], "count": count, "more": more,
+            "next_before": rows[PAGE_SIZE - 1].pk if len(rows) > PAGE_SIZE else None}
+
+
 @role_required("viewer")
 def person_list(request):
     workspace = request.membership.workspace
@@ -47,24 +63,15 @@ def person_list(request):
     context = {"form": form, "people": [], "count": 0, "more": False, "next_before": None,
                "token": uuid.uuid4().hex}
     if people is not None:
-        last_seen = (Event.objects.filter(person=OuterRef("pk")).order_by("-timestamp")
-                     .values("timestamp")[:1])
-        page = people.order_by("-pk")
         before = form.cleaned_data.get("before") if form.is_bound else None
-        if before:
-            page = page.filter(pk__lt=before)
-        rows = list(page.annotate(last_seen=Subquery(last_seen))[:PAGE_SIZE + 1])
-        context["people"] = rows[:PAGE_SIZE]
-        if len(rows) > PAGE_SIZE:
-            context["next_before"] = rows[PAGE_SIZE - 1].pk
-        context["count"], context["more"] = capped_count(people)
+        context.update(people_table(people, before=before))
     template = "people/person_list.html"
     if request.htmx and not request.htmx.boosted:
         template += "#people-table"
     return render(request, template, context)
 
 
-def _selected_people(request, workspace):
+def selected_people(request, workspace):
     """Return the people a deletion form names: ticked rows, or all that match the filters."""
     if request.POST.get("select_all") == "1":
         form = PeopleFilterForm(request.POST, workspace=workspace)
@@ -88,7 +95,7 @@ def person_bulk_delete(request):
     started = request.session.get("deletion_tokens", {})
     if token and token in started:
         return _to_job(request, started[token])
-    people, description = _selected_people(request, workspace)
+    people, description = selected_people(request, workspace)
     if people is None:
         return HttpResponseBadRequest("the selection could not be read")
     suppress = request.POST.get("suppress") == "1"
@@ -128,7 +135,7 @@ def deletion_job_list(request):
 def person_bulk_delete_confirm(request):
     """Render the confirmation dialog for a selection, with its exact count."""
     workspace = request.membership.workspace
-    people, _ = _selected_people(request, workspace)
+    people, _ = selected_people(request, workspace)
     if people is None:
         return HttpResponseBadRequest("the selection could not be read")
     selection = [(key, value) for key in request.POST if key not in ("csrfmiddlewaretoken",)
