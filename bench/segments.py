@@ -689,8 +689,9 @@ def main() -> int:
     with connection.cursor() as cursor:
         cursor.execute("SELECT version()")
         version = cursor.fetchone()[0]
-    if args.reuse and not args.keep_segments:
-        reset_segments()
+    if args.reuse:
+        if not args.keep_segments:
+            reset_segments()
         workspace = Workspace.objects.get(name="segments bench")
     else:
         started = time.perf_counter()
