@@ -81,7 +81,7 @@ def test_deleting_from_the_person_page(editor_page, workspace):
     page = editor_page
     ada = make_person(workspace, "ada", plan="pro")
     page.goto("/people/")
-    page.click(f"text=ada")
+    page.click("text=ada")
     expect(page.locator("#attributes")).to_contain_text('"plan": "pro"')
     page.click("#delete-person")
     page.click("#confirm-delete-person")
