@@ -3,6 +3,7 @@
 
     python3 dev.py start     set up, then run the web server and a worker until Ctrl-C
     python3 dev.py test      set up, then run the whole test suite (pytest arguments pass through)
+    python3 dev.py screenshots   refresh docs/screenshots/ (the README's) from the browser tests
 
 Both create a virtual environment in .venv and install engage into it the first time
 (and again whenever pyproject.toml changes). The database is DATABASE_URL, or the
@@ -111,12 +112,22 @@ def test(args: list[str]) -> int:
     return subprocess.run([PYTHON, "-m", "pytest", *args], cwd=ROOT, env=env).returncode
 
 
+def screenshots() -> int:
+    """Refresh the README's screenshots: the browser tests that show them, saving them."""
+    folder = ROOT / "docs" / "screenshots"
+    folder.mkdir(parents=True, exist_ok=True)
+    os.environ["ENGAGE_SCREENSHOTS"] = str(folder)
+    return test(["-p", "no:cacheprovider", "-q", "tests/browser", "-k", "screenshot"])
+
+
 def main(argv: list[str]) -> int:
     command = argv[0] if argv else "help"
     if command == "start":
         return start()
     if command == "test":
         return test(argv[1:])
+    if command == "screenshots":
+        return screenshots()
     print(__doc__)
     return 0 if command in {"help", "-h", "--help"} else 2
 

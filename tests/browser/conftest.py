@@ -60,3 +60,20 @@ def editor_page(page, workspace):
 def viewer_page(page, workspace):
     sign_in(page, make_member(workspace, Membership.Role.VIEWER, username="vera"))
     return page
+
+
+@pytest.fixture
+def screenshot():
+    """Save a screenshot for the README when ``ENGAGE_SCREENSHOTS`` names a folder.
+
+    ``python3 dev.py screenshots`` runs the browser tests whose names say "screenshot"
+    with it set, so the README's pictures come from the same setup as the tests.
+    """
+    folder = os.environ.get("ENGAGE_SCREENSHOTS")
+
+    def take(page, name: str) -> None:
+        if folder:
+            page.set_viewport_size({"width": 1280, "height": 800})
+            page.screenshot(path=os.path.join(folder, f"{name}.png"))
+
+    return take

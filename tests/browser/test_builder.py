@@ -5,10 +5,8 @@ from playwright.sync_api import expect
 from segments.models import Segment
 from tests.factories import make_person
 
-SHOTS = None  # a folder to keep screenshots in while working on the page
 
-
-def test_build_preview_and_save_a_segment(editor_page, workspace):
+def test_build_preview_and_save_a_segment_screenshot(editor_page, workspace, screenshot):
     page = editor_page
     for name, age in [("ada", 20), ("bob", 35), ("cy", 50)]:
         make_person(workspace, name, age=age, plan="pro")
@@ -31,8 +29,7 @@ def test_build_preview_and_save_a_segment(editor_page, workspace):
     page.fill("input[name=n-1-value]", "40")
     expect(page.locator("#preview-count")).to_have_text("1")
     expect(page.locator("#preview-sample li")).to_have_count(1)
-    if SHOTS:
-        page.screenshot(path=f"{SHOTS}/builder.png", full_page=True)
+    screenshot(page, "builder")
 
     page.click("#save-segment")
     page.wait_for_url(lambda url: "/segments/new/" not in url)
@@ -58,8 +55,6 @@ def test_messages_appear_beside_the_faulty_row_as_you_type(editor_page, workspac
     expect(page.locator("#problems-3")).to_have_text("'items[' is not a valid field path")
     expect(page.locator("#problems-1")).to_be_empty()
     expect(page.locator("#preview-problems")).to_be_visible()
-    if SHOTS:
-        page.screenshot(path=f"{SHOTS}/builder-problem.png", full_page=True)
 
     page.fill("input[name=n-3-field]", "items[].price")
     page.select_option("select[name=n-3-operator]", "gte")

@@ -9,7 +9,8 @@ from people.models import Person, Suppression
 from tests.factories import make_person
 
 
-def test_bulk_delete_of_a_filtered_selection_with_suppress(editor_page, workspace):
+def test_bulk_delete_of_a_filtered_selection_with_suppress_screenshot(editor_page, workspace,
+                                                                       screenshot):
     page = editor_page
     for name, plan in [("ada", "free"), ("bob", "free"), ("cy", "pro")]:
         make_person(workspace, name, email=f"{name}@example.com", plan=plan)
@@ -23,10 +24,12 @@ def test_bulk_delete_of_a_filtered_selection_with_suppress(editor_page, workspac
     assert "value=free" in page.url  # the URL follows the filters
 
     page.check("#select-page")
+    screenshot(page, "people")
     page.click("#delete-forever")
     dialog = page.locator("#delete-dialog")
     expect(dialog).to_contain_text("Delete 2 people forever?")
     expect(dialog).to_contain_text("cannot be undone")
+    screenshot(page, "delete-dialog")
     page.check("#suppress")
     page.click("#confirm-delete")
 
