@@ -3,7 +3,8 @@ import string
 
 from django.conf import settings
 from django.db import models
-from django.db.models import Q
+from django.db.models import F, Q
+from django.db.models.functions import Upper
 from django.urls import reverse
 
 from engage.models import Workspace
@@ -78,7 +79,8 @@ class Person(models.Model):
             ),
         ]
         indexes = [
-            models.Index(fields=["workspace", "email"], name="person_email_idx"),
+            # Email lookups ignore case (``email__iexact``: UPPER(email) = UPPER(...)).
+            models.Index(F("workspace"), Upper("email"), name="person_email_upper_idx"),
             models.Index(fields=["workspace", "-created_at"], name="person_created_idx"),
         ]
 

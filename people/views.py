@@ -39,18 +39,21 @@ def capped_count(people) -> tuple[int, bool]:
     return min(count, COUNT_CAP), count > COUNT_CAP
 
 
-def people_table(people, *, before: int | None = None) -> dict:
+def people_table(people, *, before: int | None = None, key: str = "pk",
+                 counted=None) -> dict:
     """Return the People table's context for ``people``: one keyset page and a capped count.
 
-    The segment page shows its members with the same table.
+    The segment page shows its members with the same table: its people are ordered by
+    ``key``, the membership's person id (equal to pk, in the membership index's order),
+    and counted through ``counted``, the memberships themselves.
     """
     last_seen = (Event.objects.filter(person=OuterRef("pk")).order_by("-timestamp")
                  .values("timestamp")[:1])
-    page = people.order_by("-pk")
+    page = people.order_by(f"-{key}")
     if before:
-        page = page.filter(pk__lt=before)
+        page = page.filter(pk__lt=before)  # ``key`` equals pk, in the order it names
     rows = list(page.annotate(last_seen=Subquery(last_seen))[:PAGE_SIZE + 1])
-    count, more = capped_count(people)
+    count, more = capped_count(people if counted is None else counted)
     return {"people": rows[:PAGE_SIZE], "count": count, "more": more,
             "next_before": rows[PAGE_SIZE - 1].pk if len(rows) > PAGE_SIZE else None}
 

@@ -62,7 +62,8 @@ class Segment(models.Model):
 class Membership(models.Model):
     segment = models.ForeignKey(Segment, on_delete=models.CASCADE, related_name="memberships",
                                 db_index=False)
-    person = models.ForeignKey(Person, on_delete=models.DO_NOTHING, related_name="+")
+    person = models.ForeignKey(Person, on_delete=models.DO_NOTHING,
+                               related_name="segment_memberships")
     entered_at = models.DateTimeField()
 
     class Meta:

@@ -38,6 +38,22 @@ def segment_members(segment: Segment) -> QuerySet[Person]:
         Exists(Membership.objects.filter(segment_id=segment.pk, person_id=OuterRef("pk"))))
 
 
+def member_rows(segment: Segment) -> QuerySet[Person]:
+    """The members, joined through the membership index: page them by
+    ``segment_memberships__person_id`` (the index's order), whatever the segment's size.
+
+    Ordered by the people's own key instead, PostgreSQL may walk every person of the
+    workspace looking for the few members of a small segment.
+    """
+    return Person.objects.filter(workspace_id=segment.workspace_id,
+                                 segment_memberships__segment_id=segment.pk)
+
+
+def memberships(segment: Segment) -> QuerySet[Membership]:
+    """The segment's memberships (one per member: what its member count counts)."""
+    return Membership.objects.filter(segment_id=segment.pk)
+
+
 def add_people(segment: Segment, people: QuerySet[Person], *,
                batch_size: int | None = None) -> int:
     """Add ``people`` to a manual segment in batches; return how many entered."""

@@ -46,7 +46,9 @@ def _page_context(segment: Segment, *, before: int | None = None) -> dict:
     context = {
         "segment": segment,
         "member_of": segment,  # the People table's actions then apply to the members
-        **people_table(operations.segment_members(segment), before=before),
+        **people_table(operations.member_rows(segment), before=before,
+                       key="segment_memberships__person_id",
+                       counted=operations.memberships(segment)),
     }
     if segment.conditions is not None:
         context["conditions_json"] = json.dumps(segment.conditions, indent=2,
