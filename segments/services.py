@@ -126,21 +126,30 @@ def _condition_sql(segment: Segment, now, *, correlated: bool = False) -> tuple[
 
 
 def _recompute_postgresql(segment: Segment, now) -> Changes:
-    """Find the matching set once; remove who left, add who entered, log both, in order."""
+    """Find the matching set once; remove who left, add who entered, log both, in order.
+
+    The set is found by a statement of its own, which PostgreSQL may run with parallel
+    workers (it never does for a statement that writes), into a temporary table dropped
+    at commit; the writes then compare the membership with it.
+    """
     condition, params = _condition_sql(segment, now)
     with connection.cursor() as cursor:
         cursor.execute(
-            f"""
-            WITH wanted AS MATERIALIZED (
-                SELECT people_person.id FROM people_person
-                WHERE people_person.workspace_id = %s AND {condition}
-            ), exited AS (
+            "CREATE TEMPORARY TABLE engage_wanted ON COMMIT DROP AS "
+            "SELECT people_person.id FROM people_person "
+            f"WHERE people_person.workspace_id = %s AND {condition}",
+            [segment.workspace_id, *params],
+        )
+        cursor.execute("ANALYZE engage_wanted")
+        cursor.execute(
+            """
+            WITH exited AS (
                 DELETE FROM segments_membership m WHERE m.segment_id = %s
-                AND NOT EXISTS (SELECT 1 FROM wanted w WHERE w.id = m.person_id)
+                AND NOT EXISTS (SELECT 1 FROM engage_wanted w WHERE w.id = m.person_id)
                 RETURNING m.person_id
             ), entered AS (
                 INSERT INTO segments_membership (segment_id, person_id, entered_at)
-                SELECT %s, w.id, %s FROM wanted w
+                SELECT %s, w.id, %s FROM engage_wanted w
                 WHERE NOT EXISTS (SELECT 1 FROM segments_membership m
                                   WHERE m.segment_id = %s AND m.person_id = w.id)
                 ORDER BY w.id ON CONFLICT DO NOTHING RETURNING person_id
@@ -156,10 +165,11 @@ def _recompute_postgresql(segment: Segment, now) -> Changes:
             SELECT COUNT(*) FILTER (WHERE change = %s), COUNT(*) FILTER (WHERE change = %s)
             FROM logged
             """,
-            [segment.workspace_id, *params, segment.pk, segment.pk, now, segment.pk,
+            [segment.pk, segment.pk, now, segment.pk,
              segment.workspace_id, segment.pk, now, EXITED, ENTERED, ENTERED, EXITED],
         )
         entered, exited = cursor.fetchone()
+        cursor.execute("DROP TABLE engage_wanted")
     return Changes(entered=entered, exited=exited)
 
 
