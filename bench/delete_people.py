@@ -49,8 +49,10 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
+from bench import common  # noqa: E402
+
 DB_NAME = "engage_bench"
-SERVER_URL = "postgres://postgres@127.0.0.1:5432"
+SERVER_URL = common.SERVER_URL
 DATABASE_URL = f"{SERVER_URL}/{DB_NAME}"
 
 VARIANTS = ["service", "service-suppress", "floor", "floor-suppress"]
@@ -77,28 +79,7 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
-def setup_django() -> None:
-    """Point Django at the bench database (whatever the environment says) and set it up."""
-    os.environ["DATABASE_URL"] = DATABASE_URL
-    os.environ.setdefault("SECRET_KEY", "engage-bench-only-not-a-secret")
-    os.environ["DEBUG"] = "0"  # DEBUG would keep every query in memory
-    os.environ["DJANGO_SETTINGS_MODULE"] = "engage.settings"
-    os.environ.setdefault("LOG_LEVEL", "WARNING")
-    import django
-
-    django.setup()
-
-
 # --- database and data -----------------------------------------------------------------
-
-
-def recreate_database() -> None:
-    import psycopg
-
-    assert DB_NAME == "engage_bench"  # never anything else, least of all "test"
-    with psycopg.connect(f"{SERVER_URL}/postgres", autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{DB_NAME}"')
 
 
 def people_tables() -> list[str]:
@@ -295,7 +276,7 @@ def floor_delete(ws: int, *, suppress: bool, batch_size: int) -> dict:
 
 def run_variant(variant: str, ws: int, use_tracemalloc: bool) -> dict:
     """Time one deletion in this (fresh) process; return the figures."""
-    setup_django()
+    common.setup_django(DATABASE_URL)
     from django.conf import settings
     from django.db import connection
 
@@ -356,8 +337,8 @@ def main() -> int:
     if unknown:
         parser.error(f"unknown variants: {', '.join(sorted(unknown))}")
 
-    recreate_database()
-    setup_django()
+    common.recreate_database(DB_NAME)
+    common.setup_django(DATABASE_URL)
     from django.core.management import call_command
     from django.db import connection
 

@@ -84,10 +84,13 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
+
+from bench import common  # noqa: E402
+
 VENV_BIN = Path(sys.executable).parent
 
 DB_NAME = "engage_ingest_bench"
-SERVER_URL = "postgres://postgres@127.0.0.1:5432"
+SERVER_URL = common.SERVER_URL
 DATABASE_URL = f"{SERVER_URL}/{DB_NAME}"
 SECRET_KEY = "engage-ingest-bench-only-not-a-secret"
 
@@ -138,15 +141,6 @@ def setup_django() -> None:
     import django
 
     django.setup()
-
-
-def recreate_database() -> None:
-    import psycopg
-
-    assert DB_NAME == "engage_ingest_bench"  # never anything else, least of all "test"
-    with psycopg.connect(f"{SERVER_URL}/postgres", autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{DB_NAME}"')
 
 
 def migrate() -> None:
@@ -1202,7 +1196,7 @@ def main() -> int:
     signal.signal(signal.SIGTERM, on_term)
     started = datetime.now(UTC)
     log(f"recreating {DB_NAME} and migrating")
-    recreate_database()
+    common.recreate_database(DB_NAME)
     migrate()
     setup_django()
     from engage.services import create_workspace

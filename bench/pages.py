@@ -31,6 +31,8 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
+from bench import common  # noqa: E402
+
 TARGET_MS = 300.0
 
 
@@ -72,7 +74,7 @@ def main() -> int:
 
     bench = load_segments_bench()
     os.environ.setdefault("ALLOWED_HOSTS", "testserver")
-    bench.setup_django()
+    common.setup_django(bench.DATABASE_URL)
     from django.contrib.auth import get_user_model
     from django.db.models import Count
     from django.test import Client

@@ -63,8 +63,10 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
+from bench import common  # noqa: E402
+
 DB_NAME = "engage_segments_bench"
-SERVER_URL = "postgres://postgres@127.0.0.1:5432"
+SERVER_URL = common.SERVER_URL
 DATABASE_URL = f"{SERVER_URL}/{DB_NAME}"
 
 TARGET_RECOMPUTE_SECONDS = 5.0
@@ -92,18 +94,6 @@ EVENTS = [("login", "event", 40), ("page_viewed", "page", 30), ("opened_app", "e
           ("added_to_cart", "event", 9), ("purchase", "event", 5), ("logout", "event", 4)]
 
 
-def setup_django() -> None:
-    """Point Django at the bench database (whatever the environment says) and set it up."""
-    os.environ["DATABASE_URL"] = DATABASE_URL
-    os.environ.setdefault("SECRET_KEY", "engage-bench-only-not-a-secret")
-    os.environ["DEBUG"] = "0"  # DEBUG would keep every query in memory
-    os.environ["DJANGO_SETTINGS_MODULE"] = "engage.settings"
-    os.environ.setdefault("LOG_LEVEL", "WARNING")
-    import django
-
-    django.setup()
-
-
 def log(message: str) -> None:
     print(f"[{datetime.now():%H:%M:%S}] {message}", flush=True)
 
@@ -128,15 +118,6 @@ def wait_for_quiet(max_wait: float) -> bool:
 
 
 # --- database and data -----------------------------------------------------------------
-
-
-def recreate_database() -> None:
-    import psycopg
-
-    assert DB_NAME == "engage_segments_bench"  # never anything else, least of all "test"
-    with psycopg.connect(f"{SERVER_URL}/postgres", autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{DB_NAME}"')
 
 
 def weighted(rng: random.Random, pairs):
@@ -570,7 +551,6 @@ def bench_evaluate(args, workspace, realistic) -> dict:
     from django.db import connection
 
     from segments import services
-
     from segments.models import Segment
 
     specs = fifty_segments(realistic.pk)
@@ -676,8 +656,8 @@ def main() -> int:
     args = parser.parse_args()
 
     if not args.reuse:
-        recreate_database()
-    setup_django()
+        common.recreate_database(DB_NAME)
+    common.setup_django(DATABASE_URL)
     from django.core.management import call_command
     from django.db import connection
 

@@ -4,7 +4,7 @@ and delete a segment's profiles through the one deletion path.
 
 from collections.abc import Callable
 
-from django.db.models import Exists, OuterRef, QuerySet
+from django.db.models import QuerySet
 from django.db.models.expressions import RawSQL
 
 from people.models import DeletionJob, Person, Suppression
@@ -33,17 +33,11 @@ def with_member_counts(segments: QuerySet[Segment]) -> QuerySet[Segment]:
 
 
 def segment_members(segment: Segment) -> QuerySet[Person]:
-    """Return the people who are members of ``segment`` now."""
-    return Person.objects.filter(workspace_id=segment.workspace_id).filter(
-        Exists(Membership.objects.filter(segment_id=segment.pk, person_id=OuterRef("pk"))))
+    """Return the people who are members of ``segment`` now, joined through its memberships.
 
-
-def member_rows(segment: Segment) -> QuerySet[Person]:
-    """The members, joined through the membership index: page them by
-    ``segment_memberships__person_id`` (the index's order), whatever the segment's size.
-
-    Ordered by the people's own key instead, PostgreSQL may walk every person of the
-    workspace looking for the few members of a small segment.
+    To page them, order by ``segment_memberships__person_id`` (the membership index's
+    order): ordered by the people's own key instead, PostgreSQL may walk every person of
+    the workspace looking for the few members of a small segment.
     """
     return Person.objects.filter(workspace_id=segment.workspace_id,
                                  segment_memberships__segment_id=segment.pk)

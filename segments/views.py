@@ -46,7 +46,7 @@ def _page_context(segment: Segment, *, before: int | None = None) -> dict:
     context = {
         "segment": segment,
         "member_of": segment,  # the People table's actions then apply to the members
-        **people_table(operations.member_rows(segment), before=before,
+        **people_table(operations.segment_members(segment), before=before,
                        key="segment_memberships__person_id",
                        counted=operations.memberships(segment)),
     }
@@ -85,7 +85,7 @@ def segment_delete_profiles(request, pk):
     else:
         form = DeleteProfilesForm(segment=segment)
     dialog = {"segment": segment, "delete_form": form, "token": uuid.uuid4().hex,
-              "member_count": operations.segment_members(segment).count()}
+              "member_count": operations.memberships(segment).count()}
     if request.htmx:
         return render(request, "segments/segment_detail.html#delete-profiles-dialog", dialog)
     # Without HTMX: the segment page, with the dialog open.
