@@ -189,7 +189,6 @@ def test_a_segments_page_pages_its_members_and_htmx_gets_only_the_table(
     assert body.lstrip().startswith('<div id="people-table">') and "<nav>" not in body
     # Names as the table links them (a bare "u1" could occur in the random CSRF token).
     assert ">u0</a>" in body and ">u1</a>" not in body and ">outsider</a>" not in body
-    assert [p.customer_id for p in second.context["people"]] == ["u0"]
 
 
 def test_the_segment_page_query_count_does_not_grow_with_members(client, editor, workspace,
