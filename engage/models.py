@@ -74,3 +74,46 @@ class Membership(models.Model):
     @property
     def is_admin(self) -> bool:
         return self.role == self.Role.ADMIN
+
+
+class BackgroundJob(models.Model):
+    """Work over many people, done in batches by a worker, with progress a page can show.
+
+    A job's batches each commit with their counts, so a job whose worker died resumes from
+    where it stopped and counts nothing twice.
+    """
+
+    class State(models.TextChoices):
+        PENDING = "pending", "Pending"
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    description = models.CharField(
+        max_length=300, help_text="Which people, in words free of personal data."
+    )
+    state = models.CharField(max_length=10, choices=State.choices, default=State.PENDING)
+    total = models.PositiveIntegerField(default=0)
+    done = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField()
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField()
+
+    class Meta:
+        abstract = True
+
+    @property
+    def progress(self) -> int:
+        """Return how far the job is, in percent."""
+        if not self.total:
+            return 100 if self.state == self.State.DONE else 0
+        return min(100, self.done * 100 // self.total)
+
+    @property
+    def is_finished(self) -> bool:
+        return self.state in {self.State.DONE, self.State.FAILED}

@@ -7,7 +7,7 @@ from django.db.models import F, Q
 from django.db.models.functions import Upper
 from django.urls import reverse
 
-from engage.models import Workspace
+from engage.models import BackgroundJob, Workspace
 
 CIO_ID_ALPHABET = string.ascii_lowercase + string.digits
 CIO_ID_LENGTH = 12
@@ -258,56 +258,25 @@ class Activity(models.Model):
         return f"{self.get_kind_display()} - {who}"
 
 
-class DeletionJob(models.Model):
+class DeletionJob(BackgroundJob):
     """A deletion of many people, run in batches in the background."""
-
-    class State(models.TextChoices):
-        PENDING = "pending", "Pending"
-        RUNNING = "running", "Running"
-        DONE = "done", "Done"
-        FAILED = "failed", "Failed"
 
     workspace = models.ForeignKey(
         Workspace, on_delete=models.CASCADE, related_name="+", db_index=False
     )
-    requested_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
-    )
     source = models.CharField(
         max_length=10, choices=Suppression.Source.choices, default=Suppression.Source.UI
     )
-    description = models.CharField(
-        max_length=300, help_text="What set was deleted, in words free of personal data."
-    )
     suppress = models.BooleanField(default=False)
-    state = models.CharField(max_length=10, choices=State.choices, default=State.PENDING)
-    total = models.PositiveIntegerField(default=0)
-    done = models.PositiveIntegerField(default=0)
     deleted = models.PositiveIntegerField(default=0)
     suppressed = models.PositiveIntegerField(default=0, help_text="Identifiers suppressed.")
     already_gone = models.PositiveIntegerField(default=0)
-    error = models.TextField(blank=True)
-    created_at = models.DateTimeField()
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
-    updated_at = models.DateTimeField()
 
     class Meta:
         indexes = [models.Index(fields=["workspace", "-created_at"], name="deletionjob_recent_idx")]
 
     def __str__(self):
         return f"Deletion job {self.pk} ({self.state})"
-
-    @property
-    def progress(self) -> int:
-        """Return how far the job is, in percent."""
-        if not self.total:
-            return 100 if self.state == self.State.DONE else 0
-        return min(100, self.done * 100 // self.total)
-
-    @property
-    def is_finished(self) -> bool:
-        return self.state in {self.State.DONE, self.State.FAILED}
 
 
 class DeletionJobItem(models.Model):

@@ -15,11 +15,11 @@ from enum import StrEnum
 from typing import Any
 
 from django.conf import settings
-from django.core.exceptions import EmptyResultSet
 from django.db import IntegrityError, connection, transaction
-from django.db.models import F, Q, QuerySet
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
+from engage import jobs
 from engage.models import Workspace
 from engage.sql import in_ids
 from people import validation as v
@@ -27,7 +27,6 @@ from people.errors import InvalidInput, Problem
 from people.models import (
     Activity,
     DeletionJob,
-    DeletionJobItem,
     Device,
     Event,
     Person,
@@ -43,6 +42,7 @@ LINK_WINDOW = timedelta(days=30)
 RESERVED_KEYS = {"id", "cio_id", "anonymous_id", "_update", "_timestamp", "unsubscribed",
                  "cio_relationships"}
 SUBSCRIPTION_PREFIX = "cio_subscription_preferences."
+DELETION_TASK = "people.tasks.run_deletion_job"
 
 
 @dataclass(frozen=True)
@@ -934,104 +934,31 @@ def start_deletion_job(
     The set is fixed at this moment: people who match the same filter later are not
     deleted. Only primary keys are kept, never personal data.
     """
-    from django_q.tasks import async_task
-
-    now = timezone.now()
-    with transaction.atomic():
-        job = DeletionJob.objects.create(
-            workspace=workspace, requested_by=actor, source=source, description=description[:300],
-            suppress=suppress, created_at=now, updated_at=now,
-        )
-        job.total = _snapshot_people(job, people.filter(workspace=workspace))
-        if job.total == 0:
-            job.state = DeletionJob.State.DONE
-            job.finished_at = now
-        job.save(update_fields=["total", "state", "finished_at"])
-        if job.total:
-            transaction.on_commit(
-                lambda: async_task("people.tasks.run_deletion_job", job.pk,
-                                   task_name=f"deletion-job-{job.pk}")
-            )
-    return job
-
-
-def _snapshot_people(job: DeletionJob, people: QuerySet) -> int:
-    """Copy the people's primary keys into the job's items in one statement."""
-    ids = people.order_by().annotate(snapshot_pk=F("pk")).values_list("snapshot_pk")
-    try:
-        sql, params = ids.query.sql_with_params()
-    except EmptyResultSet:
-        return 0
-    table = DeletionJobItem._meta.db_table
-    with transaction.get_connection().cursor() as cursor:
-        cursor.execute(
-            f"INSERT INTO {table} (job_id, person_pk) SELECT %s, sub.snapshot_pk FROM ({sql}) sub",
-            [job.pk, *params],
-        )
-        return cursor.rowcount
+    job = DeletionJob(workspace=workspace, requested_by=actor, source=source,
+                      description=description[:300], suppress=suppress)
+    return jobs.start(job, people.filter(workspace=workspace), DELETION_TASK)
 
 
 def run_deletion_job(job_id: int, *, max_batches: int | None = None) -> DeletionJob | None:
-    """Delete a job's people batch by batch; safe to run again after any interruption.
+    """Delete a job's people batch by batch; safe to run again after any interruption."""
+    return jobs.run(DeletionJob, job_id, _delete_job_batch,
+                    batch_size=settings.ENGAGE_DELETE_BATCH_SIZE, max_batches=max_batches,
+                    select_related=("workspace", "requested_by"))
 
-    Each batch deletes its people, drops their items and adds to the counts in one
-    transaction, so a worker killed mid-job loses nothing and counts nothing twice.
-    """
-    size = settings.ENGAGE_DELETE_BATCH_SIZE
-    batches = 0
-    while max_batches is None or batches < max_batches:
-        batches += 1
-        with transaction.atomic():
-            job = (
-                DeletionJob.objects.select_for_update(skip_locked=True, of=("self",))
-                .select_related("workspace", "requested_by")
-                .filter(pk=job_id)
-                .first()
-            )
-            if job is None or job.is_finished:
-                return job
-            items = list(job.items.order_by("person_pk").values_list("pk", "person_pk")[:size])
-            now = timezone.now()
-            if job.state == DeletionJob.State.PENDING:
-                job.state = DeletionJob.State.RUNNING
-                job.started_at = now
-            if not items:
-                job.state = DeletionJob.State.DONE
-                job.finished_at = now
-            else:
-                deleted, suppressed = _delete_batch(
-                    job.workspace, [person_pk for _, person_pk in items], suppress=job.suppress,
-                    actor=job.requested_by, source=job.source,
-                )
-                DeletionJobItem.objects.filter(pk__in=[pk for pk, _ in items]).delete()
-                job.done += len(items)
-                job.deleted += deleted
-                job.suppressed += suppressed
-                job.already_gone += len(items) - deleted
-            job.updated_at = now
-            job.save()
-            if job.is_finished:
-                return job
-    return DeletionJob.objects.filter(pk=job_id).first()
+
+def _delete_job_batch(job: DeletionJob, person_pks: list[int]) -> None:
+    deleted, suppressed = _delete_batch(job.workspace, person_pks, suppress=job.suppress,
+                                        actor=job.requested_by, source=job.source)
+    job.deleted += deleted
+    job.suppressed += suppressed
+    job.already_gone += len(person_pks) - deleted
 
 
 def fail_deletion_job(job_id: int, error: str) -> None:
     """Mark a job failed with the error, keeping what it already did."""
-    now = timezone.now()
-    DeletionJob.objects.filter(pk=job_id).exclude(state=DeletionJob.State.DONE).update(
-        state=DeletionJob.State.FAILED, error=error[:2000], updated_at=now, finished_at=now
-    )
+    jobs.fail(DeletionJob, job_id, error)
 
 
 def retry_deletion_job(job: DeletionJob) -> None:
     """Run a failed or stalled job again from where it stopped."""
-    from django_q.tasks import async_task
-
-    DeletionJob.objects.filter(pk=job.pk).exclude(state=DeletionJob.State.DONE).update(
-        state=DeletionJob.State.RUNNING, error="", finished_at=None, updated_at=timezone.now()
-    )
-    job_id = job.pk
-    transaction.on_commit(
-        lambda: async_task("people.tasks.run_deletion_job", job_id,
-                           task_name=f"deletion-job-{job_id}")
-    )
+    jobs.retry(job, DELETION_TASK)

@@ -1,7 +1,7 @@
 from django.db import models
 from django.db.models import Q
 
-from engage.models import Workspace
+from engage.models import BackgroundJob, Workspace
 from people.models import Person
 
 
@@ -69,6 +69,49 @@ class Membership(models.Model):
     class Meta:
         constraints = [
             models.UniqueConstraint(fields=["segment", "person"], name="membership_unique"),
+        ]
+
+
+class MembershipJob(BackgroundJob):
+    """People added to a manual segment or removed from it, in batches in the background."""
+
+    class Action(models.TextChoices):
+        ADD = "add", "Add"
+        REMOVE = "remove", "Remove"
+
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="+",
+                                  db_index=False)
+    segment = models.ForeignKey(Segment, on_delete=models.CASCADE, related_name="jobs",
+                                db_index=False)
+    action = models.CharField(max_length=6, choices=Action.choices)
+    changed = models.PositiveIntegerField(
+        default=0, help_text="People who entered (or left) the segment.")
+
+    class Meta:
+        indexes = [models.Index(fields=["segment", "-created_at"], name="membershipjob_recent_idx")]
+
+    def __str__(self):
+        return f"Membership job {self.pk} ({self.state})"
+
+    @property
+    def adds(self) -> bool:
+        return self.action == self.Action.ADD
+
+    @property
+    def unchanged(self) -> int:
+        """People handled who were members already (or not members, for a removal)."""
+        return self.done - self.changed
+
+
+class MembershipJobItem(models.Model):
+    """One person of a membership job's confirmed set; removed once that person is handled."""
+
+    job = models.ForeignKey(MembershipJob, on_delete=models.CASCADE, related_name="items")
+    person_pk = models.BigIntegerField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["job", "person_pk"], name="membershipjobitem_unique"),
         ]
 
 

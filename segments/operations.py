@@ -2,18 +2,18 @@
 and delete a segment's profiles through the one deletion path.
 """
 
-from collections.abc import Callable
-
 from django.db.models import QuerySet
 from django.db.models.expressions import RawSQL
 
+from engage import jobs
 from people.models import DeletionJob, Person, Suppression
 from people.services import start_deletion_job
 from segments import services
-from segments.models import Membership, Segment
+from segments.models import Membership, MembershipJob, Segment
 
-# People added to or removed from a manual segment per statement batch (and transaction).
+# People added to or removed from a manual segment per batch (and transaction).
 BATCH_SIZE = 1_000
+MEMBERSHIP_TASK = "segments.tasks.run_membership_job"
 # Segment lists count members up to this many, then say "more than".
 MEMBER_COUNT_CAP = 10_000
 
@@ -48,36 +48,58 @@ def memberships(segment: Segment) -> QuerySet[Membership]:
     return Membership.objects.filter(segment_id=segment.pk)
 
 
-def add_people(segment: Segment, people: QuerySet[Person], *,
-               batch_size: int | None = None) -> int:
-    """Add ``people`` to a manual segment in batches; return how many entered."""
-    return _in_batches(segment, people, services.add_to_segment, batch_size)
+def start_membership_job(segment: Segment, people: QuerySet[Person], *, add: bool,
+                         actor=None, description: str) -> MembershipJob:
+    """Record the people to add to (or remove from) a manual segment as they are now.
 
-
-def remove_people(segment: Segment, people: QuerySet[Person], *,
-                  batch_size: int | None = None) -> int:
-    """Remove ``people`` from a manual segment in batches; return how many left."""
-    return _in_batches(segment, people, services.remove_from_segment, batch_size)
-
-
-def _in_batches(segment: Segment, people: QuerySet[Person],
-                change: Callable[[Segment, list[int]], int], batch_size: int | None) -> int:
-    """Apply ``change`` to the people's primary keys, ``batch_size`` at a time, by keyset.
-
-    Each batch commits on its own; at most one batch of ids is ever held in memory.
+    A worker then changes the segment a batch at a time; a selection of at most one
+    batch is changed before this returns, so a few ticked people need no worker.
     """
+    _check_changeable(segment)
+    job = MembershipJob(
+        workspace_id=segment.workspace_id, segment=segment, requested_by=actor,
+        action=MembershipJob.Action.ADD if add else MembershipJob.Action.REMOVE,
+        description=description[:300])
+    job = jobs.start(job, people.filter(workspace_id=segment.workspace_id), MEMBERSHIP_TASK,
+                     queue_over=BATCH_SIZE)
+    if not job.is_finished and job.total <= BATCH_SIZE:
+        job = run_membership_job(job.pk)
+    return job
+
+
+def run_membership_job(job_id: int, *, max_batches: int | None = None) -> MembershipJob | None:
+    """Change a job's segment batch by batch; safe to run again after any interruption."""
+    return jobs.run(MembershipJob, job_id, _change_batch, batch_size=BATCH_SIZE,
+                    max_batches=max_batches, finish=_finish, select_related=("segment",))
+
+
+def _check_changeable(segment: Segment) -> None:
     if not segment.is_manual:
         raise ValueError("only manual segments take people directly")
     if segment.archived:
         raise ValueError("an archived segment does not change")
-    ids = (people.filter(workspace_id=segment.workspace_id).order_by("pk")
-           .values_list("pk", flat=True))
-    size = batch_size or BATCH_SIZE
-    changed, after = 0, 0
-    while batch := list(ids.filter(pk__gt=after)[:size]):
-        changed += change(segment, batch)
-        after = batch[-1]
-    return changed
+
+
+def _change_batch(job: MembershipJob, person_pks: list[int]) -> None:
+    segment = job.segment
+    if segment.archived:
+        raise jobs.Stop(f"{segment.name} was archived, so its members no longer change; "
+                        f"{job.done} of {job.total} people were handled before.")
+    job.changed += services.change_manual(segment, person_pks, add=job.adds, dependents=False)
+
+
+def _finish(job: MembershipJob) -> None:
+    """Once a job ends, have the segments that reference its segment recomputed, once."""
+    if job.changed:
+        services.recompute_dependents(job.segment)
+
+
+def fail_membership_job(job_id: int, error: str) -> None:
+    jobs.fail(MembershipJob, job_id, error)
+
+
+def retry_membership_job(job: MembershipJob) -> None:
+    jobs.retry(job, MEMBERSHIP_TASK)
 
 
 def delete_profiles(segment: Segment, *, suppress: bool, actor=None) -> DeletionJob:

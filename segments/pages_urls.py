@@ -18,4 +18,5 @@ urlpatterns = [
     path("people/remove/confirm/", views.people_change_confirm, {"add": False},
          name="people-remove-confirm"),
     path("people/remove/", views.people_change, {"add": False}, name="people-remove"),
+    path("jobs/<int:pk>/", views.membership_job_detail, name="job"),
 ]

@@ -412,19 +412,28 @@ class _PreparingCursor(psycopg.Cursor):
 
 def add_to_segment(segment: Segment, people: Iterable[int]) -> int:
     """Add people (primary keys) to a manual segment; return how many entered."""
-    return _change_manual(segment, list(people), add=True)
+    return change_manual(segment, list(people), add=True)
 
 
 def remove_from_segment(segment: Segment, people: Iterable[int]) -> int:
     """Remove people (primary keys) from a manual segment; return how many left."""
-    return _change_manual(segment, list(people), add=False)
+    return change_manual(segment, list(people), add=False)
 
 
-def _change_manual(segment: Segment, person_ids: list[int], *, add: bool) -> int:
+def change_manual(segment: Segment, person_ids: list[int], *, add: bool,
+                  dependents: bool = True) -> int:
+    """Add people to a manual segment or remove them; return how many entered or left.
+
+    The segment's row is locked for the change, so two changes of the same segment at
+    once each log exactly the entries and exits they made. With ``dependents`` false the
+    caller recomputes the segments that reference this one itself (once, after many
+    batches).
+    """
     if not segment.is_manual:
         raise ValueError("only manual segments take people directly")
     now = timezone.now()
     with transaction.atomic():
+        Segment.objects.select_for_update().filter(pk=segment.pk).values_list("pk").first()
         valid = set(Person.objects.filter(workspace_id=segment.workspace_id, pk__in=person_ids)
                     .values_list("pk", flat=True))
         current = set(Membership.objects.filter(segment=segment, person_id__in=valid)
@@ -443,9 +452,15 @@ def _change_manual(segment: Segment, person_ids: list[int], *, add: bool) -> int
                              change=ENTERED if add else EXITED, at=now)
             for p in moving
         ])
-        for dependent in segment.dependents.filter(archived=False).values_list("pk", flat=True):
-            _enqueue_recompute(dependent)
+        if dependents:
+            recompute_dependents(segment)
     return len(moving)
+
+
+def recompute_dependents(segment: Segment) -> None:
+    """Have the active segments whose conditions reference ``segment`` recomputed."""
+    for dependent in segment.dependents.filter(archived=False).values_list("pk", flat=True):
+        _enqueue_recompute(dependent)
 
 
 # --- reacting to changes of people -----------------------------------------------------

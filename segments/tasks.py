@@ -1,7 +1,8 @@
 """django-q2 entry points for segments: ids in, one service call out."""
 
-from segments import exports, services
-from segments.models import Export, Segment
+from engage import jobs
+from segments import exports, operations, services
+from segments.models import Export, MembershipJob, Segment
 
 
 def recompute_segment(segment_id: int) -> None:
@@ -30,3 +31,13 @@ def build_export(export_id: int) -> None:
     export = Export.objects.filter(pk=export_id).select_related("workspace").first()
     if export is not None and export.state != Export.State.DONE:
         exports.build_export(export)
+
+
+def run_membership_job(job_id: int) -> None:
+    """Change a membership job's segment; mark the job failed if an error stops it."""
+    jobs.run_task(MembershipJob, job_id, operations.run_membership_job)
+
+
+def resume_stalled_membership_jobs() -> int:
+    """Hand out again the membership jobs whose worker died or whose task was lost."""
+    return jobs.resume_stalled(MembershipJob, operations.MEMBERSHIP_TASK)

@@ -15,12 +15,14 @@ from engage.workspaces import role_required
 from people.views import people_table, selected_people
 from segments import operations
 from segments.forms import DeleteProfilesForm, ManualSegmentChoiceForm
-from segments.models import Segment
+from segments.models import MembershipJob, Segment
 from segments.services import set_archived
 
 # The session key person_bulk_delete uses: one deletion job per confirmation, whichever
 # page confirmed it.
 DELETION_TOKENS = "deletion_tokens"
+# Likewise, one membership job per confirmed Add to / Remove from segment dialog.
+MEMBERSHIP_TOKENS = "membership_tokens"
 
 
 def _segment(request, pk) -> Segment:
@@ -46,6 +48,7 @@ def _page_context(segment: Segment, *, before: int | None = None) -> dict:
     context = {
         "segment": segment,
         "member_of": segment,  # the People table's actions then apply to the members
+        "jobs": segment.jobs.select_related("requested_by").order_by("-created_at")[:5],
         **people_table(operations.segment_members(segment), before=before,
                        key="segment_memberships__person_id",
                        counted=operations.memberships(segment)),
@@ -112,8 +115,9 @@ def _membership_context(request, form, *, add: bool) -> dict | None:
         "add": add,
         "form": form,
         "selected_count": people.count(),
+        "token": request.POST.get("token") or uuid.uuid4().hex,
         "selection": [(key, value) for key in request.POST
-                      if key not in ("csrfmiddlewaretoken", "target")
+                      if key not in ("csrfmiddlewaretoken", "target", "token")
                       for value in request.POST.getlist(key)],
     }
 
@@ -141,8 +145,16 @@ def people_change_confirm(request, *, add: bool):
 @role_required("editor")
 @require_POST
 def people_change(request, *, add: bool):
-    """Add the selected people to a manual segment, or remove them, in batches."""
+    """Add the selected people to a manual segment, or remove them, as one membership job.
+
+    A few people are changed at once; more go to a worker, and the browser follows the
+    job's progress. A double submit of the same dialog starts one job.
+    """
     workspace = request.membership.workspace
+    token = request.POST.get("token", "")
+    started = request.session.get(MEMBERSHIP_TOKENS, {})
+    if token and token in started:
+        return _go(request, reverse("segments:job", args=[started[token]]))
     form = ManualSegmentChoiceForm(request.POST, workspace=workspace)
     if not form.is_valid():
         target = request.POST.get("target", "")
@@ -155,18 +167,35 @@ def people_change(request, *, add: bool):
             return HttpResponseBadRequest("the selection could not be read")
         return _render_membership_dialog(request, context,
                                          status=200 if request.htmx else 400)
-    people, _ = selected_people(request, workspace)
+    people, description = selected_people(request, workspace)
     if people is None:
         return HttpResponseBadRequest("the selection could not be read")
     segment = form.cleaned_data["target"]
-    if add:
-        changed = operations.add_people(segment, people)
-        note = f"Added {changed} {_people(changed)} to {segment.name}."
-    else:
-        changed = operations.remove_people(segment, people)
-        note = f"Removed {changed} {_people(changed)} from {segment.name}."
-    messages.success(request, note)
+    job = operations.start_membership_job(segment, people, add=add, actor=request.user,
+                                          description=description)
+    if token:
+        request.session[MEMBERSHIP_TOKENS] = {**started, token: job.pk}
+    if not job.is_finished:
+        return _go(request, reverse("segments:job", args=[job.pk]))
+    messages.success(request, _outcome(job))
     return _go(request, reverse("segments:detail", args=[segment.pk]))
+
+
+def _outcome(job: MembershipJob) -> str:
+    if job.adds:
+        return f"Added {job.changed} {_people(job.changed)} to {job.segment.name}."
+    return f"Removed {job.changed} {_people(job.changed)} from {job.segment.name}."
+
+
+@role_required("viewer")
+def membership_job_detail(request, pk):
+    """A membership job's progress (polled while it runs) and outcome."""
+    job = get_object_or_404(MembershipJob.objects.select_related("segment", "requested_by"),
+                            pk=pk, workspace=request.membership.workspace)
+    template = "segments/membershipjob_detail.html"
+    if request.htmx:
+        template += "#job-progress"
+    return render(request, template, {"job": job, "outcome": _outcome(job)})
 
 
 def _people(count: int) -> str:

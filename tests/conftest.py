@@ -1,6 +1,7 @@
 import pytest
 
-from tests.factories import make_workspace
+from engage.models import Membership
+from tests.factories import make_member, make_workspace
 
 
 @pytest.fixture
@@ -16,3 +17,19 @@ def id_workspace(db):
 @pytest.fixture
 def other_workspace(db):
     return make_workspace("Other")
+
+
+@pytest.fixture
+def viewer(client, workspace):
+    """A viewer of ``workspace``, signed in on ``client``."""
+    user = make_member(workspace, Membership.Role.VIEWER)
+    client.force_login(user)
+    return user
+
+
+@pytest.fixture
+def editor(client, workspace):
+    """An editor of ``workspace``, signed in on ``client``."""
+    user = make_member(workspace, Membership.Role.EDITOR)
+    client.force_login(user)
+    return user

@@ -1,4 +1,5 @@
-"""Segment pages in a real browser: Delete Profiles, and adding people from the People page."""
+"""Segment pages in a real browser: Delete Profiles, and adding people from the People page
+(a few at once, or many as a job whose progress the browser follows)."""
 
 import re
 
@@ -7,7 +8,7 @@ from playwright.sync_api import expect
 from people.models import DeletionJob, Person
 from segments import operations
 from segments import services as segments
-from segments.models import Segment
+from segments.models import MembershipJob, Segment
 from tests.factories import make_person
 
 
@@ -70,3 +71,35 @@ def test_adding_two_people_to_a_manual_segment_from_the_people_page(editor_page,
     expect(page.locator("#people-table tbody")).not_to_contain_text("cy@example.com")
     assert sorted(operations.segment_members(vip).values_list("customer_id", flat=True)) == [
         "ada", "bob"]
+
+
+def test_adding_everyone_matching_a_filter_follows_the_jobs_progress(editor_page, workspace,
+                                                                     monkeypatch):
+    page = editor_page
+    for number in range(60):  # more than one page of 50, and several batches
+        make_person(workspace, f"u{number:02d}", plan="trial")
+    make_person(workspace, "keep", plan="paid")
+    trial = segments.create_segment(workspace, name="Trial")
+    monkeypatch.setattr(operations, "BATCH_SIZE", 25)
+    # No worker has picked the job up yet: the test plays the worker, a batch at a time.
+    monkeypatch.setattr("django_q.tasks.async_task", lambda *args, **kwargs: None)
+
+    page.goto("/people/?field=plan&operator=eq&value=trial")
+    page.check("#select-all")
+    page.click("#add-to-segment")
+    expect(page.locator("#membership-dialog")).to_contain_text("Add 60 people to a manual segment")
+    page.click("#confirm-membership")
+
+    expect(page.locator("#job-state")).to_contain_text("0 of 60 (0%)")
+    job = MembershipJob.objects.get()
+    operations.run_membership_job(job.pk, max_batches=1)
+    expect(page.locator("#job-state")).to_contain_text("25 of 60 (41%)")  # the page polls
+    operations.run_membership_job(job.pk)
+    expect(page.locator("#job-state")).to_have_attribute("data-state", "done")
+    expect(page.locator("#job-outcome")).to_have_text("Added 60 people to Trial.")
+    page.reload()  # the outcome survives a reload
+    expect(page.locator("#job-changed")).to_have_text("60")
+
+    page.click("text=Back to Trial")
+    expect(page.locator("#people-count")).to_have_text(re.compile(r"^60 people"))
+    assert operations.segment_members(trial).count() == 60

@@ -5,6 +5,7 @@ from datetime import timedelta
 from django.urls import reverse
 from django.utils import timezone
 
+from engage import jobs
 from engage.models import Membership
 from people import tasks
 from people.models import DeletionJob, Person, Suppression
@@ -49,7 +50,7 @@ def test_a_killed_worker_loses_nothing_and_the_job_finishes_with_the_right_count
     # worker. (The clock is not moved: the task queue would date the new task in the future.)
     assert tasks.resume_stalled_deletion_jobs() == 0
     DeletionJob.objects.filter(pk=job.pk).update(
-        updated_at=timezone.now() - tasks.STALLED_AFTER - timedelta(minutes=1))
+        updated_at=timezone.now() - jobs.STALLED_AFTER - timedelta(minutes=1))
     assert tasks.resume_stalled_deletion_jobs() == 1
     cluster(ENGAGE_DELETE_BATCH_SIZE=500).start()
     assert wait_for(lambda: DeletionJob.objects.get(pk=job.pk).is_finished, timeout=60)

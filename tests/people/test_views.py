@@ -1,22 +1,13 @@
 """The People page: search, filters, keyset pages and HTMX partials."""
 
-import pytest
 from django.urls import reverse
 
-from engage.models import Membership
 from people import services
 from people.models import DeletionJob
 from segments import services as segments
-from tests.factories import make_member, make_person
+from tests.factories import make_person
 
 URL = reverse("person-list")
-
-
-@pytest.fixture
-def viewer(client, workspace):
-    user = make_member(workspace, Membership.Role.VIEWER)
-    client.force_login(user)
-    return user
 
 
 def ids_in(response) -> list[str]:
@@ -121,13 +112,6 @@ def test_people_page_query_count_is_pinned(client, viewer, workspace,
 
 DELETE = reverse("person-bulk-delete")
 CONFIRM = reverse("person-bulk-delete-confirm")
-
-
-@pytest.fixture
-def editor(client, workspace):
-    user = make_member(workspace, Membership.Role.EDITOR)
-    client.force_login(user)
-    return user
 
 
 def test_viewers_are_not_offered_deletion_and_a_forged_post_is_403(client, viewer, workspace):

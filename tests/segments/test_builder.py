@@ -30,13 +30,6 @@ def edit_url(segment) -> str:
 
 
 @pytest.fixture
-def editor(client, workspace):
-    user = make_member(workspace, Membership.Role.EDITOR)
-    client.force_login(user)
-    return user
-
-
-@pytest.fixture
 def beta(workspace):
     return services.create_segment(workspace, name="Beta")
 

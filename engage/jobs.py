@@ -1,0 +1,170 @@
+"""Background jobs over many people: a snapshot of the confirmed set, then batches.
+
+A job (a ``BackgroundJob`` model with an ``items`` relation of ``person_pk`` rows) fixes
+its set when it is started: people who match the same filter later are not touched. A
+worker then takes the items a batch at a time; each batch does its work, drops its items
+and adds to the job's counts in one transaction, so a worker killed mid-job loses
+nothing, counts nothing twice, and any worker can carry on where it stopped.
+"""
+
+import logging
+from collections.abc import Callable
+from datetime import timedelta
+
+from django.core.exceptions import EmptyResultSet
+from django.db import models, transaction
+from django.db.models import F, QuerySet
+from django.utils import timezone
+
+from engage.models import BackgroundJob
+
+logger = logging.getLogger(__name__)
+
+# A running job whose counts have not moved for this long lost its worker.
+STALLED_AFTER = timedelta(minutes=15)
+
+
+class Stop(Exception):
+    """Raised by a batch handler when the job cannot go on (the message says why)."""
+
+
+def snapshot(job: BackgroundJob, people: QuerySet) -> int:
+    """Copy the people's primary keys into the job's items in one statement; return how many.
+
+    Only primary keys are kept, never personal data.
+    """
+    items = job.items.model
+    ids = people.order_by().annotate(snapshot_pk=F("pk")).values_list("snapshot_pk")
+    try:
+        sql, params = ids.query.sql_with_params()
+    except EmptyResultSet:
+        return 0
+    with transaction.get_connection().cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {items._meta.db_table} (job_id, person_pk) "
+            f"SELECT %s, sub.snapshot_pk FROM ({sql}) sub",
+            [job.pk, *params],
+        )
+        return cursor.rowcount
+
+
+def start(job: BackgroundJob, people: QuerySet, task: str, *,
+          queue_over: int = 0) -> BackgroundJob:
+    """Save a new job with its snapshot and have ``task`` run it after commit.
+
+    A job of nobody is done at once and queues nothing; nor does a job of at most
+    ``queue_over`` people, which its caller runs at once (should that run die, the job is
+    resumed as a stalled one).
+    """
+    from django_q.tasks import async_task
+
+    now = timezone.now()
+    job.created_at = job.updated_at = now
+    with transaction.atomic():
+        job.save()
+        job.total = snapshot(job, people)
+        if job.total == 0:
+            job.state = job.State.DONE
+            job.finished_at = now
+        job.save(update_fields=["total", "state", "finished_at"])
+        if job.total > queue_over:
+            job_id = job.pk
+            transaction.on_commit(lambda: async_task(task, job_id, task_name=_name(job, job_id)))
+    return job
+
+
+def run(model: type[BackgroundJob], job_id: int, handle: Callable[[BackgroundJob, list[int]], None],
+        *, batch_size: int, max_batches: int | None = None,
+        finish: Callable[[BackgroundJob], None] | None = None,
+        select_related: tuple[str, ...] = ()) -> BackgroundJob | None:
+    """Run a job's batches until it is done; safe to call again after any interruption.
+
+    ``handle(job, person_pks)`` does one batch inside the batch's transaction and adds to
+    the job's own counts; it raises ``Stop`` when the job cannot go on, which fails the
+    job with that message and keeps what was done. ``finish(job)``, if given, runs once
+    in the transaction that ends the job. A job another worker holds is left to it.
+    """
+    batches = 0
+    while max_batches is None or batches < max_batches:
+        batches += 1
+        with transaction.atomic():
+            job = (model.objects.select_for_update(skip_locked=True, of=("self",))
+                   .select_related(*select_related).filter(pk=job_id).first())
+            if job is None or job.is_finished:
+                return job
+            now = timezone.now()
+            if job.state == job.State.PENDING:
+                job.state = job.State.RUNNING
+                job.started_at = now
+            items = list(job.items.order_by("person_pk").values_list("pk", "person_pk")
+                         [:batch_size])
+            if not items:
+                job.state = job.State.DONE
+            else:
+                try:
+                    with transaction.atomic():
+                        handle(job, [person_pk for _, person_pk in items])
+                except Stop as stop:
+                    job.state = job.State.FAILED
+                    job.error = str(stop)
+                    job.items.all().delete()
+                else:
+                    job.items.filter(pk__in=[pk for pk, _ in items]).delete()
+                    job.done += len(items)
+            job.updated_at = now
+            if job.is_finished:
+                job.finished_at = now
+                if finish is not None:
+                    finish(job)
+            job.save()
+            if job.is_finished:
+                return job
+    return model.objects.filter(pk=job_id).first()
+
+
+def run_task(model: type[BackgroundJob], job_id: int, run_job: Callable[[int], object]) -> None:
+    """Run a job as a worker's task; mark the job failed if an error stops it (and re-raise,
+    so the task is recorded as failed too)."""
+    try:
+        run_job(job_id)
+    except Exception as error:
+        logger.exception("%s %s failed", model._meta.verbose_name, job_id)
+        fail(model, job_id, f"{type(error).__name__}: {error}")
+        raise
+
+
+def fail(model: type[BackgroundJob], job_id: int, error: str) -> None:
+    """Mark a job failed with the error, keeping what it already did."""
+    now = timezone.now()
+    model.objects.filter(pk=job_id).exclude(state=model.State.DONE).update(
+        state=model.State.FAILED, error=error[:2000], updated_at=now, finished_at=now
+    )
+
+
+def retry(job: BackgroundJob, task: str) -> None:
+    """Run a failed or stalled job again from where it stopped."""
+    from django_q.tasks import async_task
+
+    model = type(job)
+    model.objects.filter(pk=job.pk).exclude(state=model.State.DONE).update(
+        state=model.State.RUNNING, error="", finished_at=None, updated_at=timezone.now()
+    )
+    job_id = job.pk
+    transaction.on_commit(lambda: async_task(task, job_id, task_name=_name(job, job_id)))
+
+
+def resume_stalled(model: type[BackgroundJob], task: str) -> int:
+    """Hand out again the jobs whose worker died or whose task was lost; return how many."""
+    stalled = model.objects.filter(
+        state__in=[model.State.PENDING, model.State.RUNNING],
+        updated_at__lt=timezone.now() - STALLED_AFTER,
+    )
+    count = 0
+    for job in stalled.only("pk").iterator():
+        retry(job, task)
+        count += 1
+    return count
+
+
+def _name(job: models.Model, job_id: int) -> str:
+    return f"{job._meta.model_name}-{job_id}"
