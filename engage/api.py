@@ -14,6 +14,7 @@ from rest_framework.views import APIView, exception_handler
 
 from engage.keys import hash_key
 from engage.models import Workspace
+from engage.sql import select_models
 from people.errors import InvalidInput
 
 UNAUTHORIZED = "Unauthorized request. Make sure that you provided the right credentials."
@@ -34,6 +35,12 @@ class WorkspaceClient:
         return self.pk
 
 
+def _workspace(column: str, value: str) -> Workspace | None:
+    """Return the workspace whose unique ``column`` is ``value`` (one fixed statement)."""
+    found = select_models(Workspace, f"{column} = %s", [value], limit=1)
+    return found[0] if found else None
+
+
 class TrackAuthentication(BaseAuthentication):
     """HTTP Basic with ``site_id:track_api_key``."""
 
@@ -47,7 +54,7 @@ class TrackAuthentication(BaseAuthentication):
             site_id, _, key = base64.b64decode(header[1], validate=True).decode().partition(":")
         except (binascii.Error, UnicodeDecodeError):
             raise exceptions.AuthenticationFailed(UNAUTHORIZED) from None
-        workspace = Workspace.objects.filter(site_id=site_id).first()
+        workspace = _workspace("site_id", site_id)
         if workspace is None or not workspace.check_track_key(key):
             raise exceptions.AuthenticationFailed(UNAUTHORIZED)
         return WorkspaceClient(workspace, "track"), workspace
@@ -69,7 +76,7 @@ class AppAuthentication(BaseAuthentication):
             key = header[1].decode()
         except UnicodeDecodeError:
             raise exceptions.AuthenticationFailed(UNAUTHORIZED) from None
-        workspace = Workspace.objects.filter(app_key_hash=hash_key(key)).first()
+        workspace = _workspace("app_key_hash", hash_key(key))
         if workspace is None:
             raise exceptions.AuthenticationFailed(UNAUTHORIZED)
         return WorkspaceClient(workspace, "app"), workspace

@@ -21,7 +21,7 @@ from django.utils import timezone
 
 from engage import jobs
 from engage.models import Workspace
-from engage.sql import in_ids
+from engage.sql import in_ids, in_values, insert_rows, select_models, update_fields
 from people import validation as v
 from people.errors import InvalidInput, Problem
 from people.models import (
@@ -116,36 +116,63 @@ def _check_ref(ref: Ref, *, field: str = "identifier") -> None:
 
 def _suppression_filter(refs: Iterable[Ref]) -> Q | None:
     """Match the suppressions of ``refs`` (ids and emails): two IN lists, however many."""
+    query = None
+    for kind, values in _suppressible(refs):
+        condition = Q(identifier_type=kind, value__in=values)
+        query = condition if query is None else query | condition
+    return query
+
+
+def _suppressible(refs: Iterable[Ref]) -> list[tuple[str, list[str]]]:
+    """Return the ids and the (lowercased) emails among ``refs``, by identifier type."""
     ids, emails = set(), set()
     for ref in refs:
         if ref.kind == "id":
             ids.add(ref.value)
         elif ref.kind == "email":
             emails.add(ref.value.lower())
-    query = None
-    for kind, values in ((Suppression.IdentifierType.ID, ids),
-                         (Suppression.IdentifierType.EMAIL, emails)):
-        if values:
-            condition = Q(identifier_type=kind, value__in=sorted(values))
-            query = condition if query is None else query | condition
-    return query
+    return [(kind, sorted(values)) for kind, values in
+            ((Suppression.IdentifierType.ID, ids), (Suppression.IdentifierType.EMAIL, emails))
+            if values]
+
+
+def suppressions_of(workspace: Workspace, refs: Iterable[Ref], *,
+                    first_only: bool = False) -> set[tuple[str, str]]:
+    """Return the (identifier type, value) pairs of ``refs`` that the workspace suppresses.
+
+    One statement with two IN lists (ids, emails), however many references.
+    """
+    wanted = _suppressible(refs)
+    if not wanted:
+        return set()
+    conditions, params = [], [workspace.pk]
+    for kind, values in wanted:
+        values_sql, values_params = in_values("value", values)
+        conditions.append(f"(identifier_type = %s AND {values_sql})")
+        params += [kind, *values_params]
+    sql = (f"SELECT identifier_type, value FROM {Suppression._meta.db_table} "
+           f"WHERE workspace_id = %s AND ({' OR '.join(conditions)})")
+    if first_only:
+        sql += " LIMIT 1"
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return set(cursor.fetchall())
 
 
 def is_suppressed(workspace: Workspace, refs: Iterable[Ref]) -> bool:
     """Tell whether any of ``refs`` is on the workspace's suppression list."""
-    query = _suppression_filter(refs)
-    if query is None:
-        return False
-    return Suppression.objects.filter(query, workspace=workspace).exists()
+    return bool(suppressions_of(workspace, refs, first_only=True))
 
 
 # --- activity --------------------------------------------------------------------------
 
 
+ACTIVITY_FIELDS = ["workspace", "cio_id", "kind", "data", "forgotten", "created_at"]
+
+
 def _log(workspace: Workspace, cio_id: str | None, kind: str, data: dict | None = None) -> None:
-    Activity.objects.create(
-        workspace=workspace, cio_id=cio_id, kind=kind, data=data or {}, created_at=timezone.now()
-    )
+    insert_rows(Activity, ACTIVITY_FIELDS,
+                [(workspace.pk, cio_id, kind, data or {}, False, timezone.now())])
 
 
 def _announce_change(workspace: Workspace, person_ids: list[int]) -> None:
@@ -263,13 +290,22 @@ def identify_person(workspace: Workspace, ref: Ref, body: dict) -> Result:
     raise AssertionError("unreachable")
 
 
+# The column an identifier is found by (an email only where email is an identifier).
+IDENTIFIER_COLUMNS = {"id": "customer_id", "email": "email_key", "cio_id": "cio_id"}
+
+
 def _find(workspace: Workspace, ref: Ref, *, lock: bool = True) -> Person | None:
-    qs = Person.objects.with_identifier(workspace, ref.kind, ref.value)
-    if lock:
-        qs = qs.select_for_update()
-    person = qs.first()
-    if person is not None:
-        person.workspace = workspace  # known already: no query to read it again
+    if ref.kind == "email" and not workspace.email_is_identifier:
+        qs = Person.objects.with_identifier(workspace, ref.kind, ref.value)
+        found = list((qs.select_for_update() if lock else qs)[:1])
+    else:
+        found = select_models(
+            Person, f"workspace_id = %s AND {IDENTIFIER_COLUMNS[ref.kind]} = %s",
+            [workspace.pk, _key(ref.kind, ref.value)], lock=lock, limit=1)
+    if not found:
+        return None
+    person = found[0]
+    person.workspace = workspace  # known already: no query to read it again
     return person
 
 
@@ -365,12 +401,26 @@ def _create_person(workspace: Workspace, identifiers: dict, data: _IdentifyInput
         attributes_timestamp=data.timestamp,
     )
     _sync_email(person)
-    person.save()
+    _insert_person(person)
     _log(workspace, person.cio_id, Activity.Kind.CREATED, {"attributes": sorted(person.attributes)})
     if data.anonymous_id:
         _link_anonymous_events(person, data.anonymous_id)
     _announce_change(workspace, [person.pk])
     return person
+
+
+PERSON_FIELDS = ["workspace", "cio_id", "customer_id", "email", "email_key", "attributes",
+                 "unsubscribed", "created_at", "updated_at", "attributes_timestamp"]
+
+
+def _insert_person(person: Person) -> None:
+    """Write a new person in one statement, as ``person.save()`` would."""
+    ((person.pk,),) = insert_rows(
+        Person, PERSON_FIELDS,
+        [(person.workspace_id, *(getattr(person, name) for name in PERSON_FIELDS[1:]))],
+        returning=("id",))
+    person._state.adding = False
+    person._state.db = connection.alias
 
 
 def _identifier_change(
@@ -444,11 +494,11 @@ def _update_person(person: Person, ref: Ref, wanted: dict, data: _IdentifyInput)
     linked = _link_anonymous_events(person, data.anonymous_id) if data.anonymous_id else 0
     if not fields - {"attributes_timestamp"} and not linked:
         if fields:
-            person.save(update_fields=fields)
+            update_fields(person, fields)
         return Result(Outcome.UNCHANGED, person)
 
     person.updated_at = timezone.now()
-    person.save(update_fields=fields | {"updated_at"})
+    update_fields(person, fields | {"updated_at"})
     if identifier_changes:
         _log(workspace, person.cio_id, Activity.Kind.IDENTIFIERS_CHANGED, {
             kind: [old_identifiers[kind], value] for kind, value in identifier_changes.items()
@@ -512,8 +562,13 @@ def _get_or_create_person(workspace: Workspace, ref: Ref) -> tuple[Person | None
         return _find(workspace, ref, lock=False), False
 
 
+EVENT_FIELDS = ["workspace", "person", "anonymous_id", "name", "type", "timestamp", "data",
+                "dedup_id", "received_at"]
+
+
 def _insert_event(workspace: Workspace, person: Person | None, anonymous_id: str | None,
                   event: _EventInput) -> Event | None:
+    """Write an event in one statement; return None if its id was seen already."""
     row = Event(
         workspace=workspace,
         person=person,
@@ -525,16 +580,15 @@ def _insert_event(workspace: Workspace, person: Person | None, anonymous_id: str
         dedup_id=event.dedup_id,
         received_at=timezone.now(),
     )
-    if event.dedup_id:
-        if Event.objects.filter(workspace=workspace, dedup_id=event.dedup_id).exists():
-            return None
-        try:
-            with transaction.atomic():
-                row.save()
-        except IntegrityError:
-            return None
-    else:
-        row.save()
+    written = insert_rows(Event, EVENT_FIELDS, [(
+        workspace.pk, person.pk if person else None,
+        *(getattr(row, name) for name in EVENT_FIELDS[2:]))],
+        returning=("id",), ignore_conflicts=True)
+    if not written:
+        return None  # a repeated dedup id
+    ((row.pk,),) = written
+    row._state.adding = False
+    row._state.db = connection.alias
     return row
 
 

@@ -17,7 +17,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from engage.models import Workspace
-from engage.sql import in_ids
+from engage.sql import in_ids, insert_rows
 from people.models import Person
 from segments import conditions
 from segments.models import (
@@ -509,15 +509,26 @@ def note_changed_people(workspace_id: int, person_ids: list[int]) -> bool:
     """Queue people for re-evaluation; enqueue one task per burst. Tell if one was."""
     from django_q.tasks import async_task
 
-    if not person_ids or not Segment.objects.filter(
-            workspace_id=workspace_id, kind=Segment.Kind.DATA_DRIVEN, archived=False).exists():
+    if not person_ids:
         return False
-    PendingEvaluation.objects.bulk_create(
-        [PendingEvaluation(workspace_id=workspace_id, person_id=p) for p in set(person_ids)],
-        ignore_conflicts=True,
-    )
-    ticket, _ = EvaluationTicket.objects.get_or_create(workspace_id=workspace_id)
-    flipped = EvaluationTicket.objects.filter(pk=ticket.pk, queued=False).update(queued=True)
+    # This runs after every change to anyone, so it is written as three fixed statements.
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT 1 FROM {Segment._meta.db_table} WHERE workspace_id = %s AND kind = %s "
+            "AND NOT archived LIMIT 1", [workspace_id, Segment.Kind.DATA_DRIVEN])
+        if cursor.fetchone() is None:
+            return False
+    insert_rows(PendingEvaluation, ["workspace", "person_id"],
+                [(workspace_id, person_id) for person_id in sorted(set(person_ids))],
+                ignore_conflicts=True)
+    # One ticket per workspace: made queued, or flipped to queued; no row when it already was.
+    ticket = EvaluationTicket._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {ticket} (workspace_id, queued) VALUES (%s, %s) "
+            f"ON CONFLICT (workspace_id) DO UPDATE SET queued = %s "
+            f"WHERE NOT {ticket}.queued RETURNING id", [workspace_id, True, True])
+        flipped = cursor.fetchone() is not None
     if flipped:
         async_task("segments.tasks.evaluate_pending", workspace_id,
                    task_name=f"evaluate-pending-{workspace_id}")

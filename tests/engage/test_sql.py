@@ -1,0 +1,81 @@
+"""The hand-written SQL helpers read and write every value as the ORM does, on both
+databases."""
+
+from datetime import UTC, datetime
+
+from django.db import transaction
+
+from engage.models import Workspace
+from engage.sql import in_values, insert_rows, select_models, update_fields
+from people.models import Event, Person
+from tests.factories import make_person
+
+FIELDS = ["workspace", "person", "anonymous_id", "name", "type", "timestamp", "data",
+          "dedup_id", "received_at"]
+WHEN = datetime(2026, 11, 23, 9, 30, 15, 123456, tzinfo=UTC)
+DATA = {"price": 23.5, "name": "Zoë \"quoted\" \\ back", "nested": {"list": [1, None, True]},
+        "empty": {}, "text": "line\nbreak"}
+
+
+def test_inserted_rows_read_back_through_the_orm_as_written(workspace):
+    ada = make_person(workspace, "ada")
+    rows = [(workspace.pk, ada.pk, None, "purchased", "event", WHEN, DATA, "d-1", WHEN),
+            (workspace.pk, None, "anon-1", "viewed", "page", WHEN, {}, None, WHEN)]
+    written = insert_rows(Event, FIELDS, rows, returning=("id", "name"))
+    assert sorted(name for _, name in written) == ["purchased", "viewed"]
+    purchased = Event.objects.get(name="purchased")
+    assert (purchased.person_id, purchased.anonymous_id, purchased.type) == (ada.pk, None, "event")
+    assert purchased.timestamp == WHEN and purchased.received_at == WHEN
+    assert purchased.data == DATA and purchased.dedup_id == "d-1"
+    viewed = Event.objects.get(name="viewed")
+    assert (viewed.person_id, viewed.anonymous_id, viewed.data) == (None, "anon-1", {})
+    # JSON written this way is queried like JSON the ORM wrote.
+    assert Event.objects.filter(data__nested__list__2=True).get() == purchased
+
+
+def test_conflicting_rows_are_skipped_when_asked(workspace):
+    row = (workspace.pk, None, None, "once", "event", WHEN, {}, "same-id", WHEN)
+    assert len(insert_rows(Event, FIELDS, [row], returning=("id",), ignore_conflicts=True)) == 1
+    assert insert_rows(Event, FIELDS, [row], returning=("id",), ignore_conflicts=True) == []
+    assert Event.objects.filter(dedup_id="same-id").count() == 1
+    assert insert_rows(Event, FIELDS, []) == []
+
+
+def test_selected_models_equal_what_the_orm_loads(workspace):
+    ada = make_person(workspace, "ada", email="Ada@Example.com", plan="pro",
+                      tags=["a", "b"], score=1.5, vip=True)
+    (found,) = select_models(Person, "workspace_id = %s AND customer_id = %s",
+                             [workspace.pk, "ada"])
+    loaded = Person.objects.get(pk=ada.pk)
+    for field in Person._meta.concrete_fields:
+        assert getattr(found, field.attname) == getattr(loaded, field.attname), field.name
+    assert not found._state.adding and found.attributes["tags"] == ["a", "b"]
+    (ws,) = select_models(Workspace, "site_id = %s", [workspace.site_id], limit=1)
+    assert ws == workspace and ws.created_at == Workspace.objects.get().created_at
+    assert select_models(Person, "customer_id = %s", ["nobody"]) == []
+
+
+def test_a_locked_select_runs_inside_a_transaction(workspace):
+    make_person(workspace, "ada")
+    with transaction.atomic():
+        (found,) = select_models(Person, "customer_id = %s", ["ada"], lock=True)
+    assert found.customer_id == "ada"
+
+
+def test_in_values_matches_strings_and_numbers(workspace):
+    people = [make_person(workspace, name) for name in ("ada", "bob", "cy")]
+    sql, params = in_values("customer_id", ["ada", "cy", "zed"])
+    assert sorted(p.customer_id for p in select_models(Person, sql, params)) == ["ada", "cy"]
+    sql, params = in_values("id", [people[1].pk])
+    assert [p.customer_id for p in select_models(Person, sql, params)] == ["bob"]
+
+
+def test_updated_fields_read_back_and_the_others_stay(workspace):
+    ada = make_person(workspace, "ada", email="ada@example.com", plan="free")
+    ada.attributes = {**ada.attributes, "plan": "pro", "note": "Zoë"}
+    ada.unsubscribed = True
+    ada.customer_id = "changed-in-memory-only"
+    update_fields(ada, {"attributes", "unsubscribed"})
+    loaded = Person.objects.get(pk=ada.pk)
+    assert loaded.attributes == {"email": "ada@example.com", "plan": "pro", "note": "Zoë"}
+    assert loaded.unsubscribed and loaded.customer_id == "ada"
