@@ -127,8 +127,12 @@ def main() -> None:
         n = args.requests if scenario != "v2-batch" else max(args.requests // 20, 10)
         calls = list(requests(scenario, n + 1, existing, run + scenario[:6]))
         statements = []
-        with connection.execute_wrapper(
-                lambda execute, sql, *rest: statements.append(sql) or execute(sql, *rest)):
+
+        def record(execute, sql, *rest, statements=statements):
+            statements.append(sql)
+            return execute(sql, *rest)
+
+        with connection.execute_wrapper(record):
             call(*calls[0])
         profiler = cProfile.Profile() if scenario == args.profile else None
         cpu, wall = time.process_time(), time.perf_counter()

@@ -82,31 +82,67 @@ def insert_rows(model, names: list[str], rows: list[tuple], *, returning: tuple[
     """
     if not rows:
         return []
-    postgres = connection.vendor == "postgresql"
     fields = [model._meta.get_field(name) for name in names]
-    prepare = [_json_ready(field, postgres) for field in fields]
-    data = json.dumps([[to_json(value) if to_json else value
-                        for to_json, value in zip(prepare, row, strict=True)] for row in rows],
-                      separators=(",", ":"), ensure_ascii=False)
+    values, source = _row_source(fields)
     quote = connection.ops.quote_name
-    if postgres:
-        values = [f"r->{i}" if field.get_internal_type() == "JSONField"
-                  else f"(r->>{i})::{field.db_type(connection)}" for i, field in enumerate(fields)]
-        source = "jsonb_array_elements(%s::jsonb) WITH ORDINALITY AS x(r, n) ORDER BY n"
-    else:
-        values = [f"json_extract(value, '$[{i}]')" for i in range(len(fields))]
-        # SQLite reads an ON CONFLICT right after FROM as part of a join: WHERE ends it.
-        source = "json_each(%s) WHERE true ORDER BY key"
     sql = (f"INSERT INTO {quote(model._meta.db_table)} "
            f"({', '.join(quote(f.column) for f in fields)}) "
            f"SELECT {', '.join(values)} FROM {source}")
+    if connection.vendor != "postgresql":
+        # SQLite reads an ON CONFLICT right after FROM as part of a join: WHERE ends it.
+        sql += " WHERE true"
+    sql += " ORDER BY n"
     if ignore_conflicts:
         sql += " ON CONFLICT DO NOTHING"
     if returning:
         sql += f" RETURNING {', '.join(quote(model._meta.get_field(r).column) for r in returning)}"
     with connection.cursor() as cursor:
-        cursor.execute(sql, [data])
+        cursor.execute(sql, [_rows_json(fields, rows)])
         return cursor.fetchall() if returning else []
+
+
+def update_rows(model, names: list[str], rows: list[tuple]) -> None:
+    """Set the fields ``names`` of many rows in one statement.
+
+    Each row is the primary key followed by the values of ``names``, in order.
+    """
+    if not rows:
+        return
+    fields = [model._meta.pk, *(model._meta.get_field(name) for name in names)]
+    values, source = _row_source(fields)
+    quote = connection.ops.quote_name
+    table = quote(model._meta.db_table)
+    assignments = ", ".join(f"{quote(field.column)} = {value}"
+                            for field, value in zip(fields[1:], values[1:], strict=True))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} SET {assignments} FROM {source} "
+            f"WHERE {table}.{quote(model._meta.pk.column)} = {values[0]}",
+            [_rows_json(fields, rows)])
+
+
+def _row_source(fields) -> tuple[list[str], str]:
+    """Return, per field, the SQL reading its value from a row of the JSON parameter, and
+    the FROM clause that unpacks that parameter into rows (``n``: their order)."""
+    if connection.vendor == "postgresql":
+        values = []
+        for i, field in enumerate(fields):
+            if field.get_internal_type() == "JSONField":
+                # JSON null is SQL NULL for a nullable field, as the ORM writes None.
+                values.append(f"NULLIF(r->{i}, 'null'::jsonb)" if field.null else f"r->{i}")
+            else:
+                values.append(f"(r->>{i})::{field.db_type(connection)}")
+        return values, "jsonb_array_elements(%s::jsonb) WITH ORDINALITY AS x(r, n)"
+    values = [f"json_extract(x.value, '$[{i}]')" for i in range(len(fields))]
+    return values, "(SELECT value, key AS n FROM json_each(%s)) AS x"
+
+
+def _rows_json(fields, rows) -> str:
+    postgres = connection.vendor == "postgresql"
+    prepare = [_json_ready(field, postgres) for field in fields]
+    return json.dumps([[to_json(value) if to_json else value
+                        for to_json, value in zip(prepare, row, strict=True)] for row in rows],
+                      separators=(",", ":"), ensure_ascii=False)
 
 
 def _json_ready(field, postgres: bool):
@@ -118,7 +154,7 @@ def _json_ready(field, postgres: bool):
         return lambda value: connection.ops.adapt_datetimefield_value(value)
     if kind == "JSONField" and not postgres:
         # SQLite keeps JSON as text: the text goes in as a string.
-        return lambda value: json.dumps(value, cls=field.encoder)
+        return lambda value: None if value is None else json.dumps(value, cls=field.encoder)
     return None
 
 

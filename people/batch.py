@@ -13,11 +13,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.db import IntegrityError, transaction
-from django.db.models import Q
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from engage.models import Workspace
+from engage.sql import in_values, insert_rows, select_models, update_rows
 from people import services
 from people import validation as v
 from people.errors import InvalidInput, Problem
@@ -84,7 +84,8 @@ def parse_operation(workspace: Workspace, raw: Any, *, index: int = 0) -> Operat
         raise InvalidInput.single("type", "invalid", "type must be person")
     action = raw.get("action")
     if action not in PERSON_ACTIONS:
-        reason = "unsupported" if action in ("add_relationships", "delete_relationships") else "invalid"
+        relationships = ("add_relationships", "delete_relationships")
+        reason = "unsupported" if action in relationships else "invalid"
         raise InvalidInput.single("action", reason, f"action '{action}' is not supported")
     operation = Operation(index=index, action=action, body=raw)
     if action == "merge":
@@ -204,7 +205,7 @@ class _Run:
         self.changes: dict[int, dict] = {}
         self.unsubscribe_changes: list[Person] = []
         self.identifier_changes: list[tuple[Person, Ref]] = []
-        self.events: list[Event] = []
+        self.events: list[tuple[Person, Any]] = []  # (person, services._EventInput)
 
     # -- lookups --
 
@@ -215,11 +216,7 @@ class _Run:
                 yield from services._body_refs(self.workspace, operation.identify)
 
     def _suppressed(self) -> set[tuple[str, str]]:
-        query = services._suppression_filter(self._refs())
-        if query is None:
-            return set()
-        return set(Suppression.objects.filter(query, workspace=self.workspace)
-                   .values_list("identifier_type", "value"))
+        return services.suppressions_of(self.workspace, self._refs())
 
     def _is_suppressed(self, operation: Operation) -> bool:
         refs = [operation.ref]
@@ -233,11 +230,21 @@ class _Run:
         for ref in self._refs():
             {"id": ids, "email": emails, "cio_id": cio_ids}[ref.kind].add(
                 services._key(ref.kind, ref.value))
-        query = Q(customer_id__in=ids) | Q(cio_id__in=cio_ids)
-        if self.workspace.email_is_identifier:
-            query |= Q(email_key__in=emails)
+        if not self.workspace.email_is_identifier:
+            emails = set()
         self.by_key: dict[tuple[str, str], Person] = {}
-        for person in Person.objects.filter(query, workspace=self.workspace).select_for_update():
+        conditions, params = [], []
+        for column, values in (("customer_id", ids), ("cio_id", cio_ids),
+                               ("email_key", emails)):
+            if values:
+                sql, values_params = in_values(column, sorted(values))
+                conditions.append(sql)
+                params += values_params
+        if not conditions:
+            return
+        for person in select_models(
+                Person, f"workspace_id = %s AND ({' OR '.join(conditions)})",
+                [self.workspace.pk, *params], lock=True):
             person.workspace = self.workspace
             self._remember(person)
 
@@ -356,11 +363,7 @@ class _Run:
             if ref.kind == "cio_id":
                 return True  # nobody has this cio_id: dropped, as a single call would be
             person = self._new_person({ref.kind: ref.value}, None)
-        self.events.append(Event(
-            workspace=self.workspace, person=person, name=event.name, type=event.type,
-            timestamp=event.timestamp, data=event.data, dedup_id=event.dedup_id,
-            received_at=self.now,
-        ))
+        self.events.append((person, event))
         return True
 
     # -- writing --
@@ -368,40 +371,55 @@ class _Run:
     def _write(self):
         if not (self.new_people or self.dirty or self.events):
             return
-        Person.objects.bulk_create(self.new_people)
-        if self.dirty:
-            Person.objects.bulk_update(
-                list(self.dirty.values()),
-                ["customer_id", "attributes", "email", "email_key", "unsubscribed", "created_at",
-                 "updated_at", "attributes_timestamp"],
-            )
+        self._insert_people()
+        update_rows(Person, DIRTY_FIELDS, [
+            (person.pk, *(getattr(person, name) for name in DIRTY_FIELDS))
+            for person in self.dirty.values()])
+        workspace, now, kinds = self.workspace.pk, self.now, Activity.Kind
         activity = [
-            Activity(workspace=self.workspace, cio_id=person.cio_id, kind=Activity.Kind.CREATED,
-                     data={"attributes": sorted(person.attributes)}, created_at=self.now)
+            (workspace, person.cio_id, kinds.CREATED,
+             {"attributes": sorted(person.attributes)}, False, now)
             for person in self.new_people
         ]
         activity += [
-            Activity(workspace=self.workspace, cio_id=self.dirty[pk].cio_id,
-                     kind=Activity.Kind.ATTRIBUTES_CHANGED, data={"changed": changed},
-                     created_at=self.now)
+            (workspace, self.dirty[pk].cio_id, kinds.ATTRIBUTES_CHANGED, {"changed": changed},
+             False, now)
             for pk, changed in self.changes.items()
         ]
         activity += [
-            Activity(workspace=self.workspace, cio_id=person.cio_id,
-                     kind=(Activity.Kind.UNSUBSCRIBED if person.unsubscribed
-                           else Activity.Kind.RESUBSCRIBED),
-                     created_at=self.now)
+            (workspace, person.cio_id,
+             kinds.UNSUBSCRIBED if person.unsubscribed else kinds.RESUBSCRIBED, {}, False, now)
             for person in self.unsubscribe_changes
         ]
         activity += [
-            Activity(workspace=self.workspace, cio_id=person.cio_id,
-                     kind=Activity.Kind.IDENTIFIERS_CHANGED,
-                     data={ref.kind: [None, ref.value]}, created_at=self.now)
+            (workspace, person.cio_id, kinds.IDENTIFIERS_CHANGED,
+             {ref.kind: [None, ref.value]}, False, now)
             for person, ref in self.identifier_changes if person.pk
         ]
-        Activity.objects.bulk_create(activity)
-        Event.objects.bulk_create(self.events, ignore_conflicts=True)
+        insert_rows(Activity, services.ACTIVITY_FIELDS, activity)
+        insert_rows(Event, services.EVENT_FIELDS, [
+            (workspace, person.pk, None, event.name, event.type, event.timestamp, event.data,
+             event.dedup_id, now)
+            for person, event in self.events], ignore_conflicts=True)
         touched = {person.pk for person in self.new_people} | set(self.dirty)
-        touched |= {event.person.pk for event in self.events}
+        touched |= {person.pk for person, _ in self.events}
         services._announce_change(self.workspace, sorted(touched))
         self._reset()
+
+    def _insert_people(self):
+        """Write the new people in one statement and give each its primary key."""
+        written = dict((cio_id, pk) for pk, cio_id in insert_rows(
+            Person, services.PERSON_FIELDS,
+            [(person.workspace_id, *(getattr(person, name)
+                                     for name in services.PERSON_FIELDS[1:]))
+             for person in self.new_people],
+            returning=("id", "cio_id")))
+        for person in self.new_people:
+            person.pk = written[person.cio_id]
+            person._state.adding = False
+            person._state.db = connection.alias
+
+
+# The fields an identify in a run may change on someone who exists.
+DIRTY_FIELDS = ["customer_id", "attributes", "email", "email_key", "unsubscribed", "created_at",
+                "updated_at", "attributes_timestamp"]

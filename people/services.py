@@ -542,7 +542,8 @@ def _read_event(name, data, timestamp, type, dedup_id) -> _EventInput:
     if type not in Event.Type.values:
         problems.append(Problem("type", "invalid_value", "type must be one of event, page, screen"))
     if dedup_id is not None and (not isinstance(dedup_id, str) or not 0 < len(dedup_id) <= 64):
-        problems.append(Problem("id", "invalid_value", "event id must be a string of 1 to 64 characters"))
+        problems.append(Problem("id", "invalid_value",
+                                "event id must be a string of 1 to 64 characters"))
     moment = v.optional_moment(timestamp, field="timestamp", problems=problems)
     if problems:
         raise InvalidInput(problems)

@@ -6,8 +6,9 @@ from datetime import UTC, datetime
 from django.db import transaction
 
 from engage.models import Workspace
-from engage.sql import in_values, insert_rows, select_models, update_fields
+from engage.sql import in_values, insert_rows, select_models, update_fields, update_rows
 from people.models import Event, Person
+from segments.models import Segment
 from tests.factories import make_person
 
 FIELDS = ["workspace", "person", "anonymous_id", "name", "type", "timestamp", "data",
@@ -79,3 +80,28 @@ def test_updated_fields_read_back_and_the_others_stay(workspace):
     loaded = Person.objects.get(pk=ada.pk)
     assert loaded.attributes == {"email": "ada@example.com", "plan": "pro", "note": "Zoë"}
     assert loaded.unsubscribed and loaded.customer_id == "ada"
+
+
+def test_update_rows_sets_each_row_its_own_values(workspace):
+    ada = make_person(workspace, "ada", email="ada@example.com", plan="free")
+    bob = make_person(workspace, "bob", plan="free")
+    cy = make_person(workspace, "cy", plan="free")
+    update_rows(Person, ["attributes", "unsubscribed", "updated_at", "email"], [
+        (ada.pk, {"plan": "pro", "nested": {"a": [1, None]}}, True, WHEN, None),
+        (bob.pk, {"plan": "Zoë \"q\""}, False, WHEN, "bob@example.com"),
+    ])
+    ada_now, bob_now, cy_now = (Person.objects.get(pk=p.pk) for p in (ada, bob, cy))
+    assert ada_now.attributes == {"plan": "pro", "nested": {"a": [1, None]}}
+    assert ada_now.unsubscribed and ada_now.updated_at == WHEN and ada_now.email is None
+    assert bob_now.attributes == {"plan": "Zoë \"q\""} and not bob_now.unsubscribed
+    assert bob_now.email == "bob@example.com" and bob_now.updated_at == WHEN
+    assert cy_now.attributes == cy.attributes and cy_now.updated_at == cy.updated_at
+    update_rows(Person, ["unsubscribed"], [])  # nothing to do, no statement
+
+
+def test_a_nullable_json_field_keeps_none_as_sql_null(workspace):
+    segment = Segment.objects.create(
+        workspace=workspace, name="Pro", kind="data_driven", created_at=WHEN, updated_at=WHEN,
+        conditions={"attribute": {"field": "plan", "operator": "eq", "value": "pro"}})
+    update_rows(Segment, ["kind", "conditions"], [(segment.pk, "manual", None)])
+    assert Segment.objects.filter(pk=segment.pk, conditions__isnull=True).exists()
