@@ -13,6 +13,7 @@ Uses (and recreates) the ``engage_ingest_bench`` database.
 
 import argparse
 import base64
+import contextlib
 import cProfile
 import io
 import json
@@ -86,7 +87,8 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=400, help="requests per scenario")
     parser.add_argument("--profile", default="", help="a scenario to profile with cProfile")
     parser.add_argument("--top", type=int, default=30)
-    parser.add_argument("--statements", action="store_true", help="print each SQL statement")
+    parser.add_argument("--statements", action="store_true",
+                        help="print each SQL statement and its mean wall time")
     parser.add_argument("--reuse", action="store_true", help="keep the database as it is")
     args = parser.parse_args()
 
@@ -134,19 +136,39 @@ def main() -> None:
 
         with connection.execute_wrapper(record):
             call(*calls[0])
-        profiler = cProfile.Profile() if scenario == args.profile else None
+        timings: dict[int, float] = {}
+        per_request = max(len(statements), 1)
+
+        def timed(execute, sql, *rest, timings=timings, count=per_request):
+            # Wall time of each statement, by its place in the request: the database's
+            # work, the round trip and psycopg's client side.
+            start = time.perf_counter()
+            try:
+                return execute(sql, *rest)
+            finally:
+                timings[len(timings)] = (len(timings) % count, time.perf_counter() - start)
+
+        profiler = cProfile.Profile(time.process_time) if scenario == args.profile else None
+        wrapper = (connection.execute_wrapper(timed) if args.statements
+                   else contextlib.nullcontext())
         cpu, wall = time.process_time(), time.perf_counter()
         if profiler:
             profiler.enable()
-        for method, path, payload in calls[1:]:
-            call(method, path, payload)
+        with wrapper:
+            for method, path, payload in calls[1:]:
+                call(method, path, payload)
         if profiler:
             profiler.disable()
         cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
         print(f"{scenario:22} {cpu * 1000 / n:15.2f} {wall * 1000 / n:16.2f} "
               f"{len(statements):11}")
         if args.statements:
-            print("\n".join(f"    {sql[:150]}" for sql in statements))
+            per_place = [[] for _ in statements]
+            for place, seconds in timings.values():
+                per_place[place].append(seconds)
+            for sql, seconds in zip(statements, per_place, strict=True):
+                mean = sum(seconds) * 1000 / max(len(seconds), 1)
+                print(f"    {mean:6.2f} ms wall  {sql[:130]}")
         if profiler:
             out = io.StringIO()
             pstats.Stats(profiler, stream=out).sort_stats("cumulative").print_stats(args.top)

@@ -2,7 +2,7 @@
 
 import json
 
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, connection, connections
 
 
 def in_values(column: str, values: list) -> tuple[str, list]:
@@ -28,18 +28,23 @@ def in_ids(column: str, ids: list[int]) -> tuple[str, list]:
 # still read and write every value the way the model's fields do.
 
 
-def _columns(model) -> list:
-    return [field for field in model._meta.concrete_fields]
+MAX_PLANS = 500
 
 
-def _converters(model, fields) -> list:
-    """Return, per field, the functions that turn a database value into the field's."""
-    found = []
-    for field in fields:
-        expression = field.get_col(model._meta.db_table)
-        found.append((expression, [*connection.ops.get_db_converters(expression),
-                                   *field.get_db_converters(connection)]))
-    return found
+def _plan(conn, key: tuple, build):
+    """Return what ``build(conn)`` makes for ``key``, made once per database connection.
+
+    Statement texts and value converters depend only on the model, the statement's shape
+    and the database, so each connection keeps the ones it has built.
+    """
+    plans = conn.__dict__.setdefault("_engage_sql_plans", {})
+    try:
+        return plans[key]
+    except KeyError:
+        if len(plans) >= MAX_PLANS:
+            plans.clear()  # SQLite's IN lists vary in length: keep the cache bounded
+        plans[key] = found = build(conn)
+        return found
 
 
 def select_models(model, where: str, params: list, *, lock: bool = False,
@@ -48,28 +53,38 @@ def select_models(model, where: str, params: list, *, lock: bool = False,
 
     ``lock`` takes a row lock (``FOR UPDATE``) where the database has them.
     """
-    fields = _columns(model)
-    sql = (f"SELECT {', '.join(connection.ops.quote_name(f.column) for f in fields)} "
-           f"FROM {connection.ops.quote_name(model._meta.db_table)} WHERE {where}")
-    if limit is not None:
-        sql += f" LIMIT {int(limit)}"
-    if lock and connection.features.has_select_for_update:
-        sql += " FOR UPDATE"
-    with connection.cursor() as cursor:
+    conn = connections[DEFAULT_DB_ALIAS]
+    sql, names, converters = _plan(conn, ("select", model, where, lock, limit),
+                                   lambda c: _select_plan(c, model, where, lock, limit))
+    with conn.cursor() as cursor:
         cursor.execute(sql, params)
         rows = cursor.fetchall()
-    if not rows:
-        return []
-    converters = _converters(model, fields)
-    names = [f.attname for f in fields]
     found = []
     for row in rows:
         values = list(row)
-        for index, (expression, functions) in enumerate(converters):
+        for index, expression, functions in converters:
             for function in functions:
-                values[index] = function(values[index], expression, connection)
-        found.append(model.from_db(connection.alias, names, values))
+                values[index] = function(values[index], expression, conn)
+        found.append(model.from_db(conn.alias, names, values))
     return found
+
+
+def _select_plan(conn, model, where, lock, limit):
+    fields = list(model._meta.concrete_fields)
+    quote = conn.ops.quote_name
+    sql = (f"SELECT {', '.join(quote(f.column) for f in fields)} "
+           f"FROM {quote(model._meta.db_table)} WHERE {where}")
+    if limit is not None:
+        sql += f" LIMIT {int(limit)}"
+    if lock and conn.features.has_select_for_update:
+        sql += " FOR UPDATE"
+    converters = []
+    for index, field in enumerate(fields):
+        expression = field.get_col(model._meta.db_table)
+        functions = [*conn.ops.get_db_converters(expression), *field.get_db_converters(conn)]
+        if functions:
+            converters.append((index, expression, functions))
+    return sql, [f.attname for f in fields], converters
 
 
 def insert_rows(model, names: list[str], rows: list[tuple], *, returning: tuple[str, ...] = (),
@@ -82,13 +97,22 @@ def insert_rows(model, names: list[str], rows: list[tuple], *, returning: tuple[
     """
     if not rows:
         return []
+    conn = connections[DEFAULT_DB_ALIAS]
+    sql, prepare = _plan(conn, ("insert", model, tuple(names), returning, ignore_conflicts),
+                         lambda c: _insert_plan(c, model, names, returning, ignore_conflicts))
+    with conn.cursor() as cursor:
+        cursor.execute(sql, [_rows_json(prepare, rows)])
+        return cursor.fetchall() if returning else []
+
+
+def _insert_plan(conn, model, names, returning, ignore_conflicts):
     fields = [model._meta.get_field(name) for name in names]
-    values, source = _row_source(fields)
-    quote = connection.ops.quote_name
+    values, source = _row_source(conn, fields)
+    quote = conn.ops.quote_name
     sql = (f"INSERT INTO {quote(model._meta.db_table)} "
            f"({', '.join(quote(f.column) for f in fields)}) "
            f"SELECT {', '.join(values)} FROM {source}")
-    if connection.vendor != "postgresql":
+    if conn.vendor != "postgresql":
         # SQLite reads an ON CONFLICT right after FROM as part of a join: WHERE ends it.
         sql += " WHERE true"
     sql += " ORDER BY n"
@@ -96,9 +120,7 @@ def insert_rows(model, names: list[str], rows: list[tuple], *, returning: tuple[
         sql += " ON CONFLICT DO NOTHING"
     if returning:
         sql += f" RETURNING {', '.join(quote(model._meta.get_field(r).column) for r in returning)}"
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [_rows_json(fields, rows)])
-        return cursor.fetchall() if returning else []
+    return sql, [_json_ready(conn, field) for field in fields]
 
 
 def update_rows(model, names: list[str], rows: list[tuple]) -> None:
@@ -108,51 +130,55 @@ def update_rows(model, names: list[str], rows: list[tuple]) -> None:
     """
     if not rows:
         return
+    conn = connections[DEFAULT_DB_ALIAS]
+    sql, prepare = _plan(conn, ("update", model, tuple(names)),
+                         lambda c: _update_plan(c, model, names))
+    with conn.cursor() as cursor:
+        cursor.execute(sql, [_rows_json(prepare, rows)])
+
+
+def _update_plan(conn, model, names):
     fields = [model._meta.pk, *(model._meta.get_field(name) for name in names)]
-    values, source = _row_source(fields)
-    quote = connection.ops.quote_name
+    values, source = _row_source(conn, fields)
+    quote = conn.ops.quote_name
     table = quote(model._meta.db_table)
     assignments = ", ".join(f"{quote(field.column)} = {value}"
                             for field, value in zip(fields[1:], values[1:], strict=True))
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"UPDATE {table} SET {assignments} FROM {source} "
-            f"WHERE {table}.{quote(model._meta.pk.column)} = {values[0]}",
-            [_rows_json(fields, rows)])
+    sql = (f"UPDATE {table} SET {assignments} FROM {source} "
+           f"WHERE {table}.{quote(model._meta.pk.column)} = {values[0]}")
+    return sql, [_json_ready(conn, field) for field in fields]
 
 
-def _row_source(fields) -> tuple[list[str], str]:
+def _row_source(conn, fields) -> tuple[list[str], str]:
     """Return, per field, the SQL reading its value from a row of the JSON parameter, and
     the FROM clause that unpacks that parameter into rows (``n``: their order)."""
-    if connection.vendor == "postgresql":
+    if conn.vendor == "postgresql":
         values = []
         for i, field in enumerate(fields):
             if field.get_internal_type() == "JSONField":
                 # JSON null is SQL NULL for a nullable field, as the ORM writes None.
                 values.append(f"NULLIF(r->{i}, 'null'::jsonb)" if field.null else f"r->{i}")
             else:
-                values.append(f"(r->>{i})::{field.db_type(connection)}")
+                values.append(f"(r->>{i})::{field.db_type(conn)}")
         return values, "jsonb_array_elements(%s::jsonb) WITH ORDINALITY AS x(r, n)"
     values = [f"json_extract(x.value, '$[{i}]')" for i in range(len(fields))]
     return values, "(SELECT value, key AS n FROM json_each(%s)) AS x"
 
 
-def _rows_json(fields, rows) -> str:
-    postgres = connection.vendor == "postgresql"
-    prepare = [_json_ready(field, postgres) for field in fields]
+def _rows_json(prepare, rows) -> str:
     return json.dumps([[to_json(value) if to_json else value
                         for to_json, value in zip(prepare, row, strict=True)] for row in rows],
                       separators=(",", ":"), ensure_ascii=False)
 
 
-def _json_ready(field, postgres: bool):
+def _json_ready(conn, field):
     """Return how a value of ``field`` is written into the rows' JSON (None: as it is)."""
     kind = field.get_internal_type()
     if kind == "DateTimeField":
-        if postgres:
+        if conn.vendor == "postgresql":
             return lambda value: None if value is None else value.isoformat()
-        return lambda value: connection.ops.adapt_datetimefield_value(value)
-    if kind == "JSONField" and not postgres:
+        return conn.ops.adapt_datetimefield_value
+    if kind == "JSONField" and conn.vendor != "postgresql":
         # SQLite keeps JSON as text: the text goes in as a string.
         return lambda value: None if value is None else json.dumps(value, cls=field.encoder)
     return None

@@ -528,6 +528,9 @@ def _link_anonymous_events(person: Person, anonymous_id: str) -> int:
 # --- events ----------------------------------------------------------------------------
 
 
+EVENT_TYPES = frozenset(Event.Type.values)
+
+
 @dataclass
 class _EventInput:
     name: str
@@ -539,7 +542,7 @@ class _EventInput:
 
 def _read_event(name, data, timestamp, type, dedup_id) -> _EventInput:
     problems = v.event_problems(name, data)
-    if type not in Event.Type.values:
+    if type not in EVENT_TYPES:
         problems.append(Problem("type", "invalid_value", "type must be one of event, page, screen"))
     if dedup_id is not None and (not isinstance(dedup_id, str) or not 0 < len(dedup_id) <= 64):
         problems.append(Problem("id", "invalid_value",

@@ -114,7 +114,12 @@ def attribute_problems(attributes: dict, *, field_prefix: str = "") -> list[Prob
                     f"{MAX_ATTRIBUTE_NAME_BYTES} bytes",
                 )
             )
-        size = byte_length(value) if isinstance(value, str) else json_bytes(value)
+        if isinstance(value, str):
+            size = byte_length(value)
+        elif value is None or isinstance(value, bool | float):
+            size = 0  # a few bytes at most, whatever the value
+        else:
+            size = json_bytes(value)
         if size > MAX_ATTRIBUTE_VALUE_BYTES:
             problems.append(
                 Problem(

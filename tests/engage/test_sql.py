@@ -105,3 +105,22 @@ def test_a_nullable_json_field_keeps_none_as_sql_null(workspace):
         conditions={"attribute": {"field": "plan", "operator": "eq", "value": "pro"}})
     update_rows(Segment, ["kind", "conditions"], [(segment.pk, "manual", None)])
     assert Segment.objects.filter(pk=segment.pk, conditions__isnull=True).exists()
+
+
+def test_statement_plans_are_reused_and_stay_bounded(workspace, monkeypatch):
+    from django.db import DEFAULT_DB_ALIAS, connections
+
+    from engage import sql
+
+    make_person(workspace, "ada")
+    conn = connections[DEFAULT_DB_ALIAS]
+    plans = conn.__dict__.setdefault("_engage_sql_plans", {})
+    plans.clear()
+    for _ in range(3):
+        select_models(Person, "customer_id = %s", ["ada"])
+    assert len(plans) == 1
+    monkeypatch.setattr(sql, "MAX_PLANS", 2)
+    for n in range(1, 6):
+        where, params = in_values("customer_id", ["ada"] * n)
+        assert [p.customer_id for p in select_models(Person, where, params)] == ["ada"]
+    assert len(plans) <= 2
