@@ -68,7 +68,7 @@ def create_segment(workspace: Workspace, *, name: str, description: str = "",
         segment.save()
         if not segment.is_manual:
             segment.depends_on.set(segment._referenced)
-            _enqueue_recompute(segment.pk)
+            enqueue_recompute(segment.pk)
     return segment
 
 
@@ -91,7 +91,7 @@ def update_segment(segment: Segment, *, name: str | None = None,
         segment.save()
         if recompute:
             segment.depends_on.set(segment._referenced)
-            _enqueue_recompute(segment.pk)
+            enqueue_recompute(segment.pk)
     return segment
 
 
@@ -102,11 +102,11 @@ def set_archived(segment: Segment, archived: bool) -> Segment:
     with transaction.atomic():
         segment.save(update_fields=["archived", "updated_at"])
         if not archived and not segment.is_manual:
-            _enqueue_recompute(segment.pk)
+            enqueue_recompute(segment.pk)
     return segment
 
 
-def _enqueue_recompute(segment_id: int) -> None:
+def enqueue_recompute(segment_id: int) -> None:
     from django_q.tasks import async_task
 
     transaction.on_commit(
@@ -237,7 +237,7 @@ def recompute_segment(segment: Segment) -> Changes:
         if changes.entered or changes.exited:
             for dependent in segment.dependents.filter(archived=False).values_list("pk",
                                                                                    flat=True):
-                _enqueue_recompute(dependent)
+                enqueue_recompute(dependent)
     return changes
 
 
@@ -460,7 +460,7 @@ def change_manual(segment: Segment, person_ids: list[int], *, add: bool,
 def recompute_dependents(segment: Segment) -> None:
     """Have the active segments whose conditions reference ``segment`` recomputed."""
     for dependent in segment.dependents.filter(archived=False).values_list("pk", flat=True):
-        _enqueue_recompute(dependent)
+        enqueue_recompute(dependent)
 
 
 # --- reacting to changes of people -----------------------------------------------------
@@ -482,7 +482,7 @@ def forget_memberships(workspace: Workspace, person_ids: list[int]) -> None:
     segment_ids = {s for s, _ in rows}
     for dependent in (Segment.objects.filter(depends_on__in=segment_ids, archived=False)
                       .values_list("pk", flat=True).distinct()):
-        _enqueue_recompute(dependent)
+        enqueue_recompute(dependent)
 
 
 def move_manual_memberships(workspace: Workspace, primary_id: int, secondary_id: int) -> None:

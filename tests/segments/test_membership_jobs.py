@@ -222,7 +222,7 @@ def test_segments_that_reference_it_are_recomputed_once_at_the_end(
     in_beta = segments.create_segment(workspace, name="In Beta", conditions_tree={
         "segment": {"id": segment.pk, "operator": "in"}})
     queued = []
-    monkeypatch.setattr(segments, "_enqueue_recompute", queued.append)
+    monkeypatch.setattr(segments, "enqueue_recompute", queued.append)
     job = operations.start_membership_job(segment, everyone(workspace), add=True,
                                           description="test")
     operations.run_membership_job(job.pk)
