@@ -6,6 +6,7 @@ import binascii
 from django.core.exceptions import RequestDataTooBig
 from rest_framework import exceptions, status
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
+from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.parsers import JSONParser
 from rest_framework.permissions import BasePermission
 from rest_framework.renderers import JSONRenderer
@@ -147,12 +148,24 @@ app_exception_handler = _exception_handler(
     lambda exc: {"meta": {"error": "; ".join(error_messages(exc))}})
 
 
+class AlwaysJSON(DefaultContentNegotiation):
+    """Answer in JSON whatever the Accept header asks for, as Customer.io does.
+
+    Request bodies are still checked (JSON only, else 415); answers have one form, so
+    there is nothing to negotiate, nor an Accept header to parse on every call.
+    """
+
+    def select_renderer(self, request, renderers, format_suffix=None):
+        return renderers[0], renderers[0].media_type
+
+
 class WorkspaceAPIView(APIView):
     """Base for the APIs a workspace key opens: JSON in and out, throttled per key."""
 
     permission_classes = [HasWorkspace]
     parser_classes = [JSONParser]
     renderer_classes = [JSONRenderer]
+    content_negotiation_class = AlwaysJSON
     exception_handler = None
     throttle_scope = ""
 

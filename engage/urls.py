@@ -3,13 +3,20 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from people.urls import app_api_patterns, track_v2_patterns
-from segments import urls as segment_urls
 from engage import views
 from people import views as people_views
+from people.urls import app_api_patterns, track_v2_patterns
+from segments import urls as segment_urls
 from segments.api import export_file
 
 urlpatterns = [
+    # The APIs first: integrators' calls are most of the traffic, and Django tries the
+    # patterns in order.
+    path("api/v1/", include((segment_urls.track_v1_patterns, "segments_track_v1"))),
+    path("api/v1/", include("people.urls")),
+    path("api/v2/", include((track_v2_patterns, "track_v2"))),
+    path("v1/", include((segment_urls.app_api_patterns, "segments_app_v1"))),
+    path("v1/", include((app_api_patterns, "app_v1"))),
     path("", views.home, name="home"),
     path("login/", auth_views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
@@ -29,10 +36,5 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
-    path("api/v1/", include((segment_urls.track_v1_patterns, "segments_track_v1"))),
-    path("api/v1/", include("people.urls")),
-    path("api/v2/", include((track_v2_patterns, "track_v2"))),
     path("exports/<str:token>/people.csv", export_file, name="export-file"),
-    path("v1/", include((segment_urls.app_api_patterns, "segments_app_v1"))),
-    path("v1/", include((app_api_patterns, "app_v1"))),
 ]

@@ -36,7 +36,8 @@ def test_identify_creates_and_answers_an_empty_object(track, workspace):
 @pytest.mark.parametrize("identifier", ["a/b", "with space", "plus+sign", "ünïcode", "x%y"])
 def test_identifiers_with_special_characters(track, workspace, identifier):
     assert put_json(track, customer_url(identifier), {"plan": "pro"}).status_code == 200
-    assert post_json(track, customer_url(identifier, "/events"), {"name": "login"}).status_code == 200
+    response = post_json(track, customer_url(identifier, "/events"), {"name": "login"})
+    assert response.status_code == 200
 
     person = Person.objects.get(customer_id=identifier)
     assert person.events.count() == 1
@@ -214,6 +215,17 @@ def test_region(track, workspace):
     assert response.status_code == 200
     assert response.json()["region"] == "us"
     assert response.json()["environment_id"] == workspace.pk
+
+
+def test_answers_are_json_whatever_the_accept_header_asks(track):
+    for accept in ("text/html", "application/xml", "text/html, */*;q=0.1"):
+        response = track.get("/api/v1/accounts/region", HTTP_ACCEPT=accept)
+        assert response.status_code == 200, accept
+        assert response["Content-Type"] == "application/json"
+        assert response.json()["region"] == "us"
+    response = track.put(customer_url("u1"), data="{not json", content_type="application/json",
+                         HTTP_ACCEPT="text/html")
+    assert response.status_code == 400 and "errors" in response.json()["meta"]
 
 
 def test_track_throttling_is_off_by_default_and_configurable(track, settings):
