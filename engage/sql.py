@@ -159,10 +159,21 @@ def _row_source(conn, fields) -> tuple[list[str], str]:
                 # JSON null is SQL NULL for a nullable field, as the ORM writes None.
                 values.append(f"NULLIF(r->{i}, 'null'::jsonb)" if field.null else f"r->{i}")
             else:
-                values.append(f"(r->>{i})::{field.db_type(conn)}")
+                values.append(f"(r->>{i})::{_cast_type(conn, field)}")
         return values, "jsonb_array_elements(%s::jsonb) WITH ORDINALITY AS x(r, n)"
     values = [f"json_extract(x.value, '$[{i}]')" for i in range(len(fields))]
     return values, "(SELECT value, key AS n FROM json_each(%s)) AS x"
+
+
+def _cast_type(conn, field) -> str:
+    """The type a value is cast to on its way into ``field``'s column.
+
+    Text keeps no length: an explicit cast to ``varchar(n)`` would cut a long value short
+    without a word, while the column's own (assignment) cast refuses it, as an ORM write
+    would.
+    """
+    db_type = field.db_type(conn)
+    return "text" if db_type.startswith("varchar") else db_type
 
 
 def _rows_json(prepare, rows) -> str:

@@ -3,6 +3,7 @@ databases."""
 
 from datetime import UTC, datetime
 
+import pytest
 from django.db import transaction
 
 from engage.models import Workspace
@@ -124,3 +125,18 @@ def test_statement_plans_are_reused_and_stay_bounded(workspace, monkeypatch):
         where, params = in_values("customer_id", ["ada"] * n)
         assert [p.customer_id for p in select_models(Person, where, params)] == ["ada"]
     assert len(plans) <= 2
+
+
+def test_a_value_too_long_for_its_column_is_refused_not_cut(workspace):
+    from django.db import DataError, connection
+
+    too_long = "x" * 101  # Event.name holds 100 characters at most
+    assert Event._meta.get_field("name").max_length < len(too_long)
+    row = (workspace.pk, None, None, too_long, "event", WHEN, {}, None, WHEN)
+    if connection.vendor == "postgresql":
+        with pytest.raises(DataError), transaction.atomic():
+            insert_rows(Event, FIELDS, [row])
+        assert not Event.objects.exists()
+    else:  # SQLite keeps text whole whatever the declared length
+        insert_rows(Event, FIELDS, [row])
+        assert Event.objects.get().name == too_long
