@@ -88,24 +88,26 @@ def _select_plan(conn, model, where, lock, limit):
 
 
 def insert_rows(model, names: list[str], rows: list[tuple], *, returning: tuple[str, ...] = (),
-                ignore_conflicts: bool = False) -> list[tuple]:
+                skip_conflicts_on: str = "") -> list[tuple]:
     """Insert ``rows`` (values of the fields ``names``, in order) in one statement.
 
     The rows travel as one JSON parameter that the database unpacks, so the statement's
     text is the same for any number of rows and no value is quoted one by one in Python.
+    ``skip_conflicts_on`` names a unique index (its columns, and its WHERE if partial) whose
+    conflicting rows are skipped; a conflict on any other still raises.
     Return the ``returning`` columns of the rows written, in no particular order.
     """
     if not rows:
         return []
     conn = connections[DEFAULT_DB_ALIAS]
-    sql, prepare = _plan(conn, ("insert", model, tuple(names), returning, ignore_conflicts),
-                         lambda c: _insert_plan(c, model, names, returning, ignore_conflicts))
+    sql, prepare = _plan(conn, ("insert", model, tuple(names), returning, skip_conflicts_on),
+                         lambda c: _insert_plan(c, model, names, returning, skip_conflicts_on))
     with conn.cursor() as cursor:
         cursor.execute(sql, [_rows_json(prepare, rows)])
         return cursor.fetchall() if returning else []
 
 
-def _insert_plan(conn, model, names, returning, ignore_conflicts):
+def _insert_plan(conn, model, names, returning, skip_conflicts_on):
     fields = [model._meta.get_field(name) for name in names]
     values, source = _row_source(conn, fields)
     quote = conn.ops.quote_name
@@ -116,8 +118,8 @@ def _insert_plan(conn, model, names, returning, ignore_conflicts):
         # SQLite reads an ON CONFLICT right after FROM as part of a join: WHERE ends it.
         sql += " WHERE true"
     sql += " ORDER BY n"
-    if ignore_conflicts:
-        sql += " ON CONFLICT DO NOTHING"
+    if skip_conflicts_on:
+        sql += f" ON CONFLICT {skip_conflicts_on} DO NOTHING"
     if returning:
         sql += f" RETURNING {', '.join(quote(model._meta.get_field(r).column) for r in returning)}"
     return sql, [_json_ready(conn, field) for field in fields]
@@ -156,8 +158,8 @@ def _row_source(conn, fields) -> tuple[list[str], str]:
         values = []
         for i, field in enumerate(fields):
             if field.get_internal_type() == "JSONField":
-                # JSON null is SQL NULL for a nullable field, as the ORM writes None.
-                values.append(f"NULLIF(r->{i}, 'null'::jsonb)" if field.null else f"r->{i}")
+                # None is SQL NULL, as the ORM writes it (refused where the column is NOT NULL).
+                values.append(f"NULLIF(r->{i}, 'null'::jsonb)")
             else:
                 values.append(f"(r->>{i})::{_cast_type(conn, field)}")
         return values, "jsonb_array_elements(%s::jsonb) WITH ORDINALITY AS x(r, n)"
@@ -189,9 +191,14 @@ def _json_ready(conn, field):
         if conn.vendor == "postgresql":
             return lambda value: None if value is None else value.isoformat()
         return conn.ops.adapt_datetimefield_value
-    if kind == "JSONField" and conn.vendor != "postgresql":
-        # SQLite keeps JSON as text: the text goes in as a string.
-        return lambda value: None if value is None else json.dumps(value, cls=field.encoder)
+    if kind == "JSONField":
+        if conn.vendor != "postgresql":
+            # SQLite keeps JSON as text: the text goes in as a string.
+            return lambda value: None if value is None else json.dumps(value, cls=field.encoder)
+        if field.encoder is not None:
+            # The field's own encoder decides what its values become, as in an ORM write.
+            return lambda value: (None if value is None
+                                  else json.loads(json.dumps(value, cls=field.encoder)))
     return None
 
 

@@ -400,7 +400,7 @@ class _Run:
         insert_rows(Event, services.EVENT_FIELDS, [
             (workspace, person.pk, None, event.name, event.type, event.timestamp, event.data,
              event.dedup_id, now)
-            for person, event in self.events], ignore_conflicts=True)
+            for person, event in self.events], skip_conflicts_on=services.EVENT_DEDUP_INDEX)
         touched = {person.pk for person in self.new_people} | set(self.dirty)
         touched |= {person.pk for person, _ in self.events}
         services._announce_change(self.workspace, sorted(touched))

@@ -296,7 +296,8 @@ IDENTIFIER_COLUMNS = {"id": "customer_id", "email": "email_key", "cio_id": "cio_
 
 def _find(workspace: Workspace, ref: Ref, *, lock: bool = True) -> Person | None:
     if ref.kind == "email" and not workspace.email_is_identifier:
-        qs = Person.objects.with_identifier(workspace, ref.kind, ref.value)
+        # Emails are not unique here: the first person with it, as everywhere else.
+        qs = Person.objects.with_identifier(workspace, ref.kind, ref.value).order_by("pk")
         found = list((qs.select_for_update() if lock else qs)[:1])
     else:
         found = select_models(
@@ -544,9 +545,11 @@ def _read_event(name, data, timestamp, type, dedup_id) -> _EventInput:
     problems = v.event_problems(name, data)
     if type not in EVENT_TYPES:
         problems.append(Problem("type", "invalid_value", "type must be one of event, page, screen"))
-    if dedup_id is not None and (not isinstance(dedup_id, str) or not 0 < len(dedup_id) <= 64):
+    if dedup_id is not None and (not isinstance(dedup_id, str) or not 0 < len(dedup_id) <= 64
+                                 or v.has_unstorable(dedup_id)):
         problems.append(Problem("id", "invalid_value",
-                                "event id must be a string of 1 to 64 characters"))
+                                "event id must be a string of 1 to 64 characters, without NUL "
+                                "characters or unpaired surrogates"))
     moment = v.optional_moment(timestamp, field="timestamp", problems=problems)
     if problems:
         raise InvalidInput(problems)
@@ -566,6 +569,8 @@ def _get_or_create_person(workspace: Workspace, ref: Ref) -> tuple[Person | None
         return _find(workspace, ref, lock=False), False
 
 
+# The unique index that makes an event id (dedup_id) count once per workspace.
+EVENT_DEDUP_INDEX = "(workspace_id, dedup_id) WHERE dedup_id IS NOT NULL"
 EVENT_FIELDS = ["workspace", "person", "anonymous_id", "name", "type", "timestamp", "data",
                 "dedup_id", "received_at"]
 
@@ -587,7 +592,7 @@ def _insert_event(workspace: Workspace, person: Person | None, anonymous_id: str
     written = insert_rows(Event, EVENT_FIELDS, [(
         workspace.pk, person.pk if person else None,
         *(getattr(row, name) for name in EVENT_FIELDS[2:]))],
-        returning=("id",), ignore_conflicts=True)
+        returning=("id",), skip_conflicts_on=EVENT_DEDUP_INDEX)
     if not written:
         return None  # a repeated dedup id
     ((row.pk,),) = written

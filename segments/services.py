@@ -520,7 +520,7 @@ def note_changed_people(workspace_id: int, person_ids: list[int]) -> bool:
             return False
     insert_rows(PendingEvaluation, ["workspace", "person_id"],
                 [(workspace_id, person_id) for person_id in sorted(set(person_ids))],
-                ignore_conflicts=True)
+                skip_conflicts_on="(workspace_id, person_id)")
     # One ticket per workspace: made queued, or flipped to queued; no row when it already was.
     ticket = EvaluationTicket._meta.db_table
     with connection.cursor() as cursor:

@@ -1,14 +1,16 @@
 """The hand-written SQL helpers read and write every value as the ORM does, on both
 databases."""
 
+import json
 from datetime import UTC, datetime
 
 import pytest
-from django.db import transaction
+from django.db import IntegrityError, transaction
 
 from engage.models import Workspace
 from engage.sql import in_values, insert_rows, select_models, update_fields, update_rows
 from people.models import Event, Person
+from people.services import EVENT_DEDUP_INDEX
 from segments.models import Segment
 from tests.factories import make_person
 
@@ -35,12 +37,17 @@ def test_inserted_rows_read_back_through_the_orm_as_written(workspace):
     assert Event.objects.filter(data__nested__list__2=True).get() == purchased
 
 
-def test_conflicting_rows_are_skipped_when_asked(workspace):
+def test_conflicting_rows_are_skipped_on_the_named_index_only(workspace):
     row = (workspace.pk, None, None, "once", "event", WHEN, {}, "same-id", WHEN)
-    assert len(insert_rows(Event, FIELDS, [row], returning=("id",), ignore_conflicts=True)) == 1
-    assert insert_rows(Event, FIELDS, [row], returning=("id",), ignore_conflicts=True) == []
+    skip = {"returning": ("id",), "skip_conflicts_on": EVENT_DEDUP_INDEX}
+    ((first,),) = insert_rows(Event, FIELDS, [row], **skip)
+    assert insert_rows(Event, FIELDS, [row, row], **skip) == []
     assert Event.objects.filter(dedup_id="same-id").count() == 1
     assert insert_rows(Event, FIELDS, []) == []
+    # A conflict on another unique index (here the primary key) is not skipped.
+    other = (first, workspace.pk, None, None, "again", "event", WHEN, {}, "other-id", WHEN)
+    with pytest.raises(IntegrityError), transaction.atomic():
+        insert_rows(Event, ["id", *FIELDS], [other], **skip)
 
 
 def test_selected_models_equal_what_the_orm_loads(workspace):
@@ -140,3 +147,26 @@ def test_a_value_too_long_for_its_column_is_refused_not_cut(workspace):
     else:  # SQLite keeps text whole whatever the declared length
         insert_rows(Event, FIELDS, [row])
         assert Event.objects.get().name == too_long
+
+
+def test_none_in_a_json_column_that_is_not_null_is_refused_as_by_the_orm(workspace):
+    row = (workspace.pk, None, None, "none", "event", WHEN, None, None, WHEN)
+    with pytest.raises(IntegrityError), transaction.atomic():
+        insert_rows(Event, FIELDS, [row])
+    assert not Event.objects.exists()
+
+
+def test_a_json_field_with_its_own_encoder_is_written_through_it():
+    from decimal import Decimal
+
+    from django.core.serializers.json import DjangoJSONEncoder
+    from django.db import DEFAULT_DB_ALIAS, connections, models
+
+    from engage.sql import _json_ready
+
+    field = models.JSONField(encoder=DjangoJSONEncoder)
+    ready = _json_ready(connections[DEFAULT_DB_ALIAS], field)
+    written = ready({"price": Decimal("1.50"), "at": WHEN})
+    as_json = written if isinstance(written, str) else json.dumps(written)
+    assert json.loads(as_json) == {"price": "1.50", "at": "2026-11-23T09:30:15.123Z"}
+    assert ready(None) is None

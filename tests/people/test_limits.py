@@ -164,6 +164,7 @@ def test_nul_characters_are_refused_everywhere(workspace):
         lambda: services.identify_person(workspace, Ref("id", "u1"), {"doc": {"k": ["\x00"]}}),
         lambda: services.track_event(workspace, Ref("id", "u1"), name="lo\x00gin"),
         lambda: services.track_event(workspace, Ref("id", "u1"), name="x", data={"a": "\x00"}),
+        lambda: services.track_event(workspace, Ref("id", "u1"), name="x", dedup_id="ab\x00c"),
     ]:
         assert problems_of(call)[0].reason == "invalid_value"
     assert_nothing_written()
