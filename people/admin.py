@@ -27,7 +27,7 @@ class ReadOnlyAdmin(admin.ModelAdmin):
         return False
 
 
-def _pretty_json(value) -> str:
+def pretty_json(value) -> str:
     return format_html("<pre style='white-space: pre-wrap'>{}</pre>",
                        json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False))
 
@@ -58,7 +58,7 @@ class PersonAdmin(ReadOnlyAdmin):
 
     @admin.display(description="Attributes")
     def attributes_display(self, person):
-        return _pretty_json(person.attributes)
+        return pretty_json(person.attributes)
 
     @admin.display(description="Devices")
     def devices_display(self, person):
@@ -150,7 +150,7 @@ class EventAdmin(ReadOnlyAdmin):
 
     @admin.display(description="Data")
     def data_display(self, event):
-        return _pretty_json(event.data)
+        return pretty_json(event.data)
 
 
 @admin.register(Suppression)
@@ -196,27 +196,39 @@ class ActivityAdmin(ReadOnlyAdmin):
 
     @admin.display(description="Data")
     def data_display(self, activity):
-        return _pretty_json(activity.data)
+        return pretty_json(activity.data)
 
 
-@admin.register(DeletionJob)
-class DeletionJobAdmin(ReadOnlyAdmin):
-    list_display = ["pk", "workspace", "description", "state", "progress_display", "deleted",
-                    "suppressed", "already_gone", "requested_by", "created_at", "finished_at"]
-    list_filter = ["workspace", "state", "suppress", "source"]
-    list_select_related = ["workspace", "requested_by"]
+class JobAdmin(ReadOnlyAdmin):
+    """Background jobs (engage.models.BackgroundJob): progress, and retry where they stopped."""
+
     actions = ["retry"]
+    retry_permission = ""  # the permission a user needs to retry, as "app.codename"
+
+    @staticmethod
+    def retry_job(job):
+        raise NotImplementedError
 
     @admin.display(description="Progress")
     def progress_display(self, job):
         return f"{job.done} / {job.total} ({job.progress}%)"
 
     def has_retry_permission(self, request):
-        return request.user.has_perm("people.delete_person")
+        return request.user.has_perm(self.retry_permission)
 
     @admin.action(description="Retry (continue where it stopped)", permissions=["retry"])
     def retry(self, request, queryset):
-        jobs = queryset.exclude(state=DeletionJob.State.DONE)
+        jobs = list(queryset.exclude(state=self.model.State.DONE))
         for job in jobs:
-            services.retry_deletion_job(job)
+            self.retry_job(job)
         self.message_user(request, f"Retrying {len(jobs)} jobs.", messages.SUCCESS)
+
+
+@admin.register(DeletionJob)
+class DeletionJobAdmin(JobAdmin):
+    list_display = ["pk", "workspace", "description", "state", "progress_display", "deleted",
+                    "suppressed", "already_gone", "requested_by", "created_at", "finished_at"]
+    list_filter = ["workspace", "state", "suppress", "source"]
+    list_select_related = ["workspace", "requested_by"]
+    retry_permission = "people.delete_person"
+    retry_job = staticmethod(services.retry_deletion_job)

@@ -4,12 +4,9 @@ Read-only, like the people admin: a segment changes through the marketers' pages
 services, and the only actions here (recompute, archive, retry a job) call the services.
 """
 
-import json
-
 from django.contrib import admin, messages
-from django.utils.html import format_html
 
-from people.admin import ReadOnlyAdmin
+from people.admin import JobAdmin, ReadOnlyAdmin, pretty_json
 from segments import operations, services
 from segments.models import MembershipJob, Segment
 
@@ -39,13 +36,7 @@ class SegmentAdmin(ReadOnlyAdmin):
     def conditions_display(self, segment):
         if segment.conditions is None:
             return "- (manual: members are added and removed by hand or through the API)"
-        return format_html("<pre style='white-space: pre-wrap'>{}</pre>",
-                           json.dumps(segment.conditions, indent=2, ensure_ascii=False))
-
-    def get_actions(self, request):
-        actions = super().get_actions(request)
-        actions.pop("delete_selected", None)
-        return actions
+        return pretty_json(segment.conditions)
 
     def has_manage_permission(self, request):
         return request.user.has_perm("segments.change_segment")
@@ -78,23 +69,10 @@ class SegmentAdmin(ReadOnlyAdmin):
 
 
 @admin.register(MembershipJob)
-class MembershipJobAdmin(ReadOnlyAdmin):
+class MembershipJobAdmin(JobAdmin):
     list_display = ["pk", "segment", "action", "workspace", "state", "progress_display",
                     "changed", "requested_by", "created_at", "finished_at"]
     list_filter = ["workspace", "state", "action"]
     list_select_related = ["workspace", "segment", "requested_by"]
-    actions = ["retry"]
-
-    @admin.display(description="Progress")
-    def progress_display(self, job):
-        return f"{job.done} / {job.total} ({job.progress}%)"
-
-    def has_retry_permission(self, request):
-        return request.user.has_perm("segments.change_segment")
-
-    @admin.action(description="Retry (continue where it stopped)", permissions=["retry"])
-    def retry(self, request, queryset):
-        jobs = list(queryset.exclude(state=MembershipJob.State.DONE))
-        for job in jobs:
-            operations.retry_membership_job(job)
-        self.message_user(request, f"Retrying {len(jobs)} jobs.", messages.SUCCESS)
+    retry_permission = "segments.change_segment"
+    retry_job = staticmethod(operations.retry_membership_job)
