@@ -1,7 +1,8 @@
 from django.contrib import admin, messages
 
-from engage import services
-from engage.models import Membership, Workspace
+from engage import jobs, services
+from engage.models import IdentifierModeChange, Membership, Workspace
+from people.admin import JobAdmin
 
 
 class MembershipInline(admin.TabularInline):
@@ -69,3 +70,16 @@ class WorkspaceAdmin(admin.ModelAdmin):
     @admin.action(description="Regenerate the App API key", permissions=["change"])
     def regenerate_app_key(self, request, queryset):
         self._regenerate(request, queryset, "app")
+
+
+@admin.register(IdentifierModeChange)
+class IdentifierModeChangeAdmin(JobAdmin):
+    list_display = ["pk", "workspace", "mode", "state", "progress_display", "requested_by",
+                    "created_at", "finished_at", "error"]
+    list_filter = ["workspace", "state", "mode"]
+    list_select_related = ["workspace", "requested_by"]
+    retry_permission = "engage.change_workspace"
+
+    @staticmethod
+    def retry_job(change):
+        jobs.retry(change, services.MODE_TASK)

@@ -5,6 +5,10 @@ its set when it is started: people who match the same filter later are not touch
 worker then takes the items a batch at a time; each batch does its work, drops its items
 and adds to the job's counts in one transaction, so a worker killed mid-job loses
 nothing, counts nothing twice, and any worker can carry on where it stopped.
+
+A job meant for everyone who matches when it runs (such as filling every person's email
+key) walks them instead: no snapshot, a ``cursor`` (the last primary key handled) that
+moves on with each batch's transaction.
 """
 
 import logging
@@ -49,9 +53,11 @@ def snapshot(job: BackgroundJob, people: QuerySet) -> int:
 
 
 def start(job: BackgroundJob, people: QuerySet, task: str, *,
-          queue_over: int = 0) -> BackgroundJob:
+          queue_over: int = 0, walk: bool = False) -> BackgroundJob:
     """Save a new job with its snapshot and have ``task`` run it after commit.
 
+    With ``walk``, no snapshot is taken: the job walks ``people`` as they are when each
+    batch runs, in primary-key order (see ``run``), and ``total`` is their count now.
     A job of nobody is done at once and queues nothing; nor does a job of at most
     ``queue_over`` people, which its caller runs at once (should that run die, the job is
     resumed as a stalled one).
@@ -62,7 +68,7 @@ def start(job: BackgroundJob, people: QuerySet, task: str, *,
     job.created_at = job.updated_at = now
     with transaction.atomic():
         job.save()
-        job.total = snapshot(job, people)
+        job.total = people.count() if walk else snapshot(job, people)
         if job.total == 0:
             job.state = job.State.DONE
             job.finished_at = now
@@ -76,13 +82,18 @@ def start(job: BackgroundJob, people: QuerySet, task: str, *,
 def run(model: type[BackgroundJob], job_id: int, handle: Callable[[BackgroundJob, list[int]], None],
         *, batch_size: int, max_batches: int | None = None,
         finish: Callable[[BackgroundJob], None] | None = None,
-        select_related: tuple[str, ...] = ()) -> BackgroundJob | None:
+        select_related: tuple[str, ...] = (),
+        walk: Callable[[BackgroundJob], QuerySet] | None = None) -> BackgroundJob | None:
     """Run a job's batches until it is done; safe to call again after any interruption.
 
     ``handle(job, person_pks)`` does one batch inside the batch's transaction and adds to
     the job's own counts; it raises ``Stop`` when the job cannot go on, which fails the
     job with that message and keeps what was done. ``finish(job)``, if given, runs once
     in the transaction that ends the job. A job another worker holds is left to it.
+
+    A job started with ``walk`` takes its batches from ``walk(job)`` (people) in
+    primary-key order after ``job.cursor``, the last primary key handled, instead of from
+    its items.
     """
     batches = 0
     while max_batches is None or batches < max_batches:
@@ -96,21 +107,30 @@ def run(model: type[BackgroundJob], job_id: int, handle: Callable[[BackgroundJob
             if job.state == job.State.PENDING:
                 job.state = job.State.RUNNING
                 job.started_at = now
-            items = list(job.items.order_by("person_pk").values_list("pk", "person_pk")
-                         [:batch_size])
-            if not items:
+            if walk is None:
+                items = list(job.items.order_by("person_pk").values_list("pk", "person_pk")
+                             [:batch_size])
+                person_pks = [person_pk for _, person_pk in items]
+            else:
+                person_pks = list(walk(job).filter(pk__gt=job.cursor).order_by("pk")
+                                  .values_list("pk", flat=True)[:batch_size])
+            if not person_pks:
                 job.state = job.State.DONE
             else:
                 try:
                     with transaction.atomic():
-                        handle(job, [person_pk for _, person_pk in items])
+                        handle(job, person_pks)
                 except Stop as stop:
                     job.state = job.State.FAILED
                     job.error = str(stop)
-                    job.items.all().delete()
+                    if walk is None:
+                        job.items.all().delete()
                 else:
-                    job.items.filter(pk__in=[pk for pk, _ in items]).delete()
-                    job.done += len(items)
+                    if walk is None:
+                        job.items.filter(pk__in=[pk for pk, _ in items]).delete()
+                    else:
+                        job.cursor = person_pks[-1]
+                    job.done += len(person_pks)
             job.updated_at = now
             if job.is_finished:
                 job.finished_at = now

@@ -117,3 +117,25 @@ class BackgroundJob(models.Model):
     @property
     def is_finished(self) -> bool:
         return self.state in {self.State.DONE, self.State.FAILED}
+
+
+class IdentifierModeChange(BackgroundJob):
+    """A workspace's switch of identifier mode, carried out over its people in batches.
+
+    To Email or ID: every person's email key (the lowercased email) is filled, then the
+    mode switches, provided no two people share an email by then. To ID only: the mode
+    switches at once and the email keys are cleared after.
+    """
+
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE,
+                                  related_name="identifier_mode_changes", db_index=False)
+    mode = models.CharField(max_length=16, choices=Workspace.IdentifierMode.choices)
+    cursor = models.BigIntegerField(
+        default=0, help_text="The last person (primary key) handled: batches walk on from it.")
+
+    class Meta:
+        indexes = [models.Index(fields=["workspace", "-created_at"],
+                                name="modechange_recent_idx")]
+
+    def __str__(self):
+        return f"Identifier mode change {self.pk} to {self.mode} ({self.state})"

@@ -4,6 +4,8 @@ SCHEDULES = [
     # (name, function, minutes between runs)
     ("resume stalled deletion jobs", "people.tasks.resume_stalled_deletion_jobs", 5),
     ("resume stalled membership jobs", "segments.tasks.resume_stalled_membership_jobs", 5),
+    ("resume stalled identifier mode changes",
+     "engage.tasks.resume_stalled_identifier_mode_changes", 5),
     ("recompute time-relative segments", "segments.tasks.recompute_time_relative_segments", 10),
 ]
 

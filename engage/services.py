@@ -6,8 +6,10 @@ from django.db import IntegrityError, transaction
 from django.db.models import Count, F, Window
 from django.db.models.functions import Lower, RowNumber
 
+from engage import jobs
 from engage.keys import generate_key, generate_site_id, hash_key, key_prefix
-from engage.models import Membership, Workspace
+from engage.models import IdentifierModeChange, Membership, Workspace
+from engage.sql import update_rows
 from people.models import Person
 
 
@@ -66,7 +68,7 @@ def set_membership(workspace: Workspace, user, *, role: str) -> Membership:
 
 # --- identifier mode -------------------------------------------------------------------
 
-# People whose email_key is filled per statement when email becomes an identifier.
+# People an identifier mode change handles a batch (per statement and transaction).
 EMAIL_KEY_BATCH = 2000
 
 
@@ -127,32 +129,40 @@ def identifier_conflicts(workspace: Workspace, *, limit: int = 50,
     )
 
 
-def _fill_email_keys(workspace: Workspace) -> None:
-    """Give every person with an email its email_key, in bounded batches by pk."""
-    people = Person.objects.in_workspace(workspace).filter(email__isnull=False).order_by("pk")
-    last = 0
-    while True:
-        batch = list(people.filter(pk__gt=last).values_list("pk", "email")[:EMAIL_KEY_BATCH])
-        if not batch:
-            return
-        # Lowercased in Python, as every lookup of email_key is: SQL's LOWER leaves
-        # non-ASCII letters alone on SQLite and under some PostgreSQL locales.
-        Person.objects.bulk_update(
-            [Person(pk=pk, email_key=email.lower()) for pk, email in batch], ["email_key"])
-        last = batch[-1][0]
+SHARED_EMAILS = ("Some people share an email (perhaps differing only in letter case): give "
+                 "each person their own email first.")
+MODE_TASK = "engage.tasks.run_identifier_mode_change"
 
 
-@transaction.atomic
-def set_identifier_mode(workspace: Workspace, mode: str) -> Workspace:
-    """Make ``mode`` the workspace's identifier mode; return the workspace.
+def running_mode_change(workspace: Workspace) -> IdentifierModeChange | None:
+    """Return the workspace's identifier mode change that is not finished, if any."""
+    return (IdentifierModeChange.objects.filter(workspace=workspace)
+            .exclude(state__in=[IdentifierModeChange.State.DONE, IdentifierModeChange.State.FAILED])
+            .order_by("-created_at").first())
+
+
+def set_identifier_mode(workspace: Workspace, mode: str, *,
+                        actor=None) -> IdentifierModeChange | None:
+    """Switch the workspace to identifier ``mode``; return the change, or None if the
+    workspace is in that mode already.
 
     Email becomes an identifier only when no two people share one: otherwise this raises
-    IdentifierModeError with the conflicts and changes nothing.
+    IdentifierModeError with the conflicts and changes nothing. The people are then
+    handled in batches (on a worker when there are more than one batch of them): to Email
+    or ID, the mode switches when every email key is filled; to ID only, at once.
     """
     if mode not in Workspace.IdentifierMode.values:
         raise ValueError(f"unknown identifier mode {mode!r}")
-    locked = Workspace.objects.select_for_update().get(pk=workspace.pk)
-    if locked.identifier_mode != mode:
+    with transaction.atomic():
+        locked = Workspace.objects.select_for_update().get(pk=workspace.pk)
+        if running_mode_change(locked) is not None:
+            raise IdentifierModeError("The identifier mode is being changed already: wait "
+                                      "until that change is done.")
+        if locked.identifier_mode == mode:
+            workspace.identifier_mode = mode
+            return None
+        people = Person.objects.in_workspace(locked)
+        change = IdentifierModeChange(workspace=locked, mode=mode, requested_by=actor)
         if mode == Workspace.IdentifierMode.EMAIL_OR_ID:
             conflicts = identifier_conflicts(locked)
             if conflicts:
@@ -160,22 +170,102 @@ def set_identifier_mode(workspace: Workspace, mode: str) -> Workspace:
                     f"{conflicts.total} {'email is' if conflicts.total == 1 else 'emails are'} "
                     "shared by several people: give each person their own email first.",
                     conflicts)
-            try:
-                with transaction.atomic():
-                    _fill_email_keys(locked)
-            except IntegrityError as error:
-                # Someone gave a person a taken email meanwhile, or two emails differ only
-                # in the case of non-ASCII letters (which the database's LOWER missed).
-                raise IdentifierModeError(
-                    "Some people share an email that differs only in letter case: give each "
-                    "person their own email first.", identifier_conflicts(locked)) from error
+            change.description = "Email becomes an identifier: every email key is filled"
         else:
-            Person.objects.in_workspace(locked).filter(email_key__isnull=False).update(
-                email_key=None)
-        locked.identifier_mode = mode
-        locked.save(update_fields=["identifier_mode"])
-    workspace.identifier_mode = mode
-    return workspace
+            change.description = "Email stops being an identifier: email keys are cleared"
+            locked.identifier_mode = mode
+            locked.save(update_fields=["identifier_mode"])
+        change = jobs.start(change, people, MODE_TASK, queue_over=EMAIL_KEY_BATCH, walk=True)
+        if change.is_finished:  # nobody to handle
+            _switch_to_email(change, locked)
+            if change.state == change.State.FAILED:
+                raise IdentifierModeError(change.error, identifier_conflicts(locked))
+        elif change.total <= EMAIL_KEY_BATCH:
+            change = run_identifier_mode_change(change.pk)
+            if change.state == change.State.FAILED:
+                # Handled here and now: refused as a whole, nothing kept.
+                raise IdentifierModeError(change.error, identifier_conflicts(locked))
+    workspace.identifier_mode = Workspace.objects.values_list(
+        "identifier_mode", flat=True).get(pk=workspace.pk)
+    return change
+
+
+def run_identifier_mode_change(change_id: int, *,
+                               max_batches: int | None = None) -> IdentifierModeChange | None:
+    """Carry out an identifier mode change; safe to call again after any interruption."""
+    return jobs.run(IdentifierModeChange, change_id, _change_batch, batch_size=EMAIL_KEY_BATCH,
+                    max_batches=max_batches, finish=_finish_mode_change,
+                    select_related=("workspace",), walk=_mode_change_people)
+
+
+def _mode_change_people(change: IdentifierModeChange):
+    """The people a change walks: all of the workspace's, in primary-key order.
+
+    Each batch skips those with nothing to change. Narrowing the walk to people with an
+    email (or a key) would let the database read that column's index and sort what is
+    left of it for every batch.
+    """
+    return Person.objects.filter(workspace_id=change.workspace_id)
+
+
+def _change_batch(change: IdentifierModeChange, person_pks: list[int]) -> None:
+    people = Person.objects.filter(workspace_id=change.workspace_id, pk__in=person_pks)
+    if change.mode != Workspace.IdentifierMode.EMAIL_OR_ID:
+        # Found by primary key and filtered here: asked for "email_key IS NOT NULL", the
+        # database may read the whole partial index of email keys for every batch.
+        keyed = [pk for pk, key in people.values_list("pk", "email_key") if key is not None]
+        update_rows(Person, ["email_key"], [(pk, None) for pk in keyed])
+        return
+    try:
+        _fill_email_keys(people)
+    except IntegrityError:
+        raise jobs.Stop(SHARED_EMAILS) from None
+
+
+def _fill_email_keys(people) -> None:
+    """Give each of ``people`` with an email its email key, one statement a batch."""
+    rows = list(people.filter(email__isnull=False).values_list("pk", "email"))
+    # Lowercased in Python, as every lookup of email_key is: SQL's LOWER leaves non-ASCII
+    # letters alone on SQLite and under some PostgreSQL locales.
+    with transaction.atomic():
+        update_rows(Person, ["email_key"], [(pk, email.lower()) for pk, email in rows])
+
+
+def _finish_mode_change(change: IdentifierModeChange) -> None:
+    """End a change to Email or ID: switch the mode, or undo the keys if it failed."""
+    if change.mode != Workspace.IdentifierMode.EMAIL_OR_ID:
+        return
+    workspace = Workspace.objects.select_for_update().get(pk=change.workspace_id)
+    if change.state == change.State.DONE:
+        _switch_to_email(change, workspace)
+    if change.state == change.State.FAILED:
+        Person.objects.in_workspace(workspace).filter(email_key__isnull=False).update(
+            email_key=None)
+
+
+def _switch_to_email(change: IdentifierModeChange, workspace: Workspace) -> None:
+    """Fill the keys of the people added or changed while the change ran, then switch.
+
+    Runs with the workspace locked. Should two people share an email by now, the change
+    fails instead and the workspace stays in ID only.
+    """
+    if change.mode != Workspace.IdentifierMode.EMAIL_OR_ID:
+        return
+    missing = (Person.objects.in_workspace(workspace)
+               .filter(email__isnull=False, email_key__isnull=True).order_by("pk"))
+    try:
+        with transaction.atomic():
+            last = 0
+            while batch := list(missing.filter(pk__gt=last)
+                                .values_list("pk", flat=True)[:EMAIL_KEY_BATCH]):
+                _fill_email_keys(Person.objects.filter(pk__in=batch))
+                last = batch[-1]
+    except IntegrityError:
+        change.state = change.State.FAILED
+        change.error = SHARED_EMAILS
+        return
+    workspace.identifier_mode = Workspace.IdentifierMode.EMAIL_OR_ID
+    workspace.save(update_fields=["identifier_mode"])
 
 
 def set_email_update_by_id(workspace: Workspace, *, allowed: bool) -> Workspace:

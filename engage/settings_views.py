@@ -9,9 +9,10 @@ from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
+from django_htmx.http import HttpResponseClientRefresh
 
 from engage import services
-from engage.models import Membership
+from engage.models import IdentifierModeChange, Membership
 from engage.settings_forms import (
     EmailUpdateForm,
     IdentifierModeForm,
@@ -38,10 +39,21 @@ def index(request):
 
 def _identifiers_page(request, *, conflicts=None, error="", status=200):
     workspace = request.membership.workspace
-    if conflicts is None and not workspace.email_is_identifier:
-        conflicts = services.identifier_conflicts(workspace, limit=CONFLICTS_SHOWN)
+    change = services.running_mode_change(workspace)
+    if request.htmx and request.GET.get("progress"):
+        if change is None:  # done (or failed): the whole page says what became of it
+            return HttpResponseClientRefresh()
+        return render(request, "engage/settings/identifiers.html#mode-change",
+                      {"change": change})
+    last = None
+    if change is None:
+        last = IdentifierModeChange.objects.filter(workspace=workspace).order_by(
+            "-created_at").first()
+        if conflicts is None and not workspace.email_is_identifier:
+            conflicts = services.identifier_conflicts(workspace, limit=CONFLICTS_SHOWN)
     return render(request, "engage/settings/identifiers.html", {
-        "conflicts": conflicts, "error": error,
+        "conflicts": conflicts, "error": error, "change": change,
+        "failed": last if last is not None and last.state == last.State.FAILED else None,
         "email_update_form": EmailUpdateForm(
             initial={"allow_email_update_by_id": workspace.allow_email_update_by_id}),
     }, status=status)
@@ -56,12 +68,17 @@ def identifiers(request):
         return _identifiers_page(request, error="Choose an identifier mode.", status=400)
     workspace = request.membership.workspace
     try:
-        services.set_identifier_mode(workspace, form.cleaned_data["mode"])
+        change = services.set_identifier_mode(workspace, form.cleaned_data["mode"],
+                                              actor=request.user)
     except services.IdentifierModeError as refusal:
         return _identifiers_page(request, conflicts=refusal.conflicts, error=str(refusal),
                                  status=409)
-    messages.success(request,
-                     f"People are now identified by {workspace.get_identifier_mode_display()}.")
+    if change is not None and not change.is_finished:
+        messages.info(request, "The switch is under way, a batch of people at a time: "
+                               "this page follows it.")
+    else:
+        messages.success(
+            request, f"People are now identified by {workspace.get_identifier_mode_display()}.")
     return redirect("settings:identifiers")
 
 

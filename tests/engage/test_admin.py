@@ -279,3 +279,24 @@ def test_the_identifier_mode_is_switched_in_settings_not_in_the_admin(su_client)
     # The name changed; the mode did not: switching it checks for duplicate emails first.
     assert (workspace.name, workspace.identifier_mode) == ("Renamed",
                                                           Workspace.IdentifierMode.ID)
+
+
+def test_identifier_mode_changes_are_listed_and_a_stopped_one_retried(
+        client, id_workspace, monkeypatch):
+    from engage import services
+    from engage.models import IdentifierModeChange
+    from tests.factories import make_person
+
+    monkeypatch.setattr(services, "EMAIL_KEY_BATCH", 2)
+    for name in ["ada", "bob", "cy"]:
+        make_person(id_workspace, name, email=f"{name}@example.com")
+    change = services.set_identifier_mode(id_workspace, "email_or_id")
+    IdentifierModeChange.objects.filter(pk=change.pk).update(state="failed", error="lost")
+    client.force_login(UserFactory(is_staff=True, is_superuser=True))
+    url = reverse("admin:engage_identifiermodechange_changelist")
+
+    assert "0 / 3 (0%)" in client.get(url).content.decode()
+    client.post(url, {"action": "retry", "index": "0", "select_across": "0",
+                      ACTION_CHECKBOX_NAME: [str(change.pk)]})
+    change.refresh_from_db()
+    assert (change.state, change.error) == ("running", "")

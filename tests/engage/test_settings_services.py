@@ -75,8 +75,15 @@ def test_switching_to_email_or_id_once_resolved_makes_email_an_identifier(id_wor
     people.identify_person(id_workspace, people.Ref("id", "ada2"), {"email": "ada2@example.com"})
     assert not services.identifier_conflicts(id_workspace)
 
-    services.set_identifier_mode(id_workspace, EMAIL_OR_ID)
+    change = services.set_identifier_mode(id_workspace, EMAIL_OR_ID)
+    # More people than a batch: a worker's job, and the mode is unchanged until it is done.
+    assert (change.state, change.total, change.mode) == ("pending", 6, EMAIL_OR_ID)
+    id_workspace.refresh_from_db()
+    assert id_workspace.identifier_mode == ID
+    services.run_identifier_mode_change(change.pk)
 
+    change.refresh_from_db()
+    assert (change.state, change.done) == ("done", 6)
     id_workspace.refresh_from_db()
     assert id_workspace.identifier_mode == EMAIL_OR_ID
     assert email_keys(id_workspace) == {
@@ -129,6 +136,114 @@ def test_switching_back_to_id_frees_email(workspace):
     # Several people may share an email again.
     make_person(workspace, "ada2", email="ada@example.com")
     assert services.identifier_conflicts(workspace).total == 1
+
+
+@pytest.fixture
+def small_batches(monkeypatch):
+    monkeypatch.setattr(services, "EMAIL_KEY_BATCH", 2)
+
+
+def test_a_change_resumes_where_it_stopped_and_keys_people_added_meanwhile(
+        id_workspace, small_batches):
+    for name in ["ada", "bob", "cy", "dee"]:
+        make_person(id_workspace, name, email=f"{name.title()}@example.com")
+    change = services.set_identifier_mode(id_workspace, EMAIL_OR_ID)
+
+    services.run_identifier_mode_change(change.pk, max_batches=1)  # then the worker dies
+    change.refresh_from_db()
+    assert (change.state, change.done, change.total) == ("running", 2, 4)
+    assert email_keys(id_workspace) == {"ada": "ada@example.com", "bob": "bob@example.com",
+                                        "cy": None, "dee": None}
+    # Meanwhile, in ID only: a new person, and a handled one whose email changes.
+    people.identify_person(id_workspace, people.Ref("id", "eve"), {"email": "Eve@example.com"})
+    people.identify_person(id_workspace, people.Ref("id", "ada"), {"email": "ada2@example.com"})
+
+    services.run_identifier_mode_change(change.pk)  # any worker carries on
+
+    change.refresh_from_db()
+    assert (change.state, change.done) == ("done", 5)  # eve, added meanwhile, too
+    id_workspace.refresh_from_db()
+    assert id_workspace.identifier_mode == EMAIL_OR_ID
+    assert email_keys(id_workspace) == {
+        "ada": "ada2@example.com", "bob": "bob@example.com", "cy": "cy@example.com",
+        "dee": "dee@example.com", "eve": "eve@example.com"}
+
+
+def test_an_email_shared_while_the_change_runs_fails_it_and_nothing_stays(
+        id_workspace, small_batches):
+    for name in ["ada", "bob", "cy"]:
+        make_person(id_workspace, name, email=f"{name}@example.com")
+    change = services.set_identifier_mode(id_workspace, EMAIL_OR_ID)
+    services.run_identifier_mode_change(change.pk, max_batches=1)
+    make_person(id_workspace, "ada-again", email="ADA@example.com")  # allowed in ID only
+
+    services.run_identifier_mode_change(change.pk)
+
+    change.refresh_from_db()
+    assert change.state == "failed" and "share an email" in change.error
+    id_workspace.refresh_from_db()
+    assert id_workspace.identifier_mode == ID
+    assert set(email_keys(id_workspace).values()) == {None}
+    # Once the people are told apart, a new switch goes through.
+    people.identify_person(id_workspace, people.Ref("id", "ada-again"),
+                           {"email": "ada.2@example.com"})
+    change = services.set_identifier_mode(id_workspace, EMAIL_OR_ID)
+    services.run_identifier_mode_change(change.pk)
+    id_workspace.refresh_from_db()
+    assert id_workspace.identifier_mode == EMAIL_OR_ID
+
+
+def test_one_change_at_a_time(id_workspace, small_batches):
+    for name in ["ada", "bob", "cy"]:
+        make_person(id_workspace, name, email=f"{name}@example.com")
+    change = services.set_identifier_mode(id_workspace, EMAIL_OR_ID)
+    assert services.running_mode_change(id_workspace) == change
+
+    for mode in (EMAIL_OR_ID, ID):
+        with pytest.raises(services.IdentifierModeError, match="being changed already"):
+            services.set_identifier_mode(id_workspace, mode)
+    assert services.running_mode_change(id_workspace) == change
+
+
+def test_switching_to_id_frees_email_at_once_and_clears_keys_in_batches(
+        workspace, small_batches):
+    for name in ["ada", "bob", "cy"]:
+        make_person(workspace, name, email=f"{name}@example.com")
+    make_person(workspace, "dee")
+
+    change = services.set_identifier_mode(workspace, ID)
+
+    workspace.refresh_from_db()
+    assert workspace.identifier_mode == ID and change.total == 4
+    make_person(workspace, "ada2", email="ada@example.com")  # email is free already
+    services.run_identifier_mode_change(change.pk)
+    change.refresh_from_db()
+    assert (change.state, change.done) == ("done", 5)
+    assert set(email_keys(workspace).values()) == {None}
+
+
+def test_a_stalled_change_is_resumed_by_the_schedule(id_workspace, small_batches,
+                                                     django_capture_on_commit_callbacks):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from engage import jobs, tasks
+
+    for name in ["ada", "bob", "cy"]:
+        make_person(id_workspace, name, email=f"{name}@example.com")
+    change = services.set_identifier_mode(id_workspace, EMAIL_OR_ID)
+    services.run_identifier_mode_change(change.pk, max_batches=1)  # then the worker dies
+    type(change).objects.filter(pk=change.pk).update(
+        updated_at=timezone.now() - jobs.STALLED_AFTER - timedelta(minutes=1))
+
+    with django_capture_on_commit_callbacks(execute=True):  # the task runs (sync in tests)
+        assert tasks.resume_stalled_identifier_mode_changes() == 1
+
+    change.refresh_from_db()
+    assert (change.state, change.done) == ("done", 3)
+    id_workspace.refresh_from_db()
+    assert id_workspace.identifier_mode == EMAIL_OR_ID
 
 
 def test_an_unknown_mode_is_an_error(workspace):
