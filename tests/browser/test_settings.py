@@ -63,3 +63,31 @@ def test_a_viewer_sees_no_admin_settings_and_a_forged_regenerate_is_refused(view
     assert status == 403
     assert Workspace.objects.get(pk=workspace.pk).track_key_hash == old_hash
     assert page.goto("/settings/credentials/").status == 403
+
+
+def test_an_admin_switches_to_email_or_id_and_the_page_follows_the_change(page, id_workspace,
+                                                                         monkeypatch):
+    from engage import services
+    from tests.factories import make_person
+
+    for number in range(5):
+        make_person(id_workspace, f"u{number}", email=f"User{number}@Example.com")
+    monkeypatch.setattr(services, "EMAIL_KEY_BATCH", 2)
+    # No worker has picked the change up yet: the test plays the worker, a batch at a time.
+    monkeypatch.setattr("django_q.tasks.async_task", lambda *args, **kwargs: None)
+    sign_in(page, make_member(id_workspace, Membership.Role.ADMIN, username="ada"))
+
+    page.goto("/settings/identifiers/")
+    expect(page.locator("#identifier-mode")).to_have_text("ID only")
+    page.click("#switch-mode")
+    expect(page.locator("#mode-change-state")).to_contain_text("0 of 5 people (0%)")
+    expect(page.locator("#switch-mode")).to_have_count(0)
+
+    change = services.running_mode_change(id_workspace)
+    services.run_identifier_mode_change(change.pk, max_batches=1)
+    expect(page.locator("#mode-change-state")).to_contain_text("2 of 5 people (40%)")
+    services.run_identifier_mode_change(change.pk)
+    # Done: the page reloads itself and shows the new mode.
+    expect(page.locator("#identifier-mode")).to_have_text("Email or ID")
+    expect(page.locator("#mode-change")).to_have_count(0)
+    assert Workspace.objects.get(pk=id_workspace.pk).identifier_mode == "email_or_id"
