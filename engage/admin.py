@@ -1,6 +1,6 @@
 from django.contrib import admin, messages
 
-from engage import jobs, services
+from engage import services
 from engage.models import IdentifierModeChange, Membership, Workspace
 from people.admin import JobAdmin
 
@@ -80,6 +80,4 @@ class IdentifierModeChangeAdmin(JobAdmin):
     list_select_related = ["workspace", "requested_by"]
     retry_permission = "engage.change_workspace"
 
-    @staticmethod
-    def retry_job(change):
-        jobs.retry(change, services.MODE_TASK)
+    retry_job = staticmethod(services.retry_identifier_mode_change)

@@ -131,6 +131,7 @@ def identifier_conflicts(workspace: Workspace, *, limit: int = 50,
 
 SHARED_EMAILS = ("Some people share an email (perhaps differing only in letter case): give "
                  "each person their own email first.")
+SUPERSEDED = "A later change of identifier mode superseded this one."
 MODE_TASK = "engage.tasks.run_identifier_mode_change"
 
 
@@ -154,7 +155,9 @@ def set_identifier_mode(workspace: Workspace, mode: str, *,
     if mode not in Workspace.IdentifierMode.values:
         raise ValueError(f"unknown identifier mode {mode!r}")
     with transaction.atomic():
-        locked = Workspace.objects.select_for_update().get(pk=workspace.pk)
+        # no_key: people and activity rows may still be written meanwhile (their foreign
+        # key's lock on the workspace does not wait for this one).
+        locked = Workspace.objects.select_for_update(no_key=True).get(pk=workspace.pk)
         if running_mode_change(locked) is not None:
             raise IdentifierModeError("The identifier mode is being changed already: wait "
                                       "until that change is done.")
@@ -209,6 +212,8 @@ def _mode_change_people(change: IdentifierModeChange):
 
 
 def _change_batch(change: IdentifierModeChange, person_pks: list[int]) -> None:
+    if _superseded(change):
+        raise jobs.Stop(SUPERSEDED)
     people = Person.objects.filter(workspace_id=change.workspace_id, pk__in=person_pks)
     if change.mode != Workspace.IdentifierMode.EMAIL_OR_ID:
         # Found by primary key and filtered here: asked for "email_key IS NOT NULL", the
@@ -232,15 +237,44 @@ def _fill_email_keys(people) -> None:
 
 
 def _finish_mode_change(change: IdentifierModeChange) -> None:
-    """End a change to Email or ID: switch the mode, or undo the keys if it failed."""
+    """End a change to Email or ID: switch the mode, or undo the keys if it failed.
+
+    A change that a later one superseded (it was retried after the workspace had moved
+    on) touches nothing: the workspace's keys are the later change's.
+    """
     if change.mode != Workspace.IdentifierMode.EMAIL_OR_ID:
         return
-    workspace = Workspace.objects.select_for_update().get(pk=change.workspace_id)
+    workspace = Workspace.objects.select_for_update(no_key=True).get(pk=change.workspace_id)
+    if _superseded(change):
+        change.state = change.State.FAILED
+        change.error = SUPERSEDED
+        return
     if change.state == change.State.DONE:
         _switch_to_email(change, workspace)
     if change.state == change.State.FAILED:
         Person.objects.in_workspace(workspace).filter(email_key__isnull=False).update(
             email_key=None)
+        change.cursor = change.done = 0  # a retry starts over: every key is gone
+
+
+def _superseded(change: IdentifierModeChange) -> bool:
+    return IdentifierModeChange.objects.filter(
+        workspace_id=change.workspace_id, created_at__gt=change.created_at).exists()
+
+
+def retry_identifier_mode_change(change: IdentifierModeChange) -> bool:
+    """Run a failed or stalled change again from where it stopped; tell whether it was.
+
+    Only the workspace's latest change may be retried, and only when no other runs: an
+    older one would undo what the admin asked for since.
+    """
+    with transaction.atomic():
+        Workspace.objects.select_for_update(no_key=True).get(pk=change.workspace_id)
+        running = running_mode_change(change.workspace)
+        if _superseded(change) or (running is not None and running.pk != change.pk):
+            return False
+        jobs.retry(change, MODE_TASK)
+    return True
 
 
 def _switch_to_email(change: IdentifierModeChange, workspace: Workspace) -> None:

@@ -206,7 +206,8 @@ class JobAdmin(ReadOnlyAdmin):
     retry_permission = ""  # the permission a user needs to retry, as "app.codename"
 
     @staticmethod
-    def retry_job(job):
+    def retry_job(job) -> bool | None:
+        """Run the job again where it stopped; False if it may not be retried now."""
         raise NotImplementedError
 
     @admin.display(description="Progress")
@@ -219,9 +220,12 @@ class JobAdmin(ReadOnlyAdmin):
     @admin.action(description="Retry (continue where it stopped)", permissions=["retry"])
     def retry(self, request, queryset):
         jobs = list(queryset.exclude(state=self.model.State.DONE))
-        for job in jobs:
-            self.retry_job(job)
-        self.message_user(request, f"Retrying {len(jobs)} jobs.", messages.SUCCESS)
+        retried = [job for job in jobs if self.retry_job(job) is not False]
+        self.message_user(request, f"Retrying {len(retried)} jobs.", messages.SUCCESS)
+        if len(retried) < len(jobs):
+            self.message_user(request, f"Left {len(jobs) - len(retried)} alone: a later job "
+                                       "superseded them or another is running.",
+                              messages.WARNING)
 
 
 @admin.register(DeletionJob)

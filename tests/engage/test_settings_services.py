@@ -274,3 +274,37 @@ def test_the_last_admin_cannot_be_demoted_or_removed(workspace):
     assert list(Membership.objects.filter(workspace=workspace)) == [editor]
     with pytest.raises(services.LastAdminError):
         services.remove_member(Membership.objects.get(pk=editor.pk))
+
+
+def test_only_the_latest_change_may_be_retried_and_a_failed_one_starts_over(
+        id_workspace, small_batches):
+    for name in ["ada", "bob", "cy"]:
+        make_person(id_workspace, name, email=f"{name}@example.com")
+    first = services.set_identifier_mode(id_workspace, EMAIL_OR_ID)
+    services.run_identifier_mode_change(first.pk, max_batches=1)
+    make_person(id_workspace, "ada2", email="Ada@example.com")
+    services.run_identifier_mode_change(first.pk)
+    first.refresh_from_db()
+    assert (first.state, first.cursor, first.done) == ("failed", 0, 0)  # keys undone
+
+    people.identify_person(id_workspace, people.Ref("id", "ada2"), {"email": "a2@example.com"})
+    second = services.set_identifier_mode(id_workspace, EMAIL_OR_ID)
+    services.run_identifier_mode_change(second.pk)
+    third = services.set_identifier_mode(id_workspace, ID)
+    services.run_identifier_mode_change(third.pk, max_batches=1)
+
+    # Retrying the first would switch back to Email or ID behind the admin's back.
+    assert services.retry_identifier_mode_change(first) is False
+    first.refresh_from_db()
+    assert first.state == "failed"
+    # Even if it ran (a task delivered late), it changes nothing.
+    type(first).objects.filter(pk=first.pk).update(state="running", error="")
+    services.run_identifier_mode_change(first.pk)
+    first.refresh_from_db()
+    assert first.state == "failed" and "superseded" in first.error
+    services.run_identifier_mode_change(third.pk)
+    id_workspace.refresh_from_db()
+    assert id_workspace.identifier_mode == ID
+    assert set(email_keys(id_workspace).values()) == {None}
+    third.refresh_from_db()
+    assert services.retry_identifier_mode_change(third) is True  # the latest may be
