@@ -222,14 +222,13 @@ def _change_batch(change: IdentifierModeChange, person_pks: list[int]) -> None:
         update_rows(Person, ["email_key"], [(pk, None) for pk in keyed])
         return
     try:
-        _fill_email_keys(people)
+        _fill_email_keys(people.filter(email__isnull=False).values_list("pk", "email"))
     except IntegrityError:
         raise jobs.Stop(SHARED_EMAILS) from None
 
 
-def _fill_email_keys(people) -> None:
-    """Give each of ``people`` with an email its email key, one statement a batch."""
-    rows = list(people.filter(email__isnull=False).values_list("pk", "email"))
+def _fill_email_keys(rows) -> None:
+    """Give the people of ``rows`` (primary key, email) their email keys in one statement."""
     # Lowercased in Python, as every lookup of email_key is: SQL's LOWER leaves non-ASCII
     # letters alone on SQLite and under some PostgreSQL locales.
     with transaction.atomic():
@@ -291,9 +290,9 @@ def _switch_to_email(change: IdentifierModeChange, workspace: Workspace) -> None
         with transaction.atomic():
             last = 0
             while batch := list(missing.filter(pk__gt=last)
-                                .values_list("pk", flat=True)[:EMAIL_KEY_BATCH]):
-                _fill_email_keys(Person.objects.filter(pk__in=batch))
-                last = batch[-1]
+                                .values_list("pk", "email")[:EMAIL_KEY_BATCH]):
+                _fill_email_keys(batch)
+                last = batch[-1][0]
     except IntegrityError:
         change.state = change.State.FAILED
         change.error = SHARED_EMAILS

@@ -13,6 +13,12 @@ EMAIL_OR_ID = Workspace.IdentifierMode.EMAIL_OR_ID
 ID = Workspace.IdentifierMode.ID
 
 
+def with_emails(workspace, *names):
+    """People named ``names``, each with their own email (name@example.com)."""
+    for name in names:
+        make_person(workspace, name, email=f"{name}@example.com")
+
+
 def email_keys(workspace) -> dict:
     return dict(Person.objects.in_workspace(workspace).values_list("customer_id", "email_key"))
 
@@ -171,8 +177,7 @@ def test_a_change_resumes_where_it_stopped_and_keys_people_added_meanwhile(
 
 def test_an_email_shared_while_the_change_runs_fails_it_and_nothing_stays(
         id_workspace, small_batches):
-    for name in ["ada", "bob", "cy"]:
-        make_person(id_workspace, name, email=f"{name}@example.com")
+    with_emails(id_workspace, "ada", "bob", "cy")
     change = services.set_identifier_mode(id_workspace, EMAIL_OR_ID)
     services.run_identifier_mode_change(change.pk, max_batches=1)
     make_person(id_workspace, "ada-again", email="ADA@example.com")  # allowed in ID only
@@ -194,8 +199,7 @@ def test_an_email_shared_while_the_change_runs_fails_it_and_nothing_stays(
 
 
 def test_one_change_at_a_time(id_workspace, small_batches):
-    for name in ["ada", "bob", "cy"]:
-        make_person(id_workspace, name, email=f"{name}@example.com")
+    with_emails(id_workspace, "ada", "bob", "cy")
     change = services.set_identifier_mode(id_workspace, EMAIL_OR_ID)
     assert services.running_mode_change(id_workspace) == change
 
@@ -207,8 +211,7 @@ def test_one_change_at_a_time(id_workspace, small_batches):
 
 def test_switching_to_id_frees_email_at_once_and_clears_keys_in_batches(
         workspace, small_batches):
-    for name in ["ada", "bob", "cy"]:
-        make_person(workspace, name, email=f"{name}@example.com")
+    with_emails(workspace, "ada", "bob", "cy")
     make_person(workspace, "dee")
 
     change = services.set_identifier_mode(workspace, ID)
@@ -230,8 +233,7 @@ def test_a_stalled_change_is_resumed_by_the_schedule(id_workspace, small_batches
 
     from engage import jobs, tasks
 
-    for name in ["ada", "bob", "cy"]:
-        make_person(id_workspace, name, email=f"{name}@example.com")
+    with_emails(id_workspace, "ada", "bob", "cy")
     change = services.set_identifier_mode(id_workspace, EMAIL_OR_ID)
     services.run_identifier_mode_change(change.pk, max_batches=1)  # then the worker dies
     type(change).objects.filter(pk=change.pk).update(
@@ -278,8 +280,7 @@ def test_the_last_admin_cannot_be_demoted_or_removed(workspace):
 
 def test_only_the_latest_change_may_be_retried_and_a_failed_one_starts_over(
         id_workspace, small_batches):
-    for name in ["ada", "bob", "cy"]:
-        make_person(id_workspace, name, email=f"{name}@example.com")
+    with_emails(id_workspace, "ada", "bob", "cy")
     first = services.set_identifier_mode(id_workspace, EMAIL_OR_ID)
     services.run_identifier_mode_change(first.pk, max_batches=1)
     make_person(id_workspace, "ada2", email="Ada@example.com")
