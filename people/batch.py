@@ -22,7 +22,7 @@ from people import services
 from people import validation as v
 from people.errors import InvalidInput, Problem
 from people.models import Activity, Event, Person, Suppression
-from people.services import Ref
+from people.services import Ref, common, events, identify
 
 MAX_OPERATION_BYTES = 32 * 1024
 MAX_BATCH_BYTES = 500 * 1024
@@ -99,9 +99,9 @@ def parse_operation(workspace: Workspace, raw: Any, *, index: int = 0) -> Operat
             raise InvalidInput.single("attributes", "invalid", "attributes must be an object")
         if raw.get("timestamp") is not None and "_timestamp" not in attributes:
             attributes = {**attributes, "_timestamp": raw["timestamp"]}
-        operation.identify = services._read_identify_body(workspace, attributes)
+        operation.identify = identify._read_identify_body(workspace, attributes)
     elif action in EVENT_ACTIONS:
-        operation.event = services._read_event(
+        operation.event = events._read_event(
             raw.get("name"), raw.get("attributes"), raw.get("timestamp"), action, raw.get("id"))
     elif action in ("add_device", "delete_device"):
         device = raw.get("device")
@@ -213,7 +213,7 @@ class _Run:
         for operation in self.operations:
             yield operation.ref
             if operation.identify is not None:
-                yield from services._body_refs(self.workspace, operation.identify)
+                yield from identify._body_refs(self.workspace, operation.identify)
 
     def _suppressed(self) -> set[tuple[str, str]]:
         return services.suppressions_of(self.workspace, self._refs())
@@ -221,15 +221,15 @@ class _Run:
     def _is_suppressed(self, operation: Operation) -> bool:
         refs = [operation.ref]
         if operation.identify is not None:
-            refs += services._body_refs(self.workspace, operation.identify)
-        return any((ref.kind, services._key(ref.kind, ref.value)) in self.suppressed
+            refs += identify._body_refs(self.workspace, operation.identify)
+        return any((ref.kind, common.identifier_key(ref.kind, ref.value)) in self.suppressed
                    for ref in refs if ref.kind in ("id", "email"))
 
     def _load(self):
         ids, emails, cio_ids = set(), set(), set()
         for ref in self._refs():
             {"id": ids, "email": emails, "cio_id": cio_ids}[ref.kind].add(
-                services._key(ref.kind, ref.value))
+                common.identifier_key(ref.kind, ref.value))
         if not self.workspace.email_is_identifier:
             emails = set()
         self.by_key: dict[tuple[str, str], Person] = {}
@@ -258,7 +258,7 @@ class _Run:
     def _person(self, ref: Ref) -> Person | None:
         if ref.kind == "email" and not self.workspace.email_is_identifier:
             return None
-        return self.by_key.get((ref.kind, services._key(ref.kind, ref.value)))
+        return self.by_key.get((ref.kind, common.identifier_key(ref.kind, ref.value)))
 
     # -- applying --
 
@@ -276,7 +276,7 @@ class _Run:
         return self.errors
 
     def _new_person(self, identifiers: dict, data) -> Person:
-        attributes = services._new_attributes({}, data) if data else {}
+        attributes = identify._new_attributes({}, data) if data else {}
         if identifiers.get("email"):
             attributes["email"] = identifiers["email"]
         person = Person(
@@ -289,7 +289,7 @@ class _Run:
             updated_at=self.now,
             attributes_timestamp=data.timestamp if data else None,
         )
-        services._sync_email(person)
+        identify._sync_email(person)
         self.new_people.append(person)
         self._remember(person)
         return person
@@ -297,9 +297,10 @@ class _Run:
     def _identify(self, operation: Operation) -> bool:
         ref, data = operation.ref, operation.identify
         other = None
-        for body_ref in services._body_refs(self.workspace, data):
+        for body_ref in identify._body_refs(self.workspace, data):
             if body_ref.kind == ref.kind:
-                if services._key(ref.kind, body_ref.value) != services._key(ref.kind, ref.value):
+                key = common.identifier_key
+                if key(ref.kind, body_ref.value) != key(ref.kind, ref.value):
                     return False  # an identifier change: the service logs the conflict
             else:
                 other = body_ref
@@ -317,13 +318,13 @@ class _Run:
             if current is None and self._person(other) is None:
                 # Giving a person an identifier they lack, that nobody else holds.
                 self.identifier_changes.append((person, other))
-            elif current != services._key(other.kind, other.value):
+            elif current != common.identifier_key(other.kind, other.value):
                 return False
         if (data.timestamp is not None and person.attributes_timestamp is not None
                 and data.timestamp < person.attributes_timestamp):
             return True  # stale
         try:
-            attributes = services._new_attributes(person.attributes, data)
+            attributes = identify._new_attributes(person.attributes, data)
         except InvalidInput:
             return False  # over the limit: the service reports it
         changed = {key: attributes.get(key) for key in set(attributes) | set(person.attributes)
@@ -331,7 +332,7 @@ class _Run:
         touched = False
         if changed:
             person.attributes = attributes
-            services._sync_email(person)
+            identify._sync_email(person)
             if person.pk:
                 self.changes.setdefault(person.pk, {}).update(changed)
             touched = True
@@ -403,7 +404,7 @@ class _Run:
             for person, event in self.events], skip_conflicts_on=services.EVENT_DEDUP_INDEX)
         touched = {person.pk for person in self.new_people} | set(self.dirty)
         touched |= {person.pk for person, _ in self.events}
-        services._announce_change(self.workspace, sorted(touched))
+        common.announce_change(self.workspace, sorted(touched))
         self._reset()
 
     def _insert_people(self):

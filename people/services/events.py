@@ -1,0 +1,158 @@
+"""Events: recording them for people, or for someone not identified yet."""
+
+from dataclasses import dataclass
+from typing import Any
+
+from django.db import IntegrityError, connection, transaction
+from django.utils import timezone
+
+from engage.models import Workspace
+from engage.sql import insert_rows
+from people import validation as v
+from people.errors import InvalidInput, Problem
+from people.models import Event, Person
+from people.services.common import (
+    Outcome,
+    Ref,
+    Result,
+    announce_change,
+    check_ref,
+    find_person,
+)
+from people.services.identify import _create_person, _IdentifyInput
+from people.services.suppression import is_suppressed
+
+EVENT_TYPES = frozenset(Event.Type.values)
+
+
+@dataclass
+class _EventInput:
+    name: str
+    data: dict
+    timestamp: Any
+    type: str
+    dedup_id: str | None
+
+
+def _read_event(name, data, timestamp, type, dedup_id) -> _EventInput:
+    problems = v.event_problems(name, data)
+    if type not in EVENT_TYPES:
+        problems.append(Problem("type", "invalid_value", "type must be one of event, page, screen"))
+    if dedup_id is not None and (not isinstance(dedup_id, str) or not 0 < len(dedup_id) <= 64
+                                 or v.has_unstorable(dedup_id)):
+        problems.append(Problem("id", "invalid_value",
+                                "event id must be a string of 1 to 64 characters, without NUL "
+                                "characters or unpaired surrogates"))
+    moment = v.optional_moment(timestamp, field="timestamp", problems=problems)
+    if problems:
+        raise InvalidInput(problems)
+    return _EventInput(name.strip(), data or {}, moment or timezone.now(), type, dedup_id or None)
+
+
+def _get_or_create_person(workspace: Workspace, ref: Ref) -> tuple[Person | None, bool]:
+    """Return the person ``ref`` names, creating them for an id or email."""
+    person = find_person(workspace, ref, lock=False)
+    if person is not None or ref.kind == "cio_id":
+        return person, False
+    try:
+        with transaction.atomic():
+            person = _create_person(workspace, {ref.kind: ref.value}, _IdentifyInput())
+            return person, True
+    except IntegrityError:
+        return find_person(workspace, ref, lock=False), False
+
+
+# The unique index that makes an event id (dedup_id) count once per workspace.
+EVENT_DEDUP_INDEX = "(workspace_id, dedup_id) WHERE dedup_id IS NOT NULL"
+EVENT_FIELDS = ["workspace", "person", "anonymous_id", "name", "type", "timestamp", "data",
+                "dedup_id", "received_at"]
+
+
+def _insert_event(workspace: Workspace, person: Person | None, anonymous_id: str | None,
+                  event: _EventInput) -> Event | None:
+    """Write an event in one statement; return None if its id was seen already."""
+    row = Event(
+        workspace=workspace,
+        person=person,
+        anonymous_id=anonymous_id,
+        name=event.name,
+        type=event.type,
+        timestamp=event.timestamp,
+        data=event.data,
+        dedup_id=event.dedup_id,
+        received_at=timezone.now(),
+    )
+    written = insert_rows(Event, EVENT_FIELDS, [(
+        workspace.pk, person.pk if person else None,
+        *(getattr(row, name) for name in EVENT_FIELDS[2:]))],
+        returning=("id",), skip_conflicts_on=EVENT_DEDUP_INDEX)
+    if not written:
+        return None  # a repeated dedup id
+    ((row.pk,),) = written
+    row._state.adding = False
+    row._state.db = connection.alias
+    return row
+
+
+def track_event(
+    workspace: Workspace,
+    ref: Ref,
+    *,
+    name: str,
+    data: dict | None = None,
+    timestamp: Any = None,
+    dedup_id: str | None = None,
+    type: str = Event.Type.EVENT,
+) -> Result:
+    """Record an event for the person ``ref`` names, creating them if needed."""
+    check_ref(ref)
+    event = _read_event(name, data, timestamp, type, dedup_id)
+    if is_suppressed(workspace, [ref]):
+        return Result(Outcome.SUPPRESSED)
+    with transaction.atomic():
+        person, _ = _get_or_create_person(workspace, ref)
+        if person is None:
+            return Result(Outcome.NOT_FOUND, message="no person has this cio_id")
+        if _insert_event(workspace, person, None, event) is None:
+            return Result(Outcome.DUPLICATE, person)
+        announce_change(workspace, [person.pk])
+    return Result(Outcome.CREATED, person)
+
+
+def track_anonymous_event(
+    workspace: Workspace,
+    *,
+    anonymous_id: str | None,
+    name: str,
+    data: dict | None = None,
+    timestamp: Any = None,
+    dedup_id: str | None = None,
+    type: str = Event.Type.EVENT,
+) -> Result:
+    """Record an event for someone not identified yet.
+
+    An anonymous_id already linked to a person (by identify) keeps pointing at them.
+    """
+    event = _read_event(name, data, timestamp, type, dedup_id)
+    if anonymous_id not in (None, ""):
+        anonymous_id = str(anonymous_id)
+        problems = v.identifier_problems("id", anonymous_id, field="anonymous_id")
+        if problems:
+            raise InvalidInput(problems)
+    else:
+        anonymous_id = None
+    with transaction.atomic():
+        person = None
+        if anonymous_id:
+            linked = (
+                Event.objects.filter(workspace=workspace, anonymous_id=anonymous_id,
+                                     person__isnull=False)
+                .select_related("person")
+                .first()
+            )
+            person = linked.person if linked else None
+        if _insert_event(workspace, person, anonymous_id, event) is None:
+            return Result(Outcome.DUPLICATE, person)
+        if person:
+            announce_change(workspace, [person.pk])
+    return Result(Outcome.CREATED, person)

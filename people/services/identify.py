@@ -1,0 +1,353 @@
+"""Identify: create or update a person from an identify body, by Customer.io's rules."""
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from django.db import IntegrityError, connection, transaction
+from django.utils import timezone
+
+from engage.models import Workspace
+from engage.sql import insert_rows, update_fields
+from people import validation as v
+from people.errors import InvalidInput, Problem
+from people.models import Activity, Event, Person
+from people.services.common import (
+    Outcome,
+    Ref,
+    Result,
+    announce_change,
+    check_ref,
+    find_person,
+    identifier_key,
+    log_activity,
+)
+from people.services.suppression import is_suppressed
+
+# Anonymous events this recent are attached to a person identified with their anonymous_id;
+# a merge moves the secondary's events this recent to the primary.
+LINK_WINDOW = timedelta(days=30)
+
+# Keys of an identify body that are not stored as attributes as they are.
+RESERVED_KEYS = {"id", "cio_id", "anonymous_id", "_update", "_timestamp", "unsubscribed",
+                 "cio_relationships"}
+SUBSCRIPTION_PREFIX = "cio_subscription_preferences."
+
+
+@dataclass
+class _IdentifyInput:
+    body_id: str | None = None
+    body_email: str | None = None
+    created_at: int | None = None
+    anonymous_id: str | None = None
+    update_only: bool = False
+    timestamp: int | None = None
+    unsubscribed: bool | None = None
+    set_attributes: dict = field(default_factory=dict)
+    remove_attributes: set = field(default_factory=set)
+    subscription_updates: dict = field(default_factory=dict)
+
+
+def _read_identify_body(workspace: Workspace, body: Any) -> _IdentifyInput:
+    if not isinstance(body, dict):
+        raise InvalidInput.single("attributes", "invalid_type", "attributes must be an object")
+    problems: list[Problem] = []
+    data = _IdentifyInput()
+    for key in ("id", "email"):
+        value = body.get(key)
+        if value is None or value == "":
+            continue
+        if key == "email" and not isinstance(value, str):
+            problems.append(Problem("email", "invalid_type", "email must be a string"))
+            continue
+        kind = key if key == "id" or workspace.email_is_identifier else None
+        if kind:
+            problems += v.identifier_problems(kind, value, field=key)
+        if key == "id":
+            data.body_id = str(value)
+        else:
+            data.body_email = str(value).strip()
+    if body.get("anonymous_id") not in (None, ""):
+        data.anonymous_id = str(body["anonymous_id"])
+        problems += v.identifier_problems("id", data.anonymous_id, field="anonymous_id")
+    data.update_only = v.is_truthy(body.get("_update"))
+    if "unsubscribed" in body:
+        data.unsubscribed = v.is_truthy(body["unsubscribed"])
+    try:
+        if body.get("created_at") not in (None, ""):
+            data.created_at = v.parse_unix_seconds(body["created_at"], field="created_at")
+        if body.get("_timestamp") not in (None, ""):
+            data.timestamp = v.parse_unix_seconds(body["_timestamp"], field="_timestamp")
+    except InvalidInput as error:
+        problems += error.problems
+
+    attributes = {k: val for k, val in body.items() if k not in RESERVED_KEYS}
+    problems += v.attribute_problems(attributes)
+    if problems:
+        raise InvalidInput(problems)
+    for key, value in attributes.items():
+        if key.startswith(SUBSCRIPTION_PREFIX):
+            data.subscription_updates[key[len(SUBSCRIPTION_PREFIX):]] = value
+        elif value is None or value == "":
+            data.remove_attributes.add(key)
+        else:
+            data.set_attributes[key] = value
+    if data.created_at is not None:
+        data.set_attributes["created_at"] = data.created_at
+    if data.body_email:
+        data.set_attributes["email"] = data.body_email
+    if workspace.email_is_identifier:
+        # An identifier is changed, never blanked, by identify.
+        data.remove_attributes.discard("email")
+    return data
+
+
+def _body_refs(workspace: Workspace, data: _IdentifyInput) -> list[Ref]:
+    refs = []
+    if data.body_id:
+        refs.append(Ref("id", data.body_id))
+    if data.body_email and workspace.email_is_identifier:
+        refs.append(Ref("email", data.body_email))
+    return refs
+
+
+def identify_person(workspace: Workspace, ref: Ref, body: dict) -> Result:
+    """Create or update the person ``ref`` names with the attributes in ``body``.
+
+    Follows Customer.io's resolution rules: the path identifier wins; an unknown path
+    identifier with a known body identifier updates that person and gives them the path
+    identifier; identifiers of two different people are a conflict; identifiers change
+    only when the person is addressed by cio_id; ``_update`` never creates.
+    """
+    check_ref(ref)
+    data = _read_identify_body(workspace, body)
+    if ref.kind == "email" and not workspace.email_is_identifier:
+        raise InvalidInput.single(
+            "identifier", "email_not_identifier", "email is not an identifier in this workspace"
+        )
+    refs = [ref, *_body_refs(workspace, data)]
+    if is_suppressed(workspace, refs):
+        return Result(Outcome.SUPPRESSED)
+    for attempt in range(2):
+        try:
+            with transaction.atomic():
+                return _apply_identify(workspace, ref, data)
+        except IntegrityError:
+            # Someone created one of these identifiers at the same moment: resolve again.
+            if attempt:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _apply_identify(workspace: Workspace, ref: Ref, data: _IdentifyInput) -> Result:
+    person = find_person(workspace, ref)
+    if ref.kind == "cio_id" and person is None:
+        log_activity(workspace, None, Activity.Kind.UPDATE_FAILED,
+                     {"reason": "no person has this cio_id", "identifier_type": ref.kind})
+        return Result(Outcome.NOT_FOUND, message="no person has this cio_id")
+    body_value = data.body_id if ref.kind == "id" else data.body_email
+    if (ref.kind in ("id", "email") and body_value
+            and identifier_key(ref.kind, body_value) != identifier_key(ref.kind, ref.value)):
+        reason = f"changing a person's {ref.kind} requires addressing them by cio_id"
+        log_activity(workspace, person.cio_id if person else None, Activity.Kind.UPDATE_FAILED,
+                     {"reason": reason, "identifier_type": ref.kind})
+        return Result(Outcome.CONFLICT, person, reason)
+
+    wanted: dict[str, str] = {}
+    if ref.kind in ("id", "email"):
+        wanted[ref.kind] = ref.value
+    for body_ref in _body_refs(workspace, data):
+        wanted.setdefault(body_ref.kind, body_ref.value)
+
+    if person is None:
+        for kind, value in wanted.items():
+            if kind != ref.kind:
+                person = find_person(workspace, Ref(kind, value))
+                if person:
+                    break
+    if person is None:
+        if data.update_only:
+            log_activity(workspace, None, Activity.Kind.UPDATE_FAILED,
+                         {"reason": "_update is set and nobody matches",
+                          "identifier_type": ref.kind})
+            return Result(Outcome.NOT_FOUND, message="_update is set and nobody matches")
+        return Result(Outcome.CREATED, _create_person(workspace, wanted, data))
+    return _update_person(person, ref, wanted, data)
+
+
+def _sync_email(person: Person) -> bool:
+    """Mirror the email attribute into the email columns; tell whether they changed."""
+    email = person.attributes.get("email")
+    email = str(email) if email not in (None, "") else None
+    key = email.lower() if email and person.workspace.email_is_identifier else None
+    if (person.email, person.email_key) == (email, key):
+        return False
+    person.email, person.email_key = email, key
+    return True
+
+
+def _new_attributes(current: dict, data: _IdentifyInput) -> dict:
+    attributes = dict(current)
+    attributes.update(data.set_attributes)
+    for key in data.remove_attributes:
+        attributes.pop(key, None)
+    if data.subscription_updates:
+        preferences = dict(attributes.get("cio_subscription_preferences") or {})
+        for path, value in data.subscription_updates.items():
+            node = preferences
+            *parents, leaf = path.split(".")
+            for part in parents:
+                child = node.get(part)
+                child = dict(child) if isinstance(child, dict) else {}
+                node[part] = child
+                node = child
+            node[leaf] = value
+        attributes["cio_subscription_preferences"] = preferences
+    if len(attributes) > v.MAX_ATTRIBUTES:
+        raise InvalidInput.single(
+            "attributes",
+            "too_many_attributes",
+            f"a person cannot have more than {v.MAX_ATTRIBUTES} attributes",
+        )
+    return attributes
+
+
+def _create_person(workspace: Workspace, identifiers: dict, data: _IdentifyInput) -> Person:
+    now = timezone.now()
+    attributes = _new_attributes({}, data)
+    if identifiers.get("email"):
+        attributes["email"] = identifiers["email"]
+    person = Person(
+        workspace=workspace,
+        customer_id=identifiers.get("id"),
+        attributes=attributes,
+        unsubscribed=bool(data.unsubscribed),
+        created_at=v.datetime_from_unix(data.created_at) if data.created_at is not None else now,
+        updated_at=now,
+        attributes_timestamp=data.timestamp,
+    )
+    _sync_email(person)
+    _insert_person(person)
+    log_activity(workspace, person.cio_id, Activity.Kind.CREATED,
+                 {"attributes": sorted(person.attributes)})
+    if data.anonymous_id:
+        _link_anonymous_events(person, data.anonymous_id)
+    announce_change(workspace, [person.pk])
+    return person
+
+
+PERSON_FIELDS = ["workspace", "cio_id", "customer_id", "email", "email_key", "attributes",
+                 "unsubscribed", "created_at", "updated_at", "attributes_timestamp"]
+
+
+def _insert_person(person: Person) -> None:
+    """Write a new person in one statement, as ``person.save()`` would."""
+    ((person.pk,),) = insert_rows(
+        Person, PERSON_FIELDS,
+        [(person.workspace_id, *(getattr(person, name) for name in PERSON_FIELDS[1:]))],
+        returning=("id",))
+    person._state.adding = False
+    person._state.db = connection.alias
+
+
+def _identifier_change(
+    person: Person, ref: Ref, kind: str, value: str
+) -> tuple[bool, str | None]:
+    """Return (change needed, refusal) for setting identifier ``kind`` to ``value``."""
+    workspace = person.workspace
+    current = person.customer_id if kind == "id" else person.email_key
+    wanted = value if kind == "id" else value.lower()
+    if current == wanted:
+        return False, None
+    holder = Person.objects.with_identifier(workspace, kind, value).exclude(pk=person.pk)
+    if holder.exists():
+        return False, f"{kind} '{value}' belongs to another person"
+    if current is None:
+        return True, None
+    if ref.kind == "cio_id":
+        return True, None
+    if kind == "email" and ref.kind == "id" and workspace.allow_email_update_by_id:
+        return True, None
+    return False, f"changing a person's {kind} requires addressing them by cio_id"
+
+
+def _update_person(person: Person, ref: Ref, wanted: dict, data: _IdentifyInput) -> Result:
+    workspace = person.workspace
+    if data.timestamp is not None and person.attributes_timestamp is not None:
+        if data.timestamp < person.attributes_timestamp:
+            return Result(Outcome.STALE, person, "an update with a later _timestamp was applied")
+
+    identifier_changes = {}
+    for kind, value in wanted.items():
+        needed, refusal = _identifier_change(person, ref, kind, value)
+        if refusal:
+            log_activity(workspace, person.cio_id, Activity.Kind.UPDATE_FAILED,
+                         {"reason": refusal, "identifier": str(ref)})
+            return Result(Outcome.CONFLICT, person, refusal)
+        if needed:
+            identifier_changes[kind] = value
+
+    fields = set()
+    old_identifiers = {"id": person.customer_id, "email": person.email}
+    if "id" in identifier_changes:
+        person.customer_id = identifier_changes["id"]
+        fields.add("customer_id")
+    attributes = _new_attributes(person.attributes, data)
+    if "email" in identifier_changes:
+        attributes["email"] = identifier_changes["email"]
+    changed = {
+        key: attributes.get(key)
+        for key in set(attributes) | set(person.attributes)
+        if attributes.get(key) != person.attributes.get(key)
+    }
+    if changed:
+        person.attributes = attributes
+        fields.add("attributes")
+        if _sync_email(person):
+            fields |= {"email", "email_key"}
+    if data.created_at is not None:
+        created_at = v.datetime_from_unix(data.created_at)
+        if created_at != person.created_at:
+            person.created_at = created_at
+            fields.add("created_at")
+    unsubscribe_change = data.unsubscribed is not None and data.unsubscribed != person.unsubscribed
+    if unsubscribe_change:
+        person.unsubscribed = data.unsubscribed
+        fields.add("unsubscribed")
+    if data.timestamp is not None:
+        person.attributes_timestamp = data.timestamp
+        fields.add("attributes_timestamp")
+
+    linked = _link_anonymous_events(person, data.anonymous_id) if data.anonymous_id else 0
+    if not fields - {"attributes_timestamp"} and not linked:
+        if fields:
+            update_fields(person, fields)
+        return Result(Outcome.UNCHANGED, person)
+
+    person.updated_at = timezone.now()
+    update_fields(person, fields | {"updated_at"})
+    if identifier_changes:
+        log_activity(workspace, person.cio_id, Activity.Kind.IDENTIFIERS_CHANGED, {
+            kind: [old_identifiers[kind], value] for kind, value in identifier_changes.items()
+        })
+    if changed:
+        log_activity(workspace, person.cio_id, Activity.Kind.ATTRIBUTES_CHANGED,
+                     {"changed": changed})
+    if unsubscribe_change:
+        kind = Activity.Kind.UNSUBSCRIBED if person.unsubscribed else Activity.Kind.RESUBSCRIBED
+        log_activity(workspace, person.cio_id, kind)
+    announce_change(workspace, [person.pk])
+    return Result(Outcome.UPDATED, person)
+
+
+def _link_anonymous_events(person: Person, anonymous_id: str) -> int:
+    linked = Event.objects.filter(
+        workspace=person.workspace,
+        anonymous_id=anonymous_id,
+        person__isnull=True,
+        timestamp__gte=timezone.now() - LINK_WINDOW,
+    ).update(person=person)
+    if linked:
+        log_activity(person.workspace, person.cio_id, Activity.Kind.EVENTS_LINKED,
+                     {"anonymous_id": anonymous_id, "events": linked})
+    return linked

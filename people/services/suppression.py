@@ -1,0 +1,110 @@
+"""The suppression list: checking identifiers against it, suppressing, unsuppressing."""
+
+import secrets
+from collections.abc import Iterable
+
+from django.db import connection, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from engage.models import Workspace
+from engage.sql import in_values
+from people.models import Suppression
+from people.services.common import Ref, check_ref, find_person
+from people.services.deletion import _delete_batch
+
+
+def _suppression_filter(refs: Iterable[Ref]) -> Q | None:
+    """Match the suppressions of ``refs`` (ids and emails): two IN lists, however many."""
+    query = None
+    for kind, values in _suppressible(refs):
+        condition = Q(identifier_type=kind, value__in=values)
+        query = condition if query is None else query | condition
+    return query
+
+
+def _suppressible(refs: Iterable[Ref]) -> list[tuple[str, list[str]]]:
+    """Return the ids and the (lowercased) emails among ``refs``, by identifier type."""
+    ids, emails = set(), set()
+    for ref in refs:
+        if ref.kind == "id":
+            ids.add(ref.value)
+        elif ref.kind == "email":
+            emails.add(ref.value.lower())
+    return [(kind, sorted(values)) for kind, values in
+            ((Suppression.IdentifierType.ID, ids), (Suppression.IdentifierType.EMAIL, emails))
+            if values]
+
+
+def suppressions_of(workspace: Workspace, refs: Iterable[Ref], *,
+                    first_only: bool = False) -> set[tuple[str, str]]:
+    """Return the (identifier type, value) pairs of ``refs`` that the workspace suppresses.
+
+    One statement with two IN lists (ids, emails), however many references.
+    """
+    wanted = _suppressible(refs)
+    if not wanted:
+        return set()
+    conditions, params = [], [workspace.pk]
+    for kind, values in wanted:
+        values_sql, values_params = in_values("value", values)
+        conditions.append(f"(identifier_type = %s AND {values_sql})")
+        params += [kind, *values_params]
+    sql = (f"SELECT identifier_type, value FROM {Suppression._meta.db_table} "
+           f"WHERE workspace_id = %s AND ({' OR '.join(conditions)})")
+    if first_only:
+        sql += " LIMIT 1"
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return set(cursor.fetchall())
+
+
+def is_suppressed(workspace: Workspace, refs: Iterable[Ref]) -> bool:
+    """Tell whether any of ``refs`` is on the workspace's suppression list."""
+    return bool(suppressions_of(workspace, refs, first_only=True))
+
+
+def suppress_identifier(
+    workspace: Workspace, ref: Ref, *, actor=None, source: str = Suppression.Source.API
+) -> int:
+    """Delete the person ``ref`` names and suppress all their identifiers.
+
+    With nobody behind an id or email, that identifier alone is suppressed, so it can
+    never be added. Return the number of identifiers suppressed.
+    """
+    check_ref(ref)
+    with transaction.atomic():
+        person = find_person(workspace, ref)
+        if person is not None:
+            _, suppressed = _delete_batch(
+                workspace, [person.pk], suppress=True, actor=actor, source=source
+            )
+            return suppressed
+        if ref.kind == "cio_id":
+            return 0
+        kind = ref.kind if ref.kind == "id" or workspace.email_is_identifier else None
+        if kind is None:
+            return 0
+        _, created = Suppression.objects.get_or_create(
+            workspace=workspace,
+            identifier_type=kind,
+            value=ref.value.lower() if kind == "email" else ref.value,
+            defaults={"group": secrets.token_hex(8), "created_at": timezone.now(),
+                      "created_by": actor, "source": source},
+        )
+        return int(created)
+
+
+def unsuppress_identifier(workspace: Workspace, ref: Ref) -> int:
+    """Free a suppressed identifier and the others suppressed with it; return how many.
+
+    The profile is not restored: a later identify creates a new person with no history.
+    """
+    check_ref(ref)
+    query = _suppression_filter([ref])
+    if query is None:
+        return 0
+    with transaction.atomic():
+        groups = Suppression.objects.filter(query, workspace=workspace).values("group")
+        removed, _ = Suppression.objects.filter(workspace=workspace, group__in=groups).delete()
+    return removed
