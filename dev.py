@@ -28,15 +28,15 @@ PYTHON = VENV / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
 
 def ensure_environment(extras: str) -> None:
     """Create .venv and install engage (with ``extras``) unless already current."""
-    if sys.version_info < (3, 11):
+    if sys.version_info < (3, 11):  # noqa: UP036 - dev.py runs under any python3 first
         sys.exit("engage needs Python 3.11 or newer.")
     if not PYTHON.exists():
         print("Creating the virtual environment in .venv ...", flush=True)
         venv.EnvBuilder(with_pip=True).create(VENV)
     digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()[:16]
     stamp = VENV / f".installed-{extras or 'base'}-{digest}"
-    if stamp.exists():
-        return
+    if stamp.exists() or (not extras and (VENV / f".installed-test-{digest}").exists()):
+        return  # the test extras include everything the base install has
     print("Installing engage and its dependencies ...", flush=True)
     target = f".[{extras}]" if extras else "."
     subprocess.run(
@@ -63,32 +63,60 @@ def free_port(preferred: int) -> int:
             return probe.getsockname()[1]
 
 
+class Stop(Exception):
+    """Raised by the SIGTERM handler so that a terminated dev.py stops what it started."""
+
+
+def _stop(signum, frame):
+    raise Stop
+
+
 def start() -> int:
     ensure_environment("")
     env = {**os.environ, "DEBUG": os.environ.get("DEBUG", "1"), "PYTHONUNBUFFERED": "1"}
     manage("migrate", "--no-input", env=env)
-    manage("seed_demo", env=env)
+    people = os.environ.get("ENGAGE_DEMO_PEOPLE")  # how many demo people, when created
+    manage("seed_demo", *(["--people", people] if people else []), env=env)
     port = int(os.environ.get("PORT") or free_port(8000))
+    signal.signal(signal.SIGTERM, _stop)
+    # Each child leads its own process group, so stopping it also stops what it started
+    # (runserver's autoreloader runs the server in a child of its own).
     processes = [
-        subprocess.Popen([PYTHON, "manage.py", "runserver", f"127.0.0.1:{port}"], cwd=ROOT, env=env),
-        subprocess.Popen([PYTHON, "manage.py", "qcluster"], cwd=ROOT, env=env),
+        subprocess.Popen([PYTHON, "manage.py", "runserver", f"127.0.0.1:{port}"], cwd=ROOT,
+                         env=env, start_new_session=True),
+        subprocess.Popen([PYTHON, "manage.py", "qcluster"], cwd=ROOT, env=env,
+                         start_new_session=True),
     ]
-    print(f"\nengage is running at http://127.0.0.1:{port}/ (Ctrl-C stops it)\n", flush=True)
+    print(f"\nengage is running at http://127.0.0.1:{port}/ (Ctrl-C stops it)\n"
+          f"Sign in at http://127.0.0.1:{port}/login/ with the admin login above.\n", flush=True)
     try:
         while all(process.poll() is None for process in processes):
             time.sleep(0.5)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, Stop):
         pass
     finally:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not cut this short
         for process in processes:
-            if process.poll() is None:
-                process.send_signal(signal.SIGINT)
+            _signal_group(process, signal.SIGINT)
         for process in processes:
             try:
                 process.wait(timeout=15)
             except subprocess.TimeoutExpired:
-                process.kill()
+                _signal_group(process, signal.SIGKILL)
+                process.wait()
+            _signal_group(process, signal.SIGKILL)  # anything the child left behind
     return 0
+
+
+def _signal_group(process: subprocess.Popen, signum: int) -> None:
+    """Send ``signum`` to the process group ``process`` leads (to it alone on Windows)."""
+    try:
+        if hasattr(os, "killpg"):
+            os.killpg(process.pid, signum)
+        elif process.poll() is None:
+            process.terminate()
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 def ensure_chromium() -> None:

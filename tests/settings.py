@@ -12,6 +12,11 @@ EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 # Tasks run in the test's own process when they are enqueued (after commit).
 Q_CLUSTER = {**Q_CLUSTER, "sync": True}
 ALLOWED_HOSTS = ["*"]
+# Pages render without collectstatic's manifest (tests/engage/test_static_files.py runs a
+# production server with it).
+STORAGES = {**STORAGES, "staticfiles": {  # noqa: F405
+    "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}}
+WHITENOISE_AUTOREFRESH = True  # files are looked up when asked for, not read at start
 
 # Lets several test runs share one PostgreSQL server (TEST_DB_NAME=test_engage_mine).
 if os.environ.get("TEST_DB_NAME"):

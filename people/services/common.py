@@ -7,6 +7,7 @@ from typing import Any
 
 from django.db import transaction
 from django.utils import timezone
+from django.utils.crypto import salted_hmac
 
 from engage.models import Workspace
 from engage.sql import insert_rows, select_models
@@ -80,6 +81,16 @@ def check_ref(ref: Ref, *, field: str = "identifier") -> None:
     problems = v.identifier_problems(ref.kind, ref.value, field=field)
     if problems:
         raise InvalidInput(problems)
+
+
+def suppression_group(workspace_id: int, cio_id: str) -> str:
+    """Return the group shared by the suppressed identifiers of the person ``cio_id``.
+
+    A keyed hash: it lets ``cio_<id>`` unsuppress what that person had without the
+    suppression list keeping their cio_id.
+    """
+    return salted_hmac("engage.people.suppression-group", f"{workspace_id}:{cio_id}",
+                       algorithm="sha256").hexdigest()[:32]
 
 
 def identifier_key(kind: str, value: str) -> str:

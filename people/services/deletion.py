@@ -1,7 +1,6 @@
 """Deleting people: one, many in bounded batches, with or without suppressing them."""
 
 import json
-import secrets
 from collections.abc import Iterable
 
 from django.conf import settings
@@ -10,10 +9,21 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from engage.models import Workspace
-from engage.sql import in_ids
+from engage.sql import in_ids, insert_rows
 from people.models import Activity, Person, Suppression
-from people.services.common import DeletionResult, Ref, check_ref, find_person
+from people.services.common import (
+    DeletionResult,
+    Ref,
+    check_ref,
+    find_person,
+    suppression_group,
+)
 from people.signals import people_deleting
+
+SUPPRESSION_FIELDS = ["workspace", "identifier_type", "value", "group", "created_at",
+                      "created_by", "source"]
+# The unique index that keeps one row per suppressed identifier.
+SUPPRESSION_INDEX = "(workspace_id, identifier_type, value)"
 
 
 def _person_ids(workspace: Workspace, people) -> Iterable[list[int]]:
@@ -84,7 +94,8 @@ def _delete_batch(
     with connection.cursor() as cursor:
         batch, batch_params = in_ids("id", person_ids)
         cursor.execute(
-            f"SELECT id, cio_id FROM people_person WHERE workspace_id = %s AND {batch} "
+            f"SELECT id, cio_id, customer_id, email_key FROM people_person "
+            f"WHERE workspace_id = %s AND {batch} "
             f"ORDER BY id{' FOR UPDATE' if postgres else ''}",
             [workspace.pk, *batch_params],
         )
@@ -103,22 +114,16 @@ def _delete_batch(
         people, people_params = in_ids("id", pks)
         suppressed = 0
         if suppress:
-            # The identifiers of one person share a group: a random salt for the batch
-            # and the person's row id, neither of them personal data.
-            salt = secrets.token_hex(6) + "-"
-            columns = ('INSERT INTO people_suppression (workspace_id, identifier_type, value, '
-                       '"group", created_at, created_by_id, source) ')
-            identifier_columns = [("id", "customer_id")]
+            created_at, actor_id = timezone.now(), actor.pk if actor else None
+            identifiers = [(row[0], "id", row[2]) for row in rows if row[2] is not None]
             if workspace.email_is_identifier:
-                identifier_columns.append(("email", "email_key"))
-            for kind, column in identifier_columns:
-                cursor.execute(
-                    columns + f"SELECT workspace_id, %s, {column}, %s || CAST(id AS TEXT), "
-                    f"%s, %s, %s FROM people_person WHERE {people} AND {column} IS NOT NULL "
-                    "ON CONFLICT DO NOTHING",
-                    [kind, salt, now, actor.pk if actor else None, source, *people_params],
-                )
-                suppressed += cursor.rowcount
+                identifiers += [(row[0], "email", row[3]) for row in rows if row[3] is not None]
+            groups = {row[0]: suppression_group(workspace.pk, row[1]) for row in rows}
+            suppressed = len(insert_rows(
+                Suppression, SUPPRESSION_FIELDS,
+                [(workspace.pk, kind, value, groups[pk], created_at, actor_id, source)
+                 for pk, kind, value in identifiers],
+                returning=("id",), skip_conflicts_on=SUPPRESSION_INDEX))
             cursor.execute(
                 f"UPDATE people_activity SET cio_id = NULL, data = {json_param}, forgotten = %s "
                 "WHERE workspace_id = %s AND cio_id IN (SELECT cio_id FROM people_person "

@@ -10,7 +10,7 @@ from django.utils import timezone
 from engage.models import Workspace
 from engage.sql import in_values
 from people.models import Suppression
-from people.services.common import Ref, check_ref, find_person
+from people.services.common import Ref, check_ref, find_person, suppression_group
 from people.services.deletion import _delete_batch
 
 
@@ -98,9 +98,15 @@ def suppress_identifier(
 def unsuppress_identifier(workspace: Workspace, ref: Ref) -> int:
     """Free a suppressed identifier and the others suppressed with it; return how many.
 
-    The profile is not restored: a later identify creates a new person with no history.
+    ``cio_<id>`` frees every identifier the person with that cio_id had when they were
+    suppressed. The profile is not restored: a later identify creates a new person with
+    no history.
     """
     check_ref(ref)
+    if ref.kind == "cio_id":
+        removed, _ = Suppression.objects.filter(
+            workspace=workspace, group=suppression_group(workspace.pk, ref.value)).delete()
+        return removed
     query = _suppression_filter([ref])
     if query is None:
         return 0

@@ -188,6 +188,25 @@ def test_suppress_and_unsuppress(track, workspace):
     assert Person.objects.count() == 1
 
 
+def test_unsuppress_by_the_old_cio_id_frees_what_that_person_had(track, workspace):
+    ada = make_person(workspace, "u1", email="ada@example.com")
+    make_person(workspace, "u2", email="bob@example.com")
+    for person in ("u1", "u2"):
+        post_json(track, customer_url(person, "/suppress"), {})
+    assert Suppression.objects.count() == 4
+
+    response = post_json(track, customer_url(f"cio_{ada.cio_id}", "/unsuppress"), {})
+
+    assert (response.status_code, response.json()) == (200, {})
+    assert sorted(Suppression.objects.values_list("value", flat=True)) == [
+        "bob@example.com", "u2"]
+    assert put_json(track, customer_url("u1"), {}).status_code == 200
+    assert Person.objects.get(customer_id="u1").cio_id != ada.cio_id  # no history comes back
+    # An unknown cio_id is answered as any unknown identifier is, and frees nothing.
+    assert post_json(track, customer_url("cio_nobody", "/unsuppress"), {}).json() == {}
+    assert Suppression.objects.count() == 2
+
+
 def test_merge_customers(track, workspace):
     primary = make_person(workspace, "p1")
     make_person(workspace, "s1", plan="pro")

@@ -1,17 +1,28 @@
-"""Create the demo workspace, its people and events, and an admin login (printed once)."""
+"""Create the demo workspace, its people, events and segments, and an admin login.
 
+The admin password is printed once, when it is created. The demo workspace's API keys
+are kept in clear in ``var/demo-credentials.json`` (readable by its owner only; the
+database keeps only their hashes) and printed on every start while they are current, so
+a laptop demo can always be reached over the APIs.
+"""
+
+import json
+import os
 import random
 import secrets
 from datetime import timedelta
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 from django.db import transaction
 from django.utils import timezone
 
+from engage.keys import key_matches
 from engage.models import Membership, Workspace
-from engage.services import create_workspace
+from engage.services import WorkspaceCredentials, create_workspace
 from people import services
+from segments.services import add_to_segment, create_segment
 
 FIRST = ["Ada", "Grace", "Alan", "Linus", "Margaret", "Ken", "Barbara", "Dennis", "Radia",
          "Tim", "Frances", "Edsger", "Sophie", "Guido", "Katherine", "John", "Hedy", "Niklaus"]
@@ -37,16 +48,52 @@ class Command(BaseCommand):
         if workspace is None:
             workspace, credentials = create_workspace(name="Demo", owner=user)
             self._populate(workspace, people, random.Random(seed))
-            self.stdout.write(self.style.SUCCESS(
-                f"Demo workspace: site ID {credentials.site_id}\n"
-                f"  Track API key {credentials.track_api_key}\n"
-                f"  App API key   {credentials.app_api_key}\n"
-                "  (keys are shown once; regenerate them in the admin)"
-            ))
+            self._add_segments(workspace)
+            self._remember(credentials)
         else:
             Membership.objects.get_or_create(
                 user=user, workspace=workspace, defaults={"role": Membership.Role.ADMIN}
             )
+        self._show_keys(workspace)
+
+    def _credentials_file(self):
+        return settings.VAR_DIR / "demo-credentials.json"
+
+    def _remember(self, credentials: WorkspaceCredentials) -> None:
+        path = self._credentials_file()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w") as file:
+            json.dump({"site_id": credentials.site_id, "track_api_key": credentials.track_api_key,
+                       "app_api_key": credentials.app_api_key}, file)
+
+    def _show_keys(self, workspace: Workspace) -> None:
+        path = self._credentials_file()
+        try:
+            kept = json.loads(path.read_text())
+        except (OSError, ValueError):
+            kept = {}
+        current = (kept.get("site_id") == workspace.site_id
+                   and key_matches(kept.get("track_api_key", ""), workspace.track_key_hash)
+                   and key_matches(kept.get("app_api_key", ""), workspace.app_key_hash))
+        if not current:
+            self.stdout.write("Demo workspace: its API keys were regenerated; Settings > API "
+                              "credentials shows new ones once.")
+            return
+        self.stdout.write(self.style.SUCCESS(
+            f"Demo workspace: site ID {kept['site_id']}\n"
+            f"  Track API key {kept['track_api_key']}\n"
+            f"  App API key   {kept['app_api_key']}\n"
+            f"  (kept for this demo in {path}; regenerate them under Settings)"
+        ))
+
+    def _add_segments(self, workspace: Workspace) -> None:
+        create_segment(workspace, name="Paying customers",
+                       description="People on a paid plan (data-driven).",
+                       conditions_tree={"attribute": {"field": "plan", "operator": "in",
+                                                      "value": ["starter", "pro", "enterprise"]}})
+        vip = create_segment(workspace, name="VIP", description="Hand-picked people (manual).")
+        add_to_segment(vip, workspace.people.order_by("pk").values_list("pk", flat=True)[:5])
 
     def _admin_user(self):
         User = get_user_model()
