@@ -3,3 +3,12 @@ from django.apps import AppConfig
 
 class CampaignsConfig(AppConfig):
     name = "campaigns"
+
+    def ready(self):
+        from campaigns import receivers
+        from people import signals
+
+        signals.people_deleting.connect(receivers.forget_people,
+                                        dispatch_uid="campaigns-deleting")
+        signals.people_merging.connect(receivers.move_journeys,
+                                       dispatch_uid="campaigns-merging")

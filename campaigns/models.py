@@ -1,0 +1,218 @@
+"""Campaigns, the journeys of people through them, the journey step log and deliveries.
+
+A campaign keeps its definition (``campaigns.definition``) as one JSON document. A
+journey is one person's way through one campaign, entered once per entry key. The
+journey step log is append-only: one row per step a journey took, unique per (journey,
+sequence number), written in the same transaction as the step's effect, so a replayed
+step finds its row and does nothing. A delivery is the outbox row of a message or
+webhook step, unique per journey step.
+"""
+
+from django.db import models
+from django.db.models import Q
+
+from engage.models import Workspace
+from people.models import Person
+
+
+class CampaignQuerySet(models.QuerySet):
+    def in_workspace(self, workspace):
+        return self.filter(workspace=workspace)
+
+    def active(self):
+        return self.exclude(state=Campaign.State.ARCHIVED)
+
+    def entering(self):
+        """Campaigns that people may enter now."""
+        return self.filter(state=Campaign.State.RUNNING)
+
+
+class Campaign(models.Model):
+    class State(models.TextChoices):
+        DRAFT = "draft", "Draft"
+        RUNNING = "running", "Running"
+        STOPPING = "stopping", "Stopping"  # nobody enters; journeys in it finish
+        STOPPED = "stopped", "Stopped"
+        ARCHIVED = "archived", "Archived"
+
+    class Trigger(models.TextChoices):
+        SEGMENTS = "segments", "They meet conditions"
+        EVENT = "event", "They perform an event"
+        DATE = "date", "A particular date"
+        FORM = "form", "They fill out a form"
+        WEBHOOK = "webhook", "Data arrives via webhook"
+        API = "api", "API-triggered broadcast"
+
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="campaigns",
+                                  db_index=False)
+    name = models.CharField(max_length=255)
+    description = models.TextField(blank=True)
+    tags = models.JSONField(default=list, blank=True)
+    state = models.CharField(max_length=10, choices=State.choices, default=State.DRAFT)
+    trigger = models.CharField(max_length=10, choices=Trigger.choices)
+    # What finds a campaign for what just happened, without reading every definition.
+    trigger_event = models.CharField(max_length=255, null=True, blank=True)  # noqa: DJ001 - NULL: no event trigger
+    trigger_form = models.CharField(max_length=100, null=True, blank=True)  # noqa: DJ001 - NULL: no form trigger
+    definition = models.JSONField()
+    # Raised by every saved edit: an edit made against an older version is refused, so
+    # two editors never overwrite each other silently.
+    version = models.PositiveIntegerField(default=1)
+    created_at = models.DateTimeField()
+    updated_at = models.DateTimeField()
+    first_started_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    stopped_at = models.DateTimeField(null=True, blank=True)
+
+    objects = CampaignQuerySet.as_manager()
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["workspace", "state"], name="campaign_state_idx"),
+            models.Index(fields=["workspace", "trigger_event"], name="campaign_event_idx",
+                         condition=Q(trigger_event__isnull=False)),
+        ]
+
+    def __str__(self):
+        return self.name
+
+
+class JourneyQuerySet(models.QuerySet):
+    def in_workspace(self, workspace):
+        return self.filter(workspace=workspace)
+
+    def active(self):
+        return self.filter(state=Journey.State.ACTIVE)
+
+
+class Journey(models.Model):
+    class State(models.TextChoices):
+        ACTIVE = "active", "Active"
+        FINISHED = "finished", "Finished"  # reached the end of the workflow
+        EXITED = "exited", "Exited"  # left early: exit rule, stop, archive, deletion
+
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="+",
+                                  db_index=False)
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="journeys",
+                                 db_index=False)
+    # NULL once the person is deleted (their journeys end in the same transaction), and
+    # for data campaigns, whose journeys follow data rather than a person.
+    person = models.ForeignKey(Person, on_delete=models.DO_NOTHING, null=True, blank=True,
+                               related_name="+", db_index=False)
+    # Kept for metrics after a deletion; removed when the person is suppressed.
+    cio_id = models.CharField(max_length=32, null=True, blank=True)  # noqa: DJ001 - NULL: forgotten
+    # What entered the journey: a membership log entry, an event id, a date occurrence, a
+    # form submission. Unique per campaign, so a replayed trigger never starts a second
+    # journey.
+    entry_key = models.CharField(max_length=200)
+    state = models.CharField(max_length=10, choices=State.choices, default=State.ACTIVE)
+    exit_reason = models.CharField(max_length=40, blank=True)
+    # The step the journey is at (a step id of the definition); empty before the first.
+    step_id = models.CharField(max_length=64, blank=True)
+    # Step log rows written so far; the next row is number ``seq + 1``.
+    seq = models.PositiveIntegerField(default=0)
+    # When the journey is next due; NULL while it waits for something else (a delivery).
+    next_run_at = models.DateTimeField(null=True, blank=True)
+    # A worker that claimed the journey holds it until then; a dead worker's claim lapses.
+    lease_until = models.DateTimeField(null=True, blank=True)
+    # The trigger's data: the event (name, id, data), the webhook's or broadcast's JSON.
+    context = models.JSONField(default=dict, blank=True)
+    entered_at = models.DateTimeField()
+    ended_at = models.DateTimeField(null=True, blank=True)
+    converted_at = models.DateTimeField(null=True, blank=True)
+
+    objects = JourneyQuerySet.as_manager()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["campaign", "entry_key"], name="journey_entry_unique"),
+        ]
+        indexes = [
+            models.Index(fields=["campaign", "state"], name="journey_campaign_state_idx"),
+            models.Index(fields=["next_run_at"], name="journey_due_idx",
+                         condition=Q(state="active", next_run_at__isnull=False)),
+            models.Index(fields=["person", "campaign"], name="journey_person_idx",
+                         condition=Q(person__isnull=False)),
+        ]
+
+    def __str__(self):
+        return f"{self.campaign_id}:{self.entry_key}"
+
+
+class JourneyStep(models.Model):
+    """One step a journey took: append-only, unique per (journey, sequence number)."""
+
+    journey = models.ForeignKey(Journey, on_delete=models.CASCADE, related_name="steps",
+                                db_index=False)
+    seq = models.PositiveIntegerField()
+    step_id = models.CharField(max_length=64)
+    step_type = models.CharField(max_length=24)
+    # What happened: "done", "path:<key>", "waiting", "delivery", "exited", "skipped"...
+    outcome = models.CharField(max_length=80)
+    data = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["journey", "seq"], name="journeystep_seq_unique"),
+        ]
+
+    def __str__(self):
+        return f"{self.journey_id}#{self.seq} {self.step_id} {self.outcome}"
+
+
+class Delivery(models.Model):
+    """The outbox row of one message or webhook step of one journey."""
+
+    class Kind(models.TextChoices):
+        EMAIL = "email", "Email"
+        WEBHOOK = "webhook", "Webhook"
+
+    class State(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        DRAFTED = "drafted", "Drafted"  # waits for an editor to send or discard it
+        SENDING = "sending", "Sending"  # claimed; its fate after a crash is unknown
+        SENT = "sent", "Sent"
+        FAILED = "failed", "Failed"
+        UNKNOWN = "unknown", "Unknown"  # accepted or not: never resent on plain SMTP
+        SKIPPED = "skipped", "Skipped"  # unsubscribed, suppressed address, sending off
+        DISCARDED = "discarded", "Discarded"
+
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="+",
+                                  db_index=False)
+    campaign = models.ForeignKey(Campaign, on_delete=models.SET_NULL, null=True, blank=True,
+                                 related_name="deliveries", db_index=False)
+    journey = models.ForeignKey(Journey, on_delete=models.SET_NULL, null=True, blank=True,
+                                related_name="deliveries", db_index=False)
+    # The journey step that made it (with ``journey``, unique), kept after the journey goes.
+    journey_seq = models.PositiveIntegerField()
+    step_id = models.CharField(max_length=64)
+    kind = models.CharField(max_length=8, choices=Kind.choices)
+    state = models.CharField(max_length=10, choices=State.choices, default=State.QUEUED)
+    # Kept for metrics after a deletion; removed (with the recipient) on suppression.
+    cio_id = models.CharField(max_length=32, null=True, blank=True)  # noqa: DJ001 - NULL: forgotten
+    recipient = models.CharField(max_length=500, blank=True)
+    payload = models.JSONField(default=dict, blank=True)
+    reason = models.TextField(blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField()
+    sent_at = models.DateTimeField(null=True, blank=True)
+    opened_at = models.DateTimeField(null=True, blank=True)
+    clicked_at = models.DateTimeField(null=True, blank=True)
+    converted_at = models.DateTimeField(null=True, blank=True)
+    bounced_at = models.DateTimeField(null=True, blank=True)
+    unsubscribed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["journey", "journey_seq"],
+                                    name="delivery_journey_step_unique"),
+        ]
+        indexes = [
+            models.Index(fields=["campaign", "step_id", "state"], name="delivery_step_idx"),
+            models.Index(fields=["next_attempt_at"], name="delivery_due_idx",
+                         condition=Q(state="queued")),
+        ]
+
+    def __str__(self):
+        return f"{self.kind} {self.step_id} ({self.state})"
