@@ -108,6 +108,9 @@ class Journey(models.Model):
     exit_reason = models.CharField(max_length=40, blank=True)
     # The step the journey is at (a step id of the definition); empty before the first.
     step_id = models.CharField(max_length=64, blank=True)
+    # What the current step keeps while the journey is at it: a delay's end, a wait's
+    # deadline, the delivery a webhook step waits for. Emptied when the journey moves on.
+    step_data = models.JSONField(default=dict, blank=True)
     # Step log rows written so far; the next row is number ``seq + 1``.
     seq = models.PositiveIntegerField(default=0)
     # When the journey is next due; NULL while it waits for something else (a delivery).
