@@ -261,3 +261,52 @@ def test_the_builder_stops_offering_the_kind_once_unregistered(client, editor, e
     # A posted row of a kind no longer registered is dropped, not guessed at.
     data = rows((0, "and", None, {}), (1, "engagement", 0, {"metric": "opened"}))
     assert Builder.from_post(data).tree() is None
+
+
+# --- a registered kind's segment references ------------------------------------------------
+
+
+def validate_in_any(validator, body, here):
+    ids = body.get("ids") if isinstance(body, dict) else None
+    if not isinstance(ids, list) or not ids or not all(
+            isinstance(i, int) and not isinstance(i, bool) for i in ids):
+        validator.fail(f"{here}.ids", "ids must be a list of segment ids")
+
+
+def compile_in_any(compiler, body):
+    ids = ", ".join(compiler.param(segment_id) for segment_id in body["ids"])
+    return (f"EXISTS (SELECT 1 FROM segments_membership sm WHERE sm.segment_id IN ({ids}) "
+            f"AND sm.person_id = {compiler.person}.id)")
+
+
+IN_ANY = NodeKind("in_any", validate_in_any, compile_in_any,
+                  depends=lambda body: Analysis(segment_ids=set(body["ids"])))
+
+
+@pytest.fixture
+def in_any(db):
+    conditions.register(IN_ANY)
+    try:
+        yield IN_ANY
+    finally:
+        conditions.unregister("in_any")
+
+
+def test_a_kinds_segment_references_are_checked_and_ordered(workspace, in_any):
+    pro = services.create_segment(workspace, name="Pro", conditions_tree={
+        "attribute": {"field": "plan", "operator": "eq", "value": "pro"}})
+    either = services.create_segment(workspace, name="Either", conditions_tree={
+        "in_any": {"ids": [pro.pk]}})
+    assert set(either.depends_on.all()) == {pro}
+    with pytest.raises(ConditionError) as error:
+        validate({"and": [{"in_any": {"ids": [pro.pk, 999999]}}]}, workspace=workspace)
+    assert error.value.problems == [("and[0].in_any", "there is no segment 999999 in this "
+                                                      "workspace")]
+    with pytest.raises(ConditionError, match="cannot reference themselves"):
+        validate({"in_any": {"ids": [either.pk]}}, workspace=workspace, segment_id=pro.pk)
+    # Re-evaluating a person evaluates "Pro" first, then "Either" with its new members.
+    ada = make_person(workspace, "ada", plan="pro")
+    changes = services.evaluate_people(workspace, [ada.pk])
+    assert (changes.entered, changes.exited) == (2, 0)
+    assert set(Membership.objects.filter(person=ada).values_list("segment", flat=True)) == {
+        pro.pk, either.pk}
