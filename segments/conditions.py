@@ -127,6 +127,7 @@ _FORMS: dict[bool, dict[str, Callable]] = {False: {}, True: {}}
 
 def register(kind: NodeKind) -> NodeKind:
     """Make a node kind part of the contract, for the validator, compiler and builder."""
+    # "filter" names the builder's rows of an event's data filters.
     if not re.fullmatch(r"[a-z][a-z0-9_]*", kind.key) or kind.key == "filter":
         raise ValueError(f"'{kind.key}' cannot name a node kind")
     if _KINDS.get(kind.key, kind) != kind:
@@ -685,13 +686,16 @@ def matching_people(workspace, tree: dict, *, now: datetime | None = None,
 # --- the built-in node kinds -------------------------------------------------------------
 
 
-def _validate_group(validator: Validator, body: Any, here: str):
-    if not isinstance(body, list) or not body:
-        kind = here.rsplit(".", 1)[-1]
-        validator.fail(here, f"'{kind}' needs a non-empty list of conditions")
-        return
-    for index, child in enumerate(body):
-        validator.node(child, f"{here}[{index}]")
+def _conditions_of(key: str) -> Callable[[Validator, Any, str], None]:
+    """Return the validation of a kind whose body is a list of nodes (``and``, ``or``)."""
+    def validate_list(validator: Validator, body: Any, here: str):
+        if not isinstance(body, list) or not body:
+            validator.fail(here, f"'{key}' needs a non-empty list of conditions")
+            return
+        for index, child in enumerate(body):
+            validator.node(child, f"{here}[{index}]")
+
+    return validate_list
 
 
 def _compile_and(compiler: Compiler, body: list) -> str:
@@ -817,8 +821,8 @@ def _compile_event_correlated(compiler: Compiler, body: dict) -> str:
 
 
 for _kind in (
-    NodeKind("and", _validate_group, _compile_and),
-    NodeKind("or", _validate_group, _compile_or),
+    NodeKind("and", _conditions_of("and"), _compile_and),
+    NodeKind("or", _conditions_of("or"), _compile_or),
     NodeKind("not", _validate_not, _compile_not),
     NodeKind("attribute", _validate_attribute, _compile_attribute, depends=_attribute_depends,
              row="segments.builder_forms.ATTRIBUTE_ROW"),
