@@ -78,8 +78,8 @@ class RowKind:
 
     ``form``'s fields are the row's parts, posted as ``n-<id>-<field>`` (their ``initial``
     is what a new row holds); ``template`` renders their inputs (a template name, or a
-    template), with the row as ``row`` (``row.values``, and ``row.form`` bound to its
-    values); ``to_node(row, here)`` makes the node from the row's values (``here`` is
+    template), with the row as ``row`` (``row.values``, and ``row.form`` showing them);
+    ``to_node(row, here)`` makes the node from the row's values (``here`` is
     where the node sits, to place child rows); ``from_node(body)`` gives the values of a
     node's row and those of its child rows. A kind whose rows hold rows (an event's
     filters) names their kind in ``child_kind``; ``negation`` is the (part, value) that
