@@ -21,6 +21,7 @@ from segments.builder_forms import (
     TIMESTAMP_UNIT_CHOICES,
     Builder,
     SegmentForm,
+    row_kinds,
 )
 from segments.models import Segment
 
@@ -137,6 +138,7 @@ def _render(request, form, builder: Builder, segment: Segment | None, *,
         "count_operators": COUNT_OPERATOR_CHOICES,
         "timestamp_units": TIMESTAMP_UNIT_CHOICES,
         "group_choices": GROUP_CHOICES,
+        "addable_rows": list(row_kinds().items()),
         "engagement_note": _engagement_note(workspace),
     }
     if problems:
@@ -181,7 +183,8 @@ def _place(builder: Builder, problems: list, workspace, segment: Segment | None)
     for where, message in problems:
         culprits = [] if builder.names_a_row(where) or segment is None else [
             row for row in builder.rows()
-            if row.kind == "segment" and _refused(row.segment, message, workspace, segment)]
+            if row.kind == "segment"
+            and _refused(row.values["segment"], message, workspace, segment)]
         for row in culprits:
             row.problems.append(message)
         if not culprits:
@@ -209,14 +212,20 @@ def _segment_choices(workspace, segment: Segment | None, builder: Builder) -> li
                for pk, name, archived in others.values_list("pk", "name", "archived")]
     known = {value for value, _ in choices}
     for row in builder.rows():
-        if row.kind == "segment" and row.segment and row.segment not in known:
-            choices.append((row.segment, f"segment {row.segment} (not in this workspace)"))
-            known.add(row.segment)
+        chosen = row.values.get("segment") if row.kind == "segment" else None
+        if chosen and chosen not in known:
+            choices.append((chosen, f"segment {chosen} (not in this workspace)"))
+            known.add(chosen)
     return choices
 
 
 def _engagement_note(workspace) -> str:
-    """Return why engagement conditions cannot be chosen, in the validator's words."""
+    """Return why engagement conditions cannot be chosen, in the validator's words.
+
+    Empty once an app registers the ``engagement`` kind (its row is then offered).
+    """
+    if conditions.node_kind("engagement") is not None:
+        return ""
     try:
         conditions.validate({"engagement": {"metric": "opened"}}, workspace=workspace)
     except conditions.ConditionError as error:

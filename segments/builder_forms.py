@@ -10,26 +10,26 @@ Rows and the contract's nodes:
 
 * a group row (``and``, ``or``, ``not``) holds rows; a ``not`` group of one row is
   ``{"not": row}``, of several ``{"not": {"or": rows}}`` ("none of these");
-* an ``attribute`` row is ``{"attribute": ...}``; its value input is read by operator;
-* an ``event`` row is ``{"event": ...}``; its ``filter`` rows are the event's ``filters``;
-* a ``segment`` row is ``{"segment": {"id": N}}``, or ``{"not": {"segment": ...}}`` when
-  it says "is not in".
+* every other row edits one node kind, as that kind's ``RowKind`` says (its form's fields
+  are the row's parts, its template their inputs): ``attribute``, ``event`` (whose
+  ``filter`` rows are the event's ``filters``), ``segment`` (``{"not": {"segment": ...}}``
+  when it says "is not in"), and any kind another app registers with a row.
 """
 
 import dataclasses
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import cache
+from typing import Any
 
 from django import forms
+from django.utils.module_loading import import_string
 
 from segments import conditions
 from segments.models import Segment
 
 GROUP_KINDS = ("and", "or", "not")
-LEAF_KINDS = ("attribute", "event", "segment")
-ROW_KINDS = (*GROUP_KINDS, *LEAF_KINDS, "filter")
-ADDABLE = {*ROW_KINDS}
 
 ATTRIBUTE_OPERATOR_CHOICES = [
     ("eq", "equals"),
@@ -72,6 +72,56 @@ MAX_ROW_DEPTH = conditions.MAX_DEPTH + 1
 _KIND_KEY = re.compile(r"^n-(\d{1,9})-kind$")
 
 
+@dataclass(frozen=True)
+class RowKind:
+    """How the builder shows and reads the row of one node kind.
+
+    ``form``'s fields are the row's parts, posted as ``n-<id>-<field>`` (their ``initial``
+    is what a new row holds); ``template`` renders their inputs (a template name, or a
+    template), with the row as ``row`` (``row.values``, and ``row.form`` showing them);
+    ``to_node(row, here)`` makes the node from the row's values (``here`` is
+    where the node sits, to place child rows); ``from_node(body)`` gives the values of a
+    node's row and those of its child rows. A kind whose rows hold rows (an event's
+    filters) names their kind in ``child_kind``; ``negation`` is the (part, value) that
+    makes a row say ``{"not": node}``.
+    """
+
+    label: str
+    template: Any
+    form: type[forms.Form]
+    to_node: Callable[["Row", str], dict]
+    from_node: Callable[[Any], tuple[dict[str, str], list[dict[str, str]]]]
+    child_kind: str | None = None
+    child_label: str = ""
+    negation: tuple[str, str] | None = None
+
+    def defaults(self) -> dict[str, str]:
+        return {name: "" if field.initial is None else str(field.initial)
+                for name, field in self.form.base_fields.items()}
+
+    def read(self, row_id: int, data) -> dict[str, str]:
+        """Return the row's values as posted (missing parts keep their initial value)."""
+        return {name: str(data.get(f"n-{row_id}-{name}", default))
+                for name, default in self.defaults().items()}
+
+
+@cache
+def _imported(path: str) -> RowKind:
+    return import_string(path)
+
+
+def row_kinds() -> dict[str, RowKind]:
+    """Return the row of every registered node kind that has one (in registration order)."""
+    return {kind.key: _imported(kind.row) if isinstance(kind.row, str) else kind.row
+            for kind in conditions.node_kinds() if kind.row is not None}
+
+
+def _row_kind(kind: str) -> RowKind | None:
+    if kind == "filter":
+        return FILTER_ROW
+    return row_kinds().get(kind)
+
+
 @dataclass(eq=False)
 class Row:
     """One condition of the builder, with its inputs as the person typed them."""
@@ -79,43 +129,48 @@ class Row:
     id: int
     kind: str
     parent_id: int | None = None
-    field: str = ""
-    operator: str = "eq"
-    value: str = ""
-    unit: str = "days_ago"
-    name: str = ""
-    count_operator: str = "gte"
-    count_value: str = "1"
-    within_days: str = ""
-    segment: str = ""
-    negate: bool = False
+    values: dict[str, str] = dataclasses.field(default_factory=dict)
     children: list["Row"] = dataclasses.field(default_factory=list)
     # Where the row's node sits in the tree, in the validator's notation ("and[0].not").
     path: str = ""
     problems: list[str] = dataclasses.field(default_factory=list)
+
+    @classmethod
+    def new(cls, row_id: int, kind: str, **kwargs) -> "Row":
+        """Return a row holding its kind's initial values."""
+        row_kind = _row_kind(kind)
+        return cls(row_id, kind, values=row_kind.defaults() if row_kind else {}, **kwargs)
 
     @property
     def is_group(self) -> bool:
         return self.kind in GROUP_KINDS
 
     @property
+    def row_kind(self) -> RowKind | None:
+        return _row_kind(self.kind)
+
+    @property
+    def form(self) -> forms.Form | None:
+        """Return the row's form, showing its values under its ``n-<id>`` names."""
+        row_kind = self.row_kind
+        return row_kind.form(initial=self.values, prefix=f"n-{self.id}") if row_kind else None
+
+    @property
     def value_widget(self) -> str:
-        """Return which value input the row's operator takes."""
-        operator = self.operator
-        if operator in conditions.PRESENCE_OPERATORS or operator == "is_timestamp":
-            return "none"
-        if operator == "in":
-            return "list"
-        if operator in conditions.NUMBER_OPERATORS:
-            return "number"
-        if operator in conditions.TIMESTAMP_OPERATORS:
-            return "timestamp"
-        return "text"
+        """Return which value input the row's operator takes (attribute and filter rows)."""
+        return _value_widget(self.values.get("operator", "eq"))
 
     def walk(self) -> Iterator["Row"]:
         yield self
         for child in self.children:
             yield from child.walk()
+
+    def holds(self, child: "Row") -> bool:
+        """Tell whether a row of ``child``'s kind may sit in this row."""
+        if self.is_group:
+            return child.is_group or child.kind in row_kinds()
+        row_kind = self.row_kind
+        return row_kind is not None and child.kind == row_kind.child_kind
 
 
 class Builder:
@@ -155,7 +210,7 @@ class Builder:
         rows: dict[int, Row] = {}
         for key in data:
             match = _KIND_KEY.match(key)
-            if not match or data.get(key) not in ROW_KINDS:
+            if not match or not _known_row(data.get(key)):
                 continue
             row_id = int(match.group(1))
             rows[row_id] = _row_from_fields(row_id, data)
@@ -170,8 +225,7 @@ class Builder:
 
         def attach(row: Row, depth: int):
             for child in children.get(row.id, []):
-                fits = (child.kind == "filter") == (row.kind == "event")
-                if fits and (row.is_group or row.kind == "event") and depth < MAX_ROW_DEPTH:
+                if row.holds(child) and depth < MAX_ROW_DEPTH:
                     row.children.append(child)
                     attach(child, depth + 1)
 
@@ -192,15 +246,14 @@ class Builder:
         if action == "add":
             kind, _, parent = rest.partition(":")
             target = self.find(int(parent)) if parent.isdigit() else None
-            if target is None or kind not in ADDABLE:
+            if target is None or not _known_row(kind):
                 return None
-            if (kind == "filter") != (target.kind == "event") or not (
-                    target.is_group or target.kind == "event"):
+            new = Row.new(self._next_id(), kind, parent_id=target.id)
+            if not target.holds(new):
                 return None
-            new = Row(self._next_id(), kind, parent_id=target.id)
             target.children.append(new)
             if new.is_group:
-                first = Row(self._next_id(), "attribute", parent_id=new.id)
+                first = Row.new(self._next_id(), "attribute", parent_id=new.id)
                 new.children.append(first)
                 return first
             return new
@@ -254,6 +307,10 @@ class Builder:
         return sum(len(row.problems) for row in self.root.walk())
 
 
+def _known_row(kind) -> bool:
+    return kind in GROUP_KINDS or _row_kind(kind) is not None
+
+
 def _within(where: str, path: str) -> bool:
     if not path:
         return True
@@ -277,42 +334,19 @@ def _node(row: Row, path: str) -> dict:
         inner = _join(here, "or")
         return {"not": {"or": [_node(child, f"{inner}[{index}]")
                                for index, child in enumerate(row.children)]}}
-    if row.kind == "segment":
-        text = row.segment.strip()
-        node = {"segment": {"id": int(text) if text.isdigit() else text or None}}
-        return {"not": node} if row.negate else node
-    if row.kind == "event":
-        here = _join(path, "event")
-        body: dict = {"name": row.name.strip()}
-        count = {"operator": row.count_operator, "value": _number(row.count_value)}
-        if count != DEFAULT_COUNT:
-            body["count"] = count
-        if row.within_days.strip():
-            body["within_days"] = _number(row.within_days)
-        if row.children:
-            body["filters"] = []
-            for index, child in enumerate(row.children):
-                child.path = f"{here}.filters[{index}]"
-                body["filters"].append(_condition(child))
-        return {"event": body}
-    return {"attribute": _condition(row)}
+    return row.row_kind.to_node(row, path)
 
 
-def _condition(row: Row) -> dict:
-    """Return an attribute or event-data condition from the row's inputs."""
-    body: dict = {"field": row.field.strip(), "operator": row.operator}
-    widget = row.value_widget
-    if widget == "list":
-        body["value"] = [line.strip() for line in row.value.splitlines() if line.strip()]
-    elif widget == "number":
-        body["value"] = _number(row.value)
-    elif widget == "timestamp":
-        number = _number(row.value)
-        body["value"] = number if row.unit == "unix" else {
-            row.unit if row.unit == "days_from_now" else "days_ago": number}
-    elif widget == "text":
-        body["value"] = row.value
-    return body
+def _value_widget(operator: str) -> str:
+    if operator in conditions.PRESENCE_OPERATORS or operator == "is_timestamp":
+        return "none"
+    if operator == "in":
+        return "list"
+    if operator in conditions.NUMBER_OPERATORS:
+        return "number"
+    if operator in conditions.TIMESTAMP_OPERATORS:
+        return "timestamp"
+    return "text"
 
 
 def _number(text: str):
@@ -342,29 +376,32 @@ def _shown(value) -> str:
 
 def _row_from_node(node: dict, counter) -> Row:
     ((kind, body),) = node.items()
-    row = Row(next(counter), kind if kind in ROW_KINDS else "attribute")
     if kind in ("and", "or"):
-        row.children = [_row_from_node(child, counter) for child in body]
-    elif kind == "not":
-        if isinstance(body, dict) and list(body) == ["segment"]:
-            row = _row_from_node(body, counter)
-            row.negate = True
-        else:
-            row.children = _rows_under_not(body, counter)
-    elif kind == "segment":
-        row.segment = _shown(body.get("id"))
-    elif kind == "event":
-        row.name = body.get("name", "")
-        count = body.get("count") or DEFAULT_COUNT
-        row.count_operator = count.get("operator", "gte")
-        row.count_value = _shown(count.get("value"))
-        row.within_days = _shown(body.get("within_days"))
-        for condition in body.get("filters") or []:
-            child = Row(next(counter), "filter")
-            _fill_condition(child, condition)
-            row.children.append(child)
-    else:
-        _fill_condition(row, body)
+        return Row(next(counter), kind,
+                   children=[_row_from_node(child, counter) for child in body])
+    if kind == "not":
+        if isinstance(body, dict) and len(body) == 1:
+            ((inner, inner_body),) = body.items()
+            row_kind = _row_kind(inner)
+            if row_kind is not None and row_kind.negation is not None:
+                row = _leaf_row(next(counter), inner, row_kind, inner_body, counter)
+                part, value = row_kind.negation
+                row.values[part] = value
+                return row
+        return Row(next(counter), "not", children=_rows_under_not(body, counter))
+    row_kind = _row_kind(kind)
+    if row_kind is None:  # a kind the builder cannot edit
+        kind, row_kind = "attribute", ATTRIBUTE_ROW
+    return _leaf_row(next(counter), kind, row_kind, body, counter)
+
+
+def _leaf_row(row_id: int, kind: str, row_kind: RowKind, body, counter) -> Row:
+    values, children = row_kind.from_node(body)
+    row = Row(row_id, kind, values={**row_kind.defaults(), **values})
+    child_kind = _row_kind(row_kind.child_kind) if row_kind.child_kind else None
+    for child_values in children:
+        row.children.append(Row(next(counter), row_kind.child_kind,
+                                values={**child_kind.defaults(), **child_values}))
     return row
 
 
@@ -374,35 +411,133 @@ def _rows_under_not(body: dict, counter) -> list[Row]:
     return [_row_from_node(body, counter)]
 
 
-def _fill_condition(row: Row, body: dict) -> None:
-    row.field = body.get("field", "")
-    row.operator = body.get("operator", "eq")
-    value = body.get("value")
-    if row.value_widget == "list" and isinstance(value, list):
-        row.value = "\n".join(_shown(item) for item in value)
-    elif row.value_widget == "timestamp" and isinstance(value, dict) and len(value) == 1:
-        ((unit, days),) = value.items()
-        row.unit, row.value = unit, _shown(days)
-    elif row.value_widget == "timestamp":
-        row.unit, row.value = "unix", _shown(value)
-    else:
-        row.value = _shown(value)
-
-
 def _row_from_fields(row_id: int, data) -> Row:
-    def text(part: str, default: str = "") -> str:
-        return str(data.get(f"n-{row_id}-{part}", default))
+    kind = str(data.get(f"n-{row_id}-kind"))
+    parent = str(data.get(f"n-{row_id}-parent", "")).strip()
+    row_kind = _row_kind(kind)
+    return Row(row_id, kind, parent_id=int(parent) if parent.isdigit() else None,
+               values=row_kind.read(row_id, data) if row_kind else {})
 
-    parent = text("parent").strip()
-    return Row(
-        row_id, text("kind"),
-        parent_id=int(parent) if parent.isdigit() else None,
-        field=text("field"), operator=text("operator", "eq"), value=text("value"),
-        unit=text("unit", "days_ago"), name=text("name"),
-        count_operator=text("count_operator", "gte"), count_value=text("count_value", "1"),
-        within_days=text("within_days"), segment=text("segment"),
-        negate=text("membership") == "not_in",
-    )
+
+# --- the built-in rows -------------------------------------------------------------------
+
+
+class AttributeRowForm(forms.Form):
+    """An attribute condition, or a filter on an event's data."""
+
+    field = forms.CharField(required=False)
+    operator = forms.ChoiceField(choices=ATTRIBUTE_OPERATOR_CHOICES, initial="eq",
+                                 required=False)
+    value = forms.CharField(required=False)
+    unit = forms.ChoiceField(choices=TIMESTAMP_UNIT_CHOICES, initial="days_ago",
+                             required=False)
+
+
+def _condition(values: dict[str, str]) -> dict:
+    """Return an attribute or event-data condition from a row's values."""
+    body: dict = {"field": values["field"].strip(), "operator": values["operator"]}
+    widget = _value_widget(values["operator"])
+    value = values["value"]
+    if widget == "list":
+        body["value"] = [line.strip() for line in value.splitlines() if line.strip()]
+    elif widget == "number":
+        body["value"] = _number(value)
+    elif widget == "timestamp":
+        unit = values["unit"]
+        number = _number(value)
+        body["value"] = number if unit == "unix" else {
+            unit if unit == "days_from_now" else "days_ago": number}
+    elif widget == "text":
+        body["value"] = value
+    return body
+
+
+def _condition_values(body: dict) -> dict[str, str]:
+    """Return a row's values from an attribute or event-data condition."""
+    values = {"field": body.get("field", ""), "operator": body.get("operator", "eq")}
+    widget = _value_widget(values["operator"])
+    value = body.get("value")
+    if widget == "list" and isinstance(value, list):
+        values["value"] = "\n".join(_shown(item) for item in value)
+    elif widget == "timestamp" and isinstance(value, dict) and len(value) == 1:
+        ((unit, days),) = value.items()
+        values["unit"], values["value"] = unit, _shown(days)
+    elif widget == "timestamp":
+        values["unit"], values["value"] = "unix", _shown(value)
+    else:
+        values["value"] = _shown(value)
+    return values
+
+
+ATTRIBUTE_ROW = RowKind(
+    label="Attribute", template="segments/rows/attribute.html", form=AttributeRowForm,
+    to_node=lambda row, path: {"attribute": _condition(row.values)},
+    from_node=lambda body: (_condition_values(body), []),
+)
+FILTER_ROW = dataclasses.replace(
+    ATTRIBUTE_ROW, label="Filter on event data",
+    to_node=lambda row, path: _condition(row.values),
+)
+
+
+class EventRowForm(forms.Form):
+    name = forms.CharField(required=False)
+    count_operator = forms.ChoiceField(choices=COUNT_OPERATOR_CHOICES, initial="gte",
+                                       required=False)
+    count_value = forms.CharField(initial="1", required=False)
+    within_days = forms.CharField(required=False)
+
+
+def _event_node(row: Row, path: str) -> dict:
+    here = _join(path, "event")
+    values = row.values
+    body: dict = {"name": values["name"].strip()}
+    count = {"operator": values["count_operator"], "value": _number(values["count_value"])}
+    if count != DEFAULT_COUNT:
+        body["count"] = count
+    if values["within_days"].strip():
+        body["within_days"] = _number(values["within_days"])
+    if row.children:
+        body["filters"] = []
+        for index, child in enumerate(row.children):
+            child.path = f"{here}.filters[{index}]"
+            body["filters"].append(_condition(child.values))
+    return {"event": body}
+
+
+def _event_values(body: dict) -> tuple[dict[str, str], list[dict[str, str]]]:
+    count = body.get("count") or DEFAULT_COUNT
+    values = {"name": body.get("name", ""), "count_operator": count.get("operator", "gte"),
+              "count_value": _shown(count.get("value")),
+              "within_days": _shown(body.get("within_days"))}
+    return values, [_condition_values(condition) for condition in body.get("filters") or []]
+
+
+EVENT_ROW = RowKind(
+    label="Event", template="segments/rows/event.html", form=EventRowForm,
+    to_node=_event_node, from_node=_event_values,
+    child_kind="filter", child_label="Filter on event data",
+)
+
+
+class SegmentRowForm(forms.Form):
+    membership = forms.ChoiceField(choices=[("in", "is in"), ("not_in", "is not in")],
+                                   initial="in", required=False)
+    segment = forms.CharField(required=False)
+
+
+def _segment_node(row: Row, path: str) -> dict:
+    text = row.values["segment"].strip()
+    node = {"segment": {"id": int(text) if text.isdigit() else text or None}}
+    return {"not": node} if row.values["membership"] == "not_in" else node
+
+
+SEGMENT_ROW = RowKind(
+    label="Segment", template="segments/rows/segment.html", form=SegmentRowForm,
+    to_node=_segment_node,
+    from_node=lambda body: ({"segment": _shown(body.get("id"))}, []),
+    negation=("membership", "not_in"),
+)
 
 
 class SegmentForm(forms.Form):

@@ -4,9 +4,16 @@ The tree is the contract in DESIGN.md, spoken by the App API and the segment bui
 A compiled tree is a boolean SQL expression over the row ``people_person`` that runs in
 the database (PostgreSQL or SQLite), never in Python, so a segment of a million people
 is one query.
+
+Each kind of node (``and``, ``attribute``, ``event``...) is a ``NodeKind`` in a registry:
+its validation, its SQL in each form the compiler has, what it depends on, and the
+builder row that edits it. The built-in kinds are registered below; another app adds its
+own from its ``AppConfig.ready()`` with ``register(NodeKind(...))``, without this module
+importing it.
 """
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -20,7 +27,13 @@ MAX_IN_VALUES = 1000
 MAX_UNIX_SECONDS = 100_000_000_000
 DAY = 86_400
 
+# The node kinds of the contract (DESIGN.md), in the order problems name them.
 NODE_KINDS = ("and", "or", "not", "segment", "attribute", "event", "engagement")
+# Kinds of the contract that no app provides yet, and why they are refused meanwhile.
+UNAVAILABLE = {
+    "engagement": "engagement conditions (sent, opened, clicked...) come with campaigns and "
+                  "messages, which this workspace cannot send yet",
+}
 TEXT_OPERATORS = {"eq", "neq", "contains", "not_contains", "starts_with", "in"}
 NUMBER_OPERATORS = {"gt", "gte", "lt", "lte"}
 TIMESTAMP_OPERATORS = {"is_timestamp", "timestamp_before", "timestamp_after"}
@@ -78,6 +91,74 @@ def parse_path(path: Any) -> list[Step]:
     return steps
 
 
+# --- node kinds ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NodeKind:
+    """One kind of node of the tree (``{"<key>": body}``), as every part of engage uses it.
+
+    * ``validate(validator, body, here)`` reports problems with ``validator.fail(where,
+      message)``, naming places below ``here``; a kind that holds nodes checks them with
+      ``validator.node(child, where)``.
+    * ``depends(body)`` returns what a valid body depends on (an ``Analysis``): the
+      segments it references (refused when they lead back to the segment, and evaluated
+      before it), whether it changes with time, the events it reads.
+    * ``set_wide(compiler, body)`` returns the body's SQL condition over the compiler's
+      person row in the set-wide form (full recomputes, previews, searches, exports);
+      ``correlated(compiler, body)`` in the correlated form (re-evaluating a few people)
+      when it differs. Both must select the same people.
+    * ``row`` is the builder row that edits it: a ``segments.builder_forms.RowKind``, or
+      the dotted path of one; without a row the builder cannot add the kind.
+    """
+
+    key: str
+    validate: Callable[["Validator", Any, str], None]
+    set_wide: Callable[["Compiler", Any], str]
+    correlated: Callable[["Compiler", Any], str] | None = None
+    depends: Callable[[Any], "Analysis"] | None = None
+    row: Any = None
+
+
+_KINDS: dict[str, NodeKind] = {}
+# The compile function of every kind, per form (correlated or not), for the compiler.
+_FORMS: dict[bool, dict[str, Callable]] = {False: {}, True: {}}
+
+
+def register(kind: NodeKind) -> NodeKind:
+    """Make a node kind part of the contract, for the validator, compiler and builder."""
+    # "filter" names the builder's rows of an event's data filters.
+    if not re.fullmatch(r"[a-z][a-z0-9_]*", kind.key) or kind.key == "filter":
+        raise ValueError(f"'{kind.key}' cannot name a node kind")
+    if _KINDS.get(kind.key, kind) != kind:
+        raise ValueError(f"the node kind '{kind.key}' is registered already")
+    _KINDS[kind.key] = kind
+    _FORMS[False][kind.key] = kind.set_wide
+    _FORMS[True][kind.key] = kind.correlated or kind.set_wide
+    return kind
+
+
+def unregister(key: str) -> None:
+    """Take a node kind out of the contract again (trees using it become invalid)."""
+    _KINDS.pop(key, None)
+    _FORMS[False].pop(key, None)
+    _FORMS[True].pop(key, None)
+
+
+def node_kinds() -> list[NodeKind]:
+    """Return the registered node kinds, in the order they were registered."""
+    return list(_KINDS.values())
+
+
+def node_kind(key: str) -> NodeKind | None:
+    return _KINDS.get(key)
+
+
+def kind_names() -> list[str]:
+    """Return the names of the contract's node kinds, then those other apps added."""
+    return [*NODE_KINDS, *(key for key in _KINDS if key not in NODE_KINDS)]
+
+
 # --- validation ------------------------------------------------------------------------
 
 
@@ -96,8 +177,8 @@ def validate(tree: Any, *, workspace, segment_id: int | None = None) -> Analysis
     ``segment_id`` is the segment the tree belongs to, so that references that lead back
     to it (cycles) are refused.
     """
-    validator = _Validator()
-    validator.node(tree, "", 1)
+    validator = Validator()
+    validator.node(tree, "")
     if not validator.problems:
         validator.check_segments(workspace, segment_id)
     if validator.problems:
@@ -105,60 +186,66 @@ def validate(tree: Any, *, workspace, segment_id: int | None = None) -> Analysis
     return validator.analysis
 
 
-class _Validator:
+class Validator:
+    """Walk a tree, collecting its problems and what it depends on.
+
+    A node kind's ``validate(validator, body, here)`` reports with ``fail`` and checks
+    the nodes it holds with ``node``.
+    """
+
     def __init__(self):
         self.problems: list[tuple[str, str]] = []
         self.analysis = Analysis()
         self.nodes = 0
+        self.depth = 0
         self.segment_places: dict[int, str] = {}
 
     def fail(self, where: str, message: str):
         self.problems.append((where or "(root)", message))
 
-    def node(self, node: Any, where: str, depth: int):
+    def node(self, node: Any, where: str):
+        """Check a node found at ``where`` (one level below the node checking it)."""
         self.nodes += 1
         if self.nodes > MAX_NODES:
             if self.nodes == MAX_NODES + 1:
                 self.fail(where, f"a tree may have at most {MAX_NODES} conditions")
             return
-        if depth > MAX_DEPTH:
+        if self.depth >= MAX_DEPTH:
             self.fail(where, f"conditions may be nested at most {MAX_DEPTH} deep")
             return
         if not isinstance(node, dict) or len(node) != 1:
             self.fail(where, "a condition must be an object with exactly one of: "
-                             + ", ".join(NODE_KINDS))
+                             + ", ".join(kind_names()))
             return
-        ((kind, body),) = node.items()
-        here = f"{where}.{kind}" if where else kind
-        if kind in ("and", "or"):
-            if not isinstance(body, list) or not body:
-                self.fail(here, f"'{kind}' needs a non-empty list of conditions")
-                return
-            for index, child in enumerate(body):
-                self.node(child, f"{here}[{index}]", depth + 1)
-        elif kind == "not":
-            self.node(body, here, depth + 1)
-        elif kind == "segment":
-            self.segment(body, here)
-        elif kind == "attribute":
-            self.attribute(body, here)
-        elif kind == "event":
-            self.event(body, here)
-        elif kind == "engagement":
-            self.fail(here, "engagement conditions (sent, opened, clicked...) come with "
-                            "campaigns and messages, which this workspace cannot send yet")
-        else:
-            self.fail(where, f"unknown condition '{kind}': use one of " + ", ".join(NODE_KINDS))
+        ((key, body),) = node.items()
+        here = f"{where}.{key}" if where else key
+        kind = _KINDS.get(key)
+        if kind is None:
+            if key in UNAVAILABLE:
+                self.fail(here, UNAVAILABLE[key])
+            else:
+                self.fail(where, f"unknown condition '{key}': use one of "
+                                 + ", ".join(kind_names()))
+            return
+        found = len(self.problems)
+        self.depth += 1
+        try:
+            kind.validate(self, body, here)
+        finally:
+            self.depth -= 1
+        if kind.depends is not None and len(self.problems) == found:
+            self.depend(kind.depends(body), here)
 
-    def segment(self, body: Any, here: str):
-        segment_id = body.get("id") if isinstance(body, dict) else None
-        if isinstance(segment_id, bool) or not isinstance(segment_id, int):
-            self.fail(here, "segment needs an integer id, as in {\"segment\": {\"id\": 12}}")
-            return
-        self.analysis.segment_ids.add(segment_id)
-        self.segment_places.setdefault(segment_id, here)
+    def depend(self, dependencies: Analysis, here: str):
+        """Add what a valid node at ``here`` depends on to the tree's analysis."""
+        self.analysis.segment_ids |= dependencies.segment_ids
+        self.analysis.event_names |= dependencies.event_names
+        self.analysis.time_relative |= dependencies.time_relative
+        for referenced in dependencies.segment_ids:
+            self.segment_places.setdefault(referenced, here)
 
     def attribute(self, body: Any, here: str, *, allow_columns: bool = True):
+        """Check an attribute condition (also the shape of an event's data filters)."""
         if not isinstance(body, dict):
             self.fail(here, "attribute needs field, operator and value")
             return
@@ -191,50 +278,16 @@ class _Validator:
             if _as_number(value) is None:
                 self.fail(f"{here}.value", f"'{operator}' needs a number")
         else:  # timestamp_before / timestamp_after
-            if isinstance(value, dict) and len(value) == 1 and set(value) <= {
-                    "days_ago", "days_from_now"}:
+            if _is_relative(value):
                 days = next(iter(value.values()))
                 if isinstance(days, bool) or not isinstance(days, int | float) or days < 0:
                     self.fail(f"{here}.value", "days must be a number of at least 0")
-                self.analysis.time_relative = True
             elif _as_number(value) is None:
                 self.fail(f"{here}.value", f"'{operator}' needs unix seconds, "
                                            "{\"days_ago\": N} or {\"days_from_now\": N}")
         if steps and steps[0].kind == "key" and steps[0].value in COLUMN_FIELDS:
             if not allow_columns or len(steps) > 1:
                 self.fail(f"{here}.field", f"'{steps[0].value}' has no nested fields")
-
-    def event(self, body: Any, here: str):
-        if not isinstance(body, dict):
-            self.fail(here, "event needs a name")
-            return
-        unknown = set(body) - {"name", "count", "within_days", "filters"}
-        if unknown:
-            self.fail(here, f"unknown keys {sorted(unknown)}")
-        name = body.get("name")
-        if not isinstance(name, str) or not name.strip() or len(name.encode()) > 100:
-            self.fail(f"{here}.name", "event name must be a string of 1 to 100 bytes")
-        else:
-            self.analysis.event_names.add(name)
-        count = body.get("count", {"operator": "gte", "value": 1})
-        if (not isinstance(count, dict) or count.get("operator") not in COUNT_OPERATORS
-                or isinstance(count.get("value"), bool)
-                or not isinstance(count.get("value"), int) or count["value"] < 0
-                or count["value"] > 1_000_000):
-            self.fail(f"{here}.count", "count needs an operator (eq, neq, gt, gte, lt, lte) "
-                                       "and a whole number value of at least 0")
-        within = body.get("within_days")
-        if within is not None:
-            if isinstance(within, bool) or not isinstance(within, int | float) or within <= 0:
-                self.fail(f"{here}.within_days", "within_days must be a number above 0")
-            else:
-                self.analysis.time_relative = True
-        filters = body.get("filters", [])
-        if not isinstance(filters, list):
-            self.fail(f"{here}.filters", "filters must be a list of attribute conditions")
-            return
-        for index, condition in enumerate(filters):
-            self.attribute(condition, f"{here}.filters[{index}]", allow_columns=False)
 
     def check_segments(self, workspace, segment_id: int | None):
         if not self.analysis.segment_ids:
@@ -272,6 +325,12 @@ def sql_string(text: str) -> str:
 def _compare_count(count: int, operator: str, number: int) -> bool:
     return {"eq": count == number, "neq": count != number, "gt": count > number,
             "gte": count >= number, "lt": count < number, "lte": count <= number}[operator]
+
+
+def _is_relative(value: Any) -> bool:
+    """Tell whether a timestamp value is relative to now (``{"days_ago": N}``...)."""
+    return (isinstance(value, dict) and len(value) == 1
+            and set(value) <= {"days_ago", "days_from_now"})
 
 
 def _is_scalar(value: Any) -> bool:
@@ -349,6 +408,7 @@ class Compiler:
         self.workspace_id = workspace_id
         self.params: list = []
         self._aliases = 0
+        self._forms = _FORMS[correlated]
 
     def compile(self, tree: dict) -> Compiled:
         self.params = []
@@ -376,25 +436,15 @@ class Compiler:
     # -- nodes --
 
     def node(self, node: dict) -> str:
+        """Return a node's SQL condition, in this compiler's form."""
         ((kind, body),) = node.items()
-        if kind == "and":
-            return "(" + " AND ".join(self.node(child) for child in body) + ")"
-        if kind == "or":
-            return "(" + " OR ".join(self.node(child) for child in body) + ")"
-        if kind == "not":
-            return f"(NOT {self.strict(self.node(body))})"
-        if kind == "segment":
-            return (f"EXISTS (SELECT 1 FROM segments_membership sm WHERE sm.segment_id = "
-                    f"{self.param(body['id'])} AND sm.person_id = {self.person}.id)")
-        if kind == "attribute":
-            return self.attribute(body, f"{self.person}.attributes", columns=True)
-        if kind == "event":
-            return self.event(body)
-        raise ValueError(f"cannot compile '{kind}'")
+        compile = self._forms.get(kind)
+        if compile is None:
+            raise ValueError(f"cannot compile '{kind}'")
+        return compile(self, body)
 
-    def event(self, body: dict) -> str:
-        count = body.get("count") or {"operator": "gte", "value": 1}
-        operator, number = count["operator"], count["value"]
+    def event_where(self, body: dict) -> list[str]:
+        """Return the conditions an event row (``ev``) meets to count, but its person."""
         where = []
         if not self.correlated and self.workspace_id is not None:
             # Every event of a person is in the person's workspace; saying so lets the
@@ -407,28 +457,7 @@ class Compiler:
             where.append(f"ev.timestamp >= {self.param(value)}")
         for condition in body.get("filters") or []:
             where.append(self.attribute(condition, "ev.data", columns=False))
-        mine = f"ev.person_id = {self.person}.id"
-        rows = f"SELECT 1 FROM people_event ev WHERE {' AND '.join([mine, *where])}"
-        if (operator, number) in {("gte", 1), ("gt", 0), ("neq", 0)}:
-            return f"EXISTS ({rows})"
-        if (operator, number) in {("eq", 0), ("lt", 1), ("lte", 0)}:
-            return f"(NOT EXISTS ({rows}))"
-        if self.correlated:
-            # Count no further than the comparison needs.
-            cap = number + 1
-            return (f"((SELECT COUNT(*) FROM ({rows} LIMIT {int(cap)}) counted) "
-                    f"{COUNT_SIGNS[operator]} {self.param(number)})")
-        # People without any such event (a count of 0) form no group: when the comparison
-        # holds for 0, match those in no group whose count fails it, else those in a group
-        # whose count passes it.
-        holds_at_zero = _compare_count(0, operator, number)
-        having = COUNT_SIGNS[COUNT_COMPLEMENTS[operator] if holds_at_zero else operator]
-        grouped = self.alias("g")
-        counted = (f"SELECT ev.person_id FROM people_event ev WHERE {' AND '.join(where)} "
-                   f"GROUP BY ev.person_id HAVING COUNT(*) {having} {self.param(number)}")
-        found = (f"EXISTS (SELECT 1 FROM ({counted}) {grouped} "
-                 f"WHERE {grouped}.person_id = {self.person}.id)")
-        return f"(NOT {found})" if holds_at_zero else found
+        return where
 
     def attribute(self, body: dict, json_column: str, *, columns: bool) -> str:
         operator = body["operator"]
@@ -652,3 +681,155 @@ def matching_people(workspace, tree: dict, *, now: datetime | None = None,
         [workspace.pk, *compiled.params],
     )
     return Person.objects.filter(workspace=workspace, pk__in=subquery)
+
+
+# --- the built-in node kinds -------------------------------------------------------------
+
+
+def _conditions_of(key: str) -> Callable[[Validator, Any, str], None]:
+    """Return the validation of a kind whose body is a list of nodes (``and``, ``or``)."""
+    def validate_list(validator: Validator, body: Any, here: str):
+        if not isinstance(body, list) or not body:
+            validator.fail(here, f"'{key}' needs a non-empty list of conditions")
+            return
+        for index, child in enumerate(body):
+            validator.node(child, f"{here}[{index}]")
+
+    return validate_list
+
+
+def _compile_and(compiler: Compiler, body: list) -> str:
+    return "(" + " AND ".join(compiler.node(child) for child in body) + ")"
+
+
+def _compile_or(compiler: Compiler, body: list) -> str:
+    return "(" + " OR ".join(compiler.node(child) for child in body) + ")"
+
+
+def _validate_not(validator: Validator, body: Any, here: str):
+    validator.node(body, here)
+
+
+def _compile_not(compiler: Compiler, body: dict) -> str:
+    return f"(NOT {compiler.strict(compiler.node(body))})"
+
+
+def _validate_segment(validator: Validator, body: Any, here: str):
+    segment_id = body.get("id") if isinstance(body, dict) else None
+    if isinstance(segment_id, bool) or not isinstance(segment_id, int):
+        validator.fail(here, "segment needs an integer id, as in {\"segment\": {\"id\": 12}}")
+
+
+def _segment_depends(body: dict) -> Analysis:
+    return Analysis(segment_ids={body["id"]})
+
+
+def _compile_segment(compiler: Compiler, body: dict) -> str:
+    return (f"EXISTS (SELECT 1 FROM segments_membership sm WHERE sm.segment_id = "
+            f"{compiler.param(body['id'])} AND sm.person_id = {compiler.person}.id)")
+
+
+def _validate_attribute(validator: Validator, body: Any, here: str):
+    validator.attribute(body, here)
+
+
+def _attribute_depends(body: dict) -> Analysis:
+    return Analysis(time_relative=_is_relative(body.get("value")))
+
+
+def _compile_attribute(compiler: Compiler, body: dict) -> str:
+    return compiler.attribute(body, f"{compiler.person}.attributes", columns=True)
+
+
+def _validate_event(validator: Validator, body: Any, here: str):
+    if not isinstance(body, dict):
+        validator.fail(here, "event needs a name")
+        return
+    unknown = set(body) - {"name", "count", "within_days", "filters"}
+    if unknown:
+        validator.fail(here, f"unknown keys {sorted(unknown)}")
+    name = body.get("name")
+    if not isinstance(name, str) or not name.strip() or len(name.encode()) > 100:
+        validator.fail(f"{here}.name", "event name must be a string of 1 to 100 bytes")
+    count = body.get("count", {"operator": "gte", "value": 1})
+    if (not isinstance(count, dict) or count.get("operator") not in COUNT_OPERATORS
+            or isinstance(count.get("value"), bool)
+            or not isinstance(count.get("value"), int) or count["value"] < 0
+            or count["value"] > 1_000_000):
+        validator.fail(f"{here}.count", "count needs an operator (eq, neq, gt, gte, lt, lte) "
+                                        "and a whole number value of at least 0")
+    within = body.get("within_days")
+    if within is not None:
+        if isinstance(within, bool) or not isinstance(within, int | float) or within <= 0:
+            validator.fail(f"{here}.within_days", "within_days must be a number above 0")
+    filters = body.get("filters", [])
+    if not isinstance(filters, list):
+        validator.fail(f"{here}.filters", "filters must be a list of attribute conditions")
+        return
+    for index, condition in enumerate(filters):
+        validator.attribute(condition, f"{here}.filters[{index}]", allow_columns=False)
+
+
+def _event_depends(body: dict) -> Analysis:
+    relative = body.get("within_days") is not None or any(
+        _is_relative(condition.get("value")) for condition in body.get("filters") or [])
+    return Analysis(event_names={body["name"]}, time_relative=relative)
+
+
+def _event_count(body: dict) -> tuple[str, int]:
+    count = body.get("count") or {"operator": "gte", "value": 1}
+    return count["operator"], count["value"]
+
+
+def _compile_event_set_wide(compiler: Compiler, body: dict) -> str:
+    """Read the person's count from the set of people whose count passes (or fails) it."""
+    operator, number = _event_count(body)
+    where = compiler.event_where(body)
+    mine = f"ev.person_id = {compiler.person}.id"
+    rows = f"SELECT 1 FROM people_event ev WHERE {' AND '.join([mine, *where])}"
+    if (operator, number) in {("gte", 1), ("gt", 0), ("neq", 0)}:
+        return f"EXISTS ({rows})"
+    if (operator, number) in {("eq", 0), ("lt", 1), ("lte", 0)}:
+        return f"(NOT EXISTS ({rows}))"
+    # People without any such event (a count of 0) form no group: when the comparison
+    # holds for 0, match those in no group whose count fails it, else those in a group
+    # whose count passes it.
+    holds_at_zero = _compare_count(0, operator, number)
+    having = COUNT_SIGNS[COUNT_COMPLEMENTS[operator] if holds_at_zero else operator]
+    grouped = compiler.alias("g")
+    counted = (f"SELECT ev.person_id FROM people_event ev WHERE {' AND '.join(where)} "
+               f"GROUP BY ev.person_id HAVING COUNT(*) {having} {compiler.param(number)}")
+    found = (f"EXISTS (SELECT 1 FROM ({counted}) {grouped} "
+             f"WHERE {grouped}.person_id = {compiler.person}.id)")
+    return f"(NOT {found})" if holds_at_zero else found
+
+
+def _compile_event_correlated(compiler: Compiler, body: dict) -> str:
+    """Count the person's events through the (person, name, timestamp) index."""
+    operator, number = _event_count(body)
+    where = compiler.event_where(body)
+    mine = f"ev.person_id = {compiler.person}.id"
+    rows = f"SELECT 1 FROM people_event ev WHERE {' AND '.join([mine, *where])}"
+    if (operator, number) in {("gte", 1), ("gt", 0), ("neq", 0)}:
+        return f"EXISTS ({rows})"
+    if (operator, number) in {("eq", 0), ("lt", 1), ("lte", 0)}:
+        return f"(NOT EXISTS ({rows}))"
+    # Count no further than the comparison needs.
+    cap = number + 1
+    return (f"((SELECT COUNT(*) FROM ({rows} LIMIT {int(cap)}) counted) "
+            f"{COUNT_SIGNS[operator]} {compiler.param(number)})")
+
+
+for _kind in (
+    NodeKind("and", _conditions_of("and"), _compile_and),
+    NodeKind("or", _conditions_of("or"), _compile_or),
+    NodeKind("not", _validate_not, _compile_not),
+    NodeKind("attribute", _validate_attribute, _compile_attribute, depends=_attribute_depends,
+             row="segments.builder_forms.ATTRIBUTE_ROW"),
+    NodeKind("event", _validate_event, _compile_event_set_wide,
+             correlated=_compile_event_correlated, depends=_event_depends,
+             row="segments.builder_forms.EVENT_ROW"),
+    NodeKind("segment", _validate_segment, _compile_segment, depends=_segment_depends,
+             row="segments.builder_forms.SEGMENT_ROW"),
+):
+    register(_kind)
