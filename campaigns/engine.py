@@ -134,6 +134,10 @@ def advance_due(*, now: datetime | None = None, limit: int = BATCH_SIZE) -> int:
             if campaign.pk not in workflows:
                 workflows[campaign.pk] = Workflow(campaign.definition["workflow"]["steps"])
             _advance_one(journey, workflows[campaign.pk], now)
+        # A stopping campaign is stopped once its last journey has ended.
+        Campaign.objects.filter(
+            pk__in={journey.campaign_id for journey in journeys}, state=Campaign.State.STOPPING,
+        ).exclude(journeys__state=Journey.State.ACTIVE).update(state=Campaign.State.STOPPED)
     return len(journeys)
 
 

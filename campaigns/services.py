@@ -5,7 +5,7 @@ from django.db.models import Subquery
 from django.utils import timezone
 
 from campaigns import definition as definitions
-from campaigns.models import Campaign, Delivery, Journey
+from campaigns.models import Campaign, Delivery, Journey, JourneyStep
 from engage.models import Workspace
 from people.models import Person
 
@@ -70,6 +70,206 @@ def update_campaign(campaign: Campaign, definition: dict, *, version: int | None
         current.updated_at = timezone.now()
         current.save()
     return current
+
+
+# --- lifecycle -------------------------------------------------------------------------
+
+# Journeys ended (stop, archive) or people entered (start) per statement and transaction.
+BATCH_SIZE = 2000
+
+
+class Audience:
+    CURRENT_AND_FUTURE = "current_and_future"
+    FUTURE_ONLY = "future_only"
+    CHOICES = (CURRENT_AND_FUTURE, FUTURE_ONLY)
+
+
+def _locked(campaign: Campaign) -> Campaign:
+    return Campaign.objects.select_for_update().get(pk=campaign.pk)
+
+
+def start_campaign(campaign: Campaign, *, audience: str = Audience.CURRENT_AND_FUTURE
+                   ) -> Campaign:
+    """Start (or restart) a draft or stopped campaign; return it running.
+
+    Refuses a definition with unconfigured steps (DefinitionError, by place). For a
+    campaign triggered by segments, "current and future" enters the people who match
+    now, in set-based batches; "future only" enters nobody until someone newly matches.
+    """
+    if audience not in Audience.CHOICES:
+        raise ValueError(f"audience must be one of {Audience.CHOICES}")
+    with transaction.atomic():
+        current = _locked(campaign)
+        if current.state not in (Campaign.State.DRAFT, Campaign.State.STOPPED):
+            raise CampaignStateError(f"a {current.state} campaign cannot be started")
+        definitions.validate(current.definition, workspace=current.workspace, starting=True)
+        now = timezone.now()
+        current.state = Campaign.State.RUNNING
+        current.started_at = now
+        current.first_started_at = current.first_started_at or now
+        current.stopped_at = None
+        current.save(update_fields=["state", "started_at", "first_started_at", "stopped_at"])
+    if current.trigger == Campaign.Trigger.SEGMENTS and audience == Audience.CURRENT_AND_FUTURE:
+        enter_current_matches(current)
+    return current
+
+
+def trigger_tree(definition: dict) -> dict | None:
+    """Return the condition tree (segment contract) a segments trigger and filters make."""
+    trigger = definition["trigger"].get("segments")
+    if trigger is None:
+        return None
+    parts = [{"segment": {"id": item["id"]}} if item["in"]
+             else {"not": {"segment": {"id": item["id"]}}} for item in trigger["segments"]]
+    tree = {"and" if trigger["match"] == "all" else "or": parts}
+    if definition.get("filters"):
+        tree = {"and": [tree, definition["filters"]]}
+    return tree
+
+
+def entry_key(campaign: Campaign, person_id: int) -> str:
+    """Return the key a segment-triggered entry of ``person_id`` starts now takes.
+
+    With frequency "once", one key per person ever: nobody enters twice, whatever
+    replays or restarts happen. Otherwise one key per start of the campaign.
+    """
+    if campaign.definition["frequency"]["mode"] == "once":
+        return f"p{person_id}"
+    return f"p{person_id}:s{int(campaign.started_at.timestamp())}"
+
+
+def enter_current_matches(campaign: Campaign) -> int:
+    """Enter everyone who matches the segments trigger now, in batches; return how many."""
+    from campaigns import engine
+    from segments.conditions import matching_people
+
+    tree = trigger_tree(campaign.definition)
+    matching = matching_people(campaign.workspace, tree).order_by("pk")
+    entered, last = 0, 0
+    while True:
+        batch = list(matching.filter(pk__gt=last).values_list("pk", "cio_id")[:BATCH_SIZE])
+        if not batch:
+            return entered
+        with transaction.atomic():
+            entered += engine.enter(campaign, [
+                engine.Entry(entry_key(campaign, pk), pk, cio_id) for pk, cio_id in batch])
+        last = batch[-1][0]
+
+
+def stop_campaign(campaign: Campaign, *, journeys: str = "exit") -> Campaign:
+    """Stop a running campaign: nobody enters; its journeys exit now, or finish first.
+
+    With ``journeys="finish"`` the campaign is "stopping" until its last journey ends.
+    """
+    if journeys not in ("exit", "finish"):
+        raise ValueError("journeys must be 'exit' or 'finish'")
+    with transaction.atomic():
+        current = _locked(campaign)
+        if current.state not in (Campaign.State.RUNNING, Campaign.State.STOPPING):
+            raise CampaignStateError(f"a {current.state} campaign is not running")
+        current.state = (Campaign.State.STOPPING if journeys == "finish"
+                         else Campaign.State.STOPPED)
+        current.stopped_at = timezone.now()
+        current.save(update_fields=["state", "stopped_at"])
+    if journeys == "exit":
+        exit_journeys(current, reason="campaign_stopped")
+    else:
+        settle_stopping(current)
+    return current
+
+
+def settle_stopping(campaign: Campaign) -> bool:
+    """Mark a stopping campaign stopped once its last journey ended; tell if it was."""
+    settled = Campaign.objects.filter(pk=campaign.pk, state=Campaign.State.STOPPING).exclude(
+        journeys__state=Journey.State.ACTIVE).update(state=Campaign.State.STOPPED)
+    return bool(settled)
+
+
+def exit_journeys(campaign: Campaign, *, reason: str) -> int:
+    """End every active journey of a campaign, in batches; return how many."""
+    ended = 0
+    active = Journey.objects.filter(campaign=campaign, state=Journey.State.ACTIVE)
+    while True:
+        with transaction.atomic():
+            ids = list(active.order_by("pk").values_list("pk", flat=True)[:BATCH_SIZE])
+            if not ids:
+                return ended
+            ended += Journey.objects.filter(pk__in=ids, state=Journey.State.ACTIVE).update(
+                state=Journey.State.EXITED, exit_reason=reason, ended_at=timezone.now(),
+                next_run_at=None, lease_until=None)
+
+
+def archive_campaign(campaign: Campaign) -> Campaign:
+    """Archive a campaign: nobody enters, everyone in it exits, unsent drafts go."""
+    with transaction.atomic():
+        current = _locked(campaign)
+        if current.state == Campaign.State.ARCHIVED:
+            return current
+        current.state = Campaign.State.ARCHIVED
+        current.stopped_at = current.stopped_at or timezone.now()
+        current.save(update_fields=["state", "stopped_at"])
+    exit_journeys(current, reason="campaign_archived")
+    Delivery.objects.filter(campaign=current, state=Delivery.State.DRAFTED).update(
+        state=Delivery.State.DISCARDED, reason="the campaign was archived")
+    return current
+
+
+def unarchive_campaign(campaign: Campaign) -> Campaign:
+    """Bring an archived campaign back as stopped, with the archived segments it uses."""
+    from segments.models import Segment
+    from segments.services import set_archived
+
+    with transaction.atomic():
+        current = _locked(campaign)
+        if current.state != Campaign.State.ARCHIVED:
+            raise CampaignStateError("only an archived campaign can be unarchived")
+        current.state = Campaign.State.STOPPED
+        current.save(update_fields=["state"])
+        for segment in Segment.objects.filter(workspace=current.workspace_id, archived=True,
+                                              pk__in=segment_ids(current.definition)):
+            set_archived(segment, False)
+    return current
+
+
+def segment_ids(definition: dict) -> set[int]:
+    """Return the ids of every segment a definition uses (trigger, filters, goal, steps)."""
+    found: set[int] = set()
+
+    def walk(value):
+        if isinstance(value, dict):
+            for key, item in value.items():
+                if key == "segment" and isinstance(item, dict) and isinstance(item.get("id"),
+                                                                              int):
+                    found.add(item["id"])
+                elif key in ("enters_segment", "leaves_segment") and isinstance(item, int):
+                    found.add(item)
+                elif key == "segment" and isinstance(item, int):
+                    found.add(item)
+                else:
+                    walk(item)
+        elif isinstance(value, list):
+            for item in value:
+                walk(item)
+
+    walk(definition.get("filters"))
+    walk(definition.get("goal"))
+    walk(definition.get("workflow"))
+    trigger = definition.get("trigger", {}).get("segments")
+    if trigger:
+        found |= {item["id"] for item in trigger["segments"]}
+    return found
+
+
+def delete_campaign(campaign: Campaign) -> None:
+    """Delete a campaign, its definition and journeys; its message figures stay, anonymous."""
+    with transaction.atomic():
+        current = _locked(campaign)
+        Delivery.objects.filter(campaign=current).update(
+            campaign=None, journey=None, cio_id=None, recipient="", payload={})
+        journeys = Journey.objects.filter(campaign=current)
+        JourneyStep.objects.filter(journey__in=journeys).delete()
+        journeys.delete()
+        current.delete()
 
 
 # --- people leaving: deletion, suppression, merge --------------------------------------

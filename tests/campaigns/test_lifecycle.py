@@ -1,0 +1,181 @@
+"""Starting, stopping, archiving, unarchiving and deleting campaigns."""
+
+import pytest
+from django.db import connection
+from django.utils import timezone
+
+from campaigns import engine, services
+from campaigns.definition import DefinitionError
+from campaigns.models import Campaign, Delivery, Journey, JourneyStep
+from segments.models import Segment
+from segments.services import add_to_segment, create_segment, set_archived
+from tests.factories import make_person
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def vip(workspace):
+    return create_segment(workspace, name="VIP")
+
+
+def campaign_for(workspace, segment, steps=None, **extra) -> Campaign:
+    steps = steps if steps is not None else [{"id": "wait", "type": "delay",
+                                              "duration": {"days": 2}}]
+    return services.create_campaign(workspace, {
+        "name": "Welcome", "trigger": {"segments": {"segments": [{"id": segment.pk}]}},
+        "workflow": {"steps": steps}, **extra})
+
+
+def members(workspace, segment, count):
+    people = [make_person(workspace, f"p{n}") for n in range(count)]
+    add_to_segment(segment, [person.pk for person in people])
+    return people
+
+
+def test_start_with_current_people_enters_everyone_who_matches(workspace, vip, monkeypatch):
+    monkeypatch.setattr(services, "BATCH_SIZE", 2)  # several batches
+    members(workspace, vip, 5)
+    make_person(workspace, "outsider")
+    campaign = campaign_for(workspace, vip)
+
+    services.start_campaign(campaign, audience="current_and_future")
+
+    campaign.refresh_from_db()
+    assert campaign.state == "running" and campaign.first_started_at
+    assert Journey.objects.filter(campaign=campaign).count() == 5
+    assert not Journey.objects.filter(person__customer_id="outsider").exists()
+
+
+def test_start_with_future_additions_only_enters_nobody_now(workspace, vip):
+    members(workspace, vip, 3)
+    campaign = campaign_for(workspace, vip)
+
+    services.start_campaign(campaign, audience="future_only")
+
+    assert not Journey.objects.exists()
+
+
+def test_not_members_and_filters_shape_who_enters(workspace, vip):
+    blocked = create_segment(workspace, name="Blocked")
+    people = members(workspace, vip, 4)
+    add_to_segment(blocked, [people[0].pk])
+    make_person(workspace, "p1", plan="pro")
+    make_person(workspace, "p2", plan="pro")
+    campaign = services.create_campaign(workspace, {
+        "name": "x", "trigger": {"segments": {"match": "all", "segments": [
+            {"id": vip.pk}, {"id": blocked.pk, "in": False}]}},
+        "filters": {"attribute": {"field": "plan", "operator": "eq", "value": "pro"}}})
+
+    services.start_campaign(campaign)
+
+    assert sorted(Journey.objects.values_list("person__customer_id", flat=True)) == ["p1", "p2"]
+
+
+def test_start_refuses_unconfigured_steps_and_wrong_states(workspace, vip):
+    campaign = campaign_for(workspace, vip, [{"type": "email"}])
+    with pytest.raises(DefinitionError) as error:
+        services.start_campaign(campaign)
+    assert {p.place for p in error.value.problems} >= {"workflow.steps[0].subject"}
+    campaign.refresh_from_db()
+    assert campaign.state == "draft"
+
+    ready = campaign_for(workspace, vip)
+    services.start_campaign(ready)
+    with pytest.raises(services.CampaignStateError):
+        services.start_campaign(ready)
+
+
+def test_a_restart_with_frequency_once_never_enters_anyone_twice(workspace, vip):
+    members(workspace, vip, 3)
+    campaign = campaign_for(workspace, vip)
+    services.start_campaign(campaign)
+    services.stop_campaign(campaign, journeys="exit")
+
+    services.start_campaign(campaign, audience="current_and_future")
+
+    assert Journey.objects.filter(campaign=campaign).count() == 3
+
+
+def test_stop_and_exit_everyone_now(workspace, vip, monkeypatch):
+    monkeypatch.setattr(services, "BATCH_SIZE", 2)
+    members(workspace, vip, 5)
+    campaign = campaign_for(workspace, vip)
+    services.start_campaign(campaign)
+
+    services.stop_campaign(campaign, journeys="exit")
+
+    campaign.refresh_from_db()
+    assert campaign.state == "stopped"
+    assert set(Journey.objects.values_list("state", "exit_reason")) == {
+        ("exited", "campaign_stopped")}
+
+
+def test_stop_and_let_them_finish(workspace, vip, time_machine):
+    time_machine.move_to(timezone.now(), tick=False)
+    members(workspace, vip, 2)
+    campaign = campaign_for(workspace, vip)
+    services.start_campaign(campaign)
+    while engine.advance_due():
+        pass
+
+    services.stop_campaign(campaign, journeys="finish")
+    campaign.refresh_from_db()
+    assert campaign.state == "stopping"
+
+    time_machine.shift(2 * 86_400)
+    while engine.advance_due():
+        pass
+    campaign.refresh_from_db()
+    assert campaign.state == "stopped"
+    assert set(Journey.objects.values_list("state", flat=True)) == {"finished"}
+
+
+def test_archive_forces_everyone_out_and_removes_drafts(workspace, vip):
+    members(workspace, vip, 2)
+    campaign = campaign_for(workspace, vip, [
+        {"id": "m", "type": "email", "from": "a@example.com", "subject": "s", "body_html": "b",
+         "sending": "draft"},
+        {"id": "wait", "type": "delay", "duration": {"days": 1}}])
+    services.start_campaign(campaign)
+    while engine.advance_due():
+        pass
+    assert Delivery.objects.filter(state="drafted").count() == 2
+
+    services.archive_campaign(campaign)
+
+    assert set(Journey.objects.values_list("state", "exit_reason")) == {
+        ("exited", "campaign_archived")}
+    assert set(Delivery.objects.values_list("state", flat=True)) == {"discarded"}
+    with pytest.raises(services.CampaignStateError):
+        services.update_campaign(campaign, campaign.definition)
+
+
+def test_unarchive_brings_back_its_segments(workspace, vip):
+    campaign = campaign_for(workspace, vip)
+    services.archive_campaign(campaign)
+    set_archived(vip, True)
+
+    services.unarchive_campaign(campaign)
+
+    campaign.refresh_from_db()
+    assert campaign.state == "stopped"
+    assert not Segment.objects.get(pk=vip.pk).archived
+
+
+def test_delete_keeps_anonymous_message_figures(workspace, vip):
+    members(workspace, vip, 1)
+    campaign = campaign_for(workspace, vip, [
+        {"id": "m", "type": "email", "from": "a@example.com", "subject": "s",
+         "body_html": "b"}], exit="never")
+    services.start_campaign(campaign)
+    while engine.advance_due():
+        pass
+
+    services.delete_campaign(campaign)
+    connection.check_constraints()
+
+    assert not Campaign.objects.exists() and not Journey.objects.exists()
+    assert not JourneyStep.objects.exists()
+    assert list(Delivery.objects.values_list("kind", "campaign", "cio_id", "recipient")) == [
+        ("email", None, None, "")]
