@@ -9,12 +9,17 @@ nothing, counts nothing twice, and any worker can carry on where it stopped.
 A job meant for everyone who matches when it runs (such as filling every person's email
 key) walks them instead: no snapshot, a ``cursor`` (the last primary key handled) that
 moves on with each batch's transaction.
+
+Each kind of job is a concrete ``BackgroundJob`` subclass that declares its ``task``,
+``batch_size`` and mode (``walks``); ``kinds()`` finds them all in the app registry, so
+the one schedule (``resume_every_stalled``) resumes every kind, new ones included.
 """
 
 import logging
 from collections.abc import Callable
 from datetime import timedelta
 
+from django.apps import apps
 from django.core.exceptions import EmptyResultSet
 from django.db import models, transaction
 from django.db.models import F, QuerySet
@@ -52,11 +57,15 @@ def snapshot(job: BackgroundJob, people: QuerySet) -> int:
         return cursor.rowcount
 
 
-def start(job: BackgroundJob, people: QuerySet, task: str, *,
-          queue_over: int = 0, walk: bool = False) -> BackgroundJob:
-    """Save a new job with its snapshot and have ``task`` run it after commit.
+def kinds() -> list[type[BackgroundJob]]:
+    """Return every kind of job: the concrete subclasses of ``BackgroundJob`` installed."""
+    return [model for model in apps.get_models() if issubclass(model, BackgroundJob)]
 
-    With ``walk``, no snapshot is taken: the job walks ``people`` as they are when each
+
+def start(job: BackgroundJob, people: QuerySet, *, queue_over: int = 0) -> BackgroundJob:
+    """Save a new job with its snapshot and have its kind's task run it after commit.
+
+    A kind that ``walks`` takes no snapshot: the job walks ``people`` as they are when each
     batch runs, in primary-key order (see ``run``), and ``total`` is their count now.
     A job of nobody is done at once and queues nothing; nor does a job of at most
     ``queue_over`` people, which its caller runs at once (should that run die, the job is
@@ -68,33 +77,36 @@ def start(job: BackgroundJob, people: QuerySet, task: str, *,
     job.created_at = job.updated_at = now
     with transaction.atomic():
         job.save()
-        job.total = people.count() if walk else snapshot(job, people)
+        job.total = people.count() if job.walks else snapshot(job, people)
         if job.total == 0:
             job.state = job.State.DONE
             job.finished_at = now
         job.save(update_fields=["total", "state", "finished_at"])
         if job.total > queue_over:
-            job_id = job.pk
+            task, job_id = job.task, job.pk
             transaction.on_commit(lambda: async_task(task, job_id, task_name=_name(job, job_id)))
     return job
 
 
 def run(model: type[BackgroundJob], job_id: int, handle: Callable[[BackgroundJob, list[int]], None],
-        *, batch_size: int, max_batches: int | None = None,
+        *, max_batches: int | None = None,
         finish: Callable[[BackgroundJob], None] | None = None,
         select_related: tuple[str, ...] = (),
         walk: Callable[[BackgroundJob], QuerySet] | None = None) -> BackgroundJob | None:
     """Run a job's batches until it is done; safe to call again after any interruption.
 
-    ``handle(job, person_pks)`` does one batch inside the batch's transaction and adds to
-    the job's own counts; it raises ``Stop`` when the job cannot go on, which fails the
-    job with that message and keeps what was done. ``finish(job)``, if given, runs once
-    in the transaction that ends the job. A job another worker holds is left to it.
+    ``handle(job, person_pks)`` does one batch of the kind's ``batch_size`` inside the
+    batch's transaction and adds to the job's own counts; it raises ``Stop`` when the job
+    cannot go on, which fails the job with that message and keeps what was done.
+    ``finish(job)``, if given, runs once in the transaction that ends the job. A job
+    another worker holds is left to it.
 
-    A job started with ``walk`` takes its batches from ``walk(job)`` (people) in
-    primary-key order after ``job.cursor``, the last primary key handled, instead of from
-    its items.
+    A kind that ``walks`` takes its batches from ``walk(job)`` (people) in primary-key
+    order after ``job.cursor``, the last primary key handled, instead of from its items.
     """
+    if model.walks != (walk is not None):
+        raise TypeError(f"{model.__name__}: pass walk= exactly when the kind walks")
+    batch_size = model.batch_size
     batches = 0
     while max_batches is None or batches < max_batches:
         batches += 1
@@ -161,7 +173,7 @@ def fail(model: type[BackgroundJob], job_id: int, error: str) -> None:
     )
 
 
-def retry(job: BackgroundJob, task: str) -> None:
+def retry(job: BackgroundJob) -> None:
     """Run a failed or stalled job again from where it stopped."""
     from django_q.tasks import async_task
 
@@ -169,21 +181,27 @@ def retry(job: BackgroundJob, task: str) -> None:
     model.objects.filter(pk=job.pk).exclude(state=model.State.DONE).update(
         state=model.State.RUNNING, error="", finished_at=None, updated_at=timezone.now()
     )
-    job_id = job.pk
+    task, job_id = model.task, job.pk
     transaction.on_commit(lambda: async_task(task, job_id, task_name=_name(job, job_id)))
 
 
-def resume_stalled(model: type[BackgroundJob], task: str) -> int:
-    """Hand out again the jobs whose worker died or whose task was lost; return how many."""
+def resume_stalled(model: type[BackgroundJob]) -> int:
+    """Hand out again the jobs of a kind whose worker died or whose task was lost; return
+    how many."""
     stalled = model.objects.filter(
         state__in=[model.State.PENDING, model.State.RUNNING],
         updated_at__lt=timezone.now() - STALLED_AFTER,
     )
     count = 0
     for job in stalled.only("pk").iterator():
-        retry(job, task)
+        retry(job)
         count += 1
     return count
+
+
+def resume_every_stalled() -> int:
+    """Hand out again the stalled jobs of every kind; return how many."""
+    return sum(resume_stalled(model) for model in kinds())
 
 
 def _name(job: models.Model, job_id: int) -> str:

@@ -16,3 +16,6 @@ ALLOWED_HOSTS = ["*"]
 # Lets several test runs share one PostgreSQL server (TEST_DB_NAME=test_engage_mine).
 if os.environ.get("TEST_DB_NAME"):
     DATABASES["default"]["TEST"] = {"NAME": os.environ["TEST_DB_NAME"]}  # noqa: F405
+
+# A kind of background job that only the tests know (tests/engage/test_jobs.py).
+INSTALLED_APPS = [*INSTALLED_APPS, "tests.chores"]  # noqa: F405
