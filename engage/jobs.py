@@ -16,20 +16,26 @@ the one schedule (``resume_every_stalled``) resumes every kind, new ones include
 """
 
 import logging
+import uuid
 from collections.abc import Callable
 from datetime import timedelta
 
 from django.apps import apps
 from django.core.exceptions import EmptyResultSet
 from django.db import models, transaction
-from django.db.models import F, QuerySet
+from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
 from engage.models import BackgroundJob
 
 logger = logging.getLogger(__name__)
 
-# A running job whose counts have not moved for this long lost its worker.
+# A worker holds the job it runs for this long, renewed with every batch: a job whose
+# lease lapsed lost its worker, and the schedule (every minute) hands it out again. A
+# batch that takes longer only has the job handed out needlessly, never run twice: the
+# batch holds the job's row lock, and the next batch goes to one worker alone.
+LEASE = timedelta(seconds=20)
+# A job that no worker took up for this long (queued behind others, or its task lost).
 STALLED_AFTER = timedelta(minutes=15)
 
 
@@ -99,13 +105,24 @@ def run(model: type[BackgroundJob], job_id: int, handle: Callable[[BackgroundJob
     batch's transaction and adds to the job's own counts; it raises ``Stop`` when the job
     cannot go on, which fails the job with that message and keeps what was done.
     ``finish(job)``, if given, runs once in the transaction that ends the job. A job
-    another worker holds is left to it.
+    another worker holds (its row locked, or its lease current) is left to it; each batch
+    renews this worker's lease, and leaving lets it go.
 
     A kind that ``walks`` takes its batches from ``walk(job)`` (people) in primary-key
     order after ``job.cursor``, the last primary key handled, instead of from its items.
     """
     if model.walks != (walk is not None):
         raise TypeError(f"{model.__name__}: pass walk= exactly when the kind walks")
+    owner = uuid.uuid4().hex
+    try:
+        return _run(model, job_id, handle, owner, max_batches=max_batches, finish=finish,
+                    select_related=select_related, walk=walk)
+    finally:
+        model.objects.filter(pk=job_id, lease_owner=owner).update(lease_owner="",
+                                                                  leased_until=None)
+
+
+def _run(model, job_id, handle, owner, *, max_batches, finish, select_related, walk):
     batch_size = model.batch_size
     batches = 0
     while max_batches is None or batches < max_batches:
@@ -116,6 +133,10 @@ def run(model: type[BackgroundJob], job_id: int, handle: Callable[[BackgroundJob
             if job is None or job.is_finished:
                 return job
             now = timezone.now()
+            if (job.lease_owner not in ("", owner) and job.leased_until is not None
+                    and job.leased_until > now):
+                return job  # another worker holds it
+            job.lease_owner, job.leased_until = owner, now + LEASE
             if job.state == job.State.PENDING:
                 job.state = job.State.RUNNING
                 job.started_at = now
@@ -146,6 +167,7 @@ def run(model: type[BackgroundJob], job_id: int, handle: Callable[[BackgroundJob
             job.updated_at = now
             if job.is_finished:
                 job.finished_at = now
+                job.lease_owner, job.leased_until = "", None
                 if finish is not None:
                     finish(job)
             job.save()
@@ -169,7 +191,8 @@ def fail(model: type[BackgroundJob], job_id: int, error: str) -> None:
     """Mark a job failed with the error, keeping what it already did."""
     now = timezone.now()
     model.objects.filter(pk=job_id).exclude(state=model.State.DONE).update(
-        state=model.State.FAILED, error=error[:2000], updated_at=now, finished_at=now
+        state=model.State.FAILED, error=error[:2000], updated_at=now, finished_at=now,
+        lease_owner="", leased_until=None,
     )
 
 
@@ -179,18 +202,20 @@ def retry(job: BackgroundJob) -> None:
 
     model = type(job)
     model.objects.filter(pk=job.pk).exclude(state=model.State.DONE).update(
-        state=model.State.RUNNING, error="", finished_at=None, updated_at=timezone.now()
+        state=model.State.RUNNING, error="", finished_at=None, updated_at=timezone.now(),
+        lease_owner="", leased_until=None,
     )
     task, job_id = model.task, job.pk
     transaction.on_commit(lambda: async_task(task, job_id, task_name=_name(job, job_id)))
 
 
 def resume_stalled(model: type[BackgroundJob]) -> int:
-    """Hand out again the jobs of a kind whose worker died or whose task was lost; return
-    how many."""
+    """Hand out again the jobs of a kind whose worker died (its lease lapsed) or whose task
+    was lost; return how many."""
+    now = timezone.now()
     stalled = model.objects.filter(
+        Q(leased_until__lt=now) | Q(updated_at__lt=now - STALLED_AFTER),
         state__in=[model.State.PENDING, model.State.RUNNING],
-        updated_at__lt=timezone.now() - STALLED_AFTER,
     )
     count = 0
     for job in stalled.only("pk").iterator():

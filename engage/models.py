@@ -128,6 +128,10 @@ class BackgroundJob(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField()
+    # The worker running the job holds it until then, renewed with every batch; once the
+    # lease lapses the worker is taken for dead and the job is handed out again.
+    leased_until = models.DateTimeField(null=True, blank=True)
+    lease_owner = models.CharField(max_length=32, blank=True)
 
     class Meta:
         abstract = True

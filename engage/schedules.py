@@ -3,7 +3,7 @@
 SCHEDULES = [
     # (name, function, minutes between runs)
     # One schedule for every kind of background job (engage.jobs.kinds()).
-    ("resume stalled jobs", "engage.tasks.resume_stalled_jobs", 5),
+    ("resume stalled jobs", "engage.tasks.resume_stalled_jobs", 1),
     ("recompute time-relative segments", "segments.tasks.recompute_time_relative_segments", 10),
 ]
 

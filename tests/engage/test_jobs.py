@@ -23,10 +23,44 @@ def test_every_kind_is_found_and_names_a_task_that_exists():
         assert kind.batch_size > 0
 
 
-def test_one_schedule_resumes_every_kind():
-    resuming = [func for _, func, _ in SCHEDULES if "stalled" in func]
-    assert resuming == ["engage.tasks.resume_stalled_jobs"]
-    assert import_string(resuming[0]) is tasks.resume_stalled_jobs
+def test_one_schedule_resumes_every_kind_every_minute():
+    resuming = [(func, minutes) for _, func, minutes in SCHEDULES if "stalled" in func]
+    assert resuming == [("engage.tasks.resume_stalled_jobs", 1)]
+    assert import_string(resuming[0][0]) is tasks.resume_stalled_jobs
+
+
+def test_a_job_held_by_a_worker_that_died_is_handed_out_again_once_its_lease_lapses(
+        workspace, django_capture_on_commit_callbacks):
+    from tests.chores.tasks import run_chore
+
+    for number in range(5):
+        make_person(workspace, f"u{number}", email=f"u{number}@example.com")
+    with django_capture_on_commit_callbacks(execute=False):
+        chore = jobs.start(Chore(description="everyone"), Person.objects.all())
+    run_chore(chore.pk)  # a worker runs it to the end: nothing is left held
+    chore.refresh_from_db()
+    assert (chore.state, chore.done, chore.leased_until, chore.lease_owner) == ("done", 5, None, "")
+
+    with django_capture_on_commit_callbacks(execute=False):
+        chore = jobs.start(Chore(description="everyone"), Person.objects.all())
+    jobs.run(Chore, chore.pk, lambda job, pks: None, max_batches=1)
+    # ... and here a worker that took the next batch was killed: it holds the job until its
+    # lease lapses, renewed with every batch it would have run.
+    died_at = timezone.now()
+    Chore.objects.filter(pk=chore.pk).update(lease_owner="killed", updated_at=died_at,
+                                             leased_until=died_at + jobs.LEASE)
+
+    run_chore(chore.pk)  # another worker leaves a job whose lease holds
+    chore.refresh_from_db()
+    assert (chore.state, chore.done, chore.lease_owner) == ("running", 2, "killed")
+    assert tasks.resume_stalled_jobs() == 0
+
+    with time_machine.travel(died_at + jobs.LEASE + timedelta(seconds=1)):
+        with django_capture_on_commit_callbacks(execute=True):
+            assert tasks.resume_stalled_jobs() == 1
+    chore.refresh_from_db()
+    assert (chore.state, chore.done, chore.with_email) == ("done", 5, 3)
+    assert jobs.LEASE <= timedelta(seconds=30)  # resumed within a minute of the last batch
 
 
 def test_a_new_kind_is_started_run_and_resumed_from_its_declaration_alone(
