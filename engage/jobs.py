@@ -9,22 +9,33 @@ nothing, counts nothing twice, and any worker can carry on where it stopped.
 A job meant for everyone who matches when it runs (such as filling every person's email
 key) walks them instead: no snapshot, a ``cursor`` (the last primary key handled) that
 moves on with each batch's transaction.
+
+Each kind of job is a concrete ``BackgroundJob`` subclass that declares its ``task``,
+``batch_size`` and mode (``walks``); ``kinds()`` finds them all in the app registry, so
+the one schedule (``resume_every_stalled``) resumes every kind, new ones included.
 """
 
 import logging
+import uuid
 from collections.abc import Callable
 from datetime import timedelta
 
+from django.apps import apps
 from django.core.exceptions import EmptyResultSet
 from django.db import models, transaction
-from django.db.models import F, QuerySet
+from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
 from engage.models import BackgroundJob
 
 logger = logging.getLogger(__name__)
 
-# A running job whose counts have not moved for this long lost its worker.
+# A worker holds the job it runs for this long, renewed with every batch: a job whose
+# lease lapsed lost its worker, and the schedule (every minute) hands it out again. A
+# batch that takes longer only has the job handed out needlessly, never run twice: the
+# batch holds the job's row lock, and the next batch goes to one worker alone.
+LEASE = timedelta(seconds=20)
+# A job that no worker took up for this long (queued behind others, or its task lost).
 STALLED_AFTER = timedelta(minutes=15)
 
 
@@ -52,11 +63,15 @@ def snapshot(job: BackgroundJob, people: QuerySet) -> int:
         return cursor.rowcount
 
 
-def start(job: BackgroundJob, people: QuerySet, task: str, *,
-          queue_over: int = 0, walk: bool = False) -> BackgroundJob:
-    """Save a new job with its snapshot and have ``task`` run it after commit.
+def kinds() -> list[type[BackgroundJob]]:
+    """Return every kind of job: the concrete subclasses of ``BackgroundJob`` installed."""
+    return [model for model in apps.get_models() if issubclass(model, BackgroundJob)]
 
-    With ``walk``, no snapshot is taken: the job walks ``people`` as they are when each
+
+def start(job: BackgroundJob, people: QuerySet, *, queue_over: int = 0) -> BackgroundJob:
+    """Save a new job with its snapshot and have its kind's task run it after commit.
+
+    A kind that ``walks`` takes no snapshot: the job walks ``people`` as they are when each
     batch runs, in primary-key order (see ``run``), and ``total`` is their count now.
     A job of nobody is done at once and queues nothing; nor does a job of at most
     ``queue_over`` people, which its caller runs at once (should that run die, the job is
@@ -68,33 +83,47 @@ def start(job: BackgroundJob, people: QuerySet, task: str, *,
     job.created_at = job.updated_at = now
     with transaction.atomic():
         job.save()
-        job.total = people.count() if walk else snapshot(job, people)
+        job.total = people.count() if job.walks else snapshot(job, people)
         if job.total == 0:
             job.state = job.State.DONE
             job.finished_at = now
         job.save(update_fields=["total", "state", "finished_at"])
         if job.total > queue_over:
-            job_id = job.pk
+            task, job_id = job.task, job.pk
             transaction.on_commit(lambda: async_task(task, job_id, task_name=_name(job, job_id)))
     return job
 
 
 def run(model: type[BackgroundJob], job_id: int, handle: Callable[[BackgroundJob, list[int]], None],
-        *, batch_size: int, max_batches: int | None = None,
+        *, max_batches: int | None = None,
         finish: Callable[[BackgroundJob], None] | None = None,
         select_related: tuple[str, ...] = (),
         walk: Callable[[BackgroundJob], QuerySet] | None = None) -> BackgroundJob | None:
     """Run a job's batches until it is done; safe to call again after any interruption.
 
-    ``handle(job, person_pks)`` does one batch inside the batch's transaction and adds to
-    the job's own counts; it raises ``Stop`` when the job cannot go on, which fails the
-    job with that message and keeps what was done. ``finish(job)``, if given, runs once
-    in the transaction that ends the job. A job another worker holds is left to it.
+    ``handle(job, person_pks)`` does one batch of the kind's ``batch_size`` inside the
+    batch's transaction and adds to the job's own counts; it raises ``Stop`` when the job
+    cannot go on, which fails the job with that message and keeps what was done.
+    ``finish(job)``, if given, runs once in the transaction that ends the job. A job
+    another worker holds (its row locked, or its lease current) is left to it; each batch
+    renews this worker's lease, and leaving lets it go.
 
-    A job started with ``walk`` takes its batches from ``walk(job)`` (people) in
-    primary-key order after ``job.cursor``, the last primary key handled, instead of from
-    its items.
+    A kind that ``walks`` takes its batches from ``walk(job)`` (people) in primary-key
+    order after ``job.cursor``, the last primary key handled, instead of from its items.
     """
+    if model.walks != (walk is not None):
+        raise TypeError(f"{model.__name__}: pass walk= exactly when the kind walks")
+    owner = uuid.uuid4().hex
+    try:
+        return _run(model, job_id, handle, owner, max_batches=max_batches, finish=finish,
+                    select_related=select_related, walk=walk)
+    finally:
+        model.objects.filter(pk=job_id, lease_owner=owner).update(lease_owner="",
+                                                                  leased_until=None)
+
+
+def _run(model, job_id, handle, owner, *, max_batches, finish, select_related, walk):
+    batch_size = model.batch_size
     batches = 0
     while max_batches is None or batches < max_batches:
         batches += 1
@@ -104,6 +133,10 @@ def run(model: type[BackgroundJob], job_id: int, handle: Callable[[BackgroundJob
             if job is None or job.is_finished:
                 return job
             now = timezone.now()
+            if (job.lease_owner not in ("", owner) and job.leased_until is not None
+                    and job.leased_until > now):
+                return job  # another worker holds it
+            job.lease_owner, job.leased_until = owner, now + LEASE
             if job.state == job.State.PENDING:
                 job.state = job.State.RUNNING
                 job.started_at = now
@@ -134,6 +167,7 @@ def run(model: type[BackgroundJob], job_id: int, handle: Callable[[BackgroundJob
             job.updated_at = now
             if job.is_finished:
                 job.finished_at = now
+                job.lease_owner, job.leased_until = "", None
                 if finish is not None:
                     finish(job)
             job.save()
@@ -157,33 +191,42 @@ def fail(model: type[BackgroundJob], job_id: int, error: str) -> None:
     """Mark a job failed with the error, keeping what it already did."""
     now = timezone.now()
     model.objects.filter(pk=job_id).exclude(state=model.State.DONE).update(
-        state=model.State.FAILED, error=error[:2000], updated_at=now, finished_at=now
+        state=model.State.FAILED, error=error[:2000], updated_at=now, finished_at=now,
+        lease_owner="", leased_until=None,
     )
 
 
-def retry(job: BackgroundJob, task: str) -> None:
+def retry(job: BackgroundJob) -> None:
     """Run a failed or stalled job again from where it stopped."""
     from django_q.tasks import async_task
 
     model = type(job)
     model.objects.filter(pk=job.pk).exclude(state=model.State.DONE).update(
-        state=model.State.RUNNING, error="", finished_at=None, updated_at=timezone.now()
+        state=model.State.RUNNING, error="", finished_at=None, updated_at=timezone.now(),
+        lease_owner="", leased_until=None,
     )
-    job_id = job.pk
+    task, job_id = model.task, job.pk
     transaction.on_commit(lambda: async_task(task, job_id, task_name=_name(job, job_id)))
 
 
-def resume_stalled(model: type[BackgroundJob], task: str) -> int:
-    """Hand out again the jobs whose worker died or whose task was lost; return how many."""
+def resume_stalled(model: type[BackgroundJob]) -> int:
+    """Hand out again the jobs of a kind whose worker died (its lease lapsed) or whose task
+    was lost; return how many."""
+    now = timezone.now()
     stalled = model.objects.filter(
+        Q(leased_until__lt=now) | Q(updated_at__lt=now - STALLED_AFTER),
         state__in=[model.State.PENDING, model.State.RUNNING],
-        updated_at__lt=timezone.now() - STALLED_AFTER,
     )
     count = 0
     for job in stalled.only("pk").iterator():
-        retry(job, task)
+        retry(job)
         count += 1
     return count
+
+
+def resume_every_stalled() -> int:
+    """Hand out again the stalled jobs of every kind; return how many."""
+    return sum(resume_stalled(model) for model in kinds())
 
 
 def _name(job: models.Model, job_id: int) -> str:

@@ -1,3 +1,5 @@
+from typing import ClassVar
+
 from django.conf import settings
 from django.db import models
 
@@ -76,12 +78,35 @@ class Membership(models.Model):
         return self.role == self.Role.ADMIN
 
 
+class FromSetting:
+    """A class attribute read from a Django setting each time it is used, so it can be tuned."""
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def __get__(self, instance, owner):
+        return getattr(settings, self.name)
+
+
 class BackgroundJob(models.Model):
     """Work over many people, done in batches by a worker, with progress a page can show.
 
     A job's batches each commit with their counts, so a job whose worker died resumes from
     where it stopped and counts nothing twice.
+
+    A kind of job is a concrete subclass that declares ``task`` (and, where the defaults
+    do not fit, ``batch_size`` and ``walks``); ``engage.jobs`` starts, runs, retries and
+    resumes every kind from these alone. A kind that snapshots its people also has a
+    ``JobItem`` subclass whose ``job`` foreign key is named ``items`` in reverse.
     """
+
+    #: The django-q2 task (dotted path) that runs a job of this kind, given the job's id.
+    task: ClassVar[str]
+    #: People handled per batch, in one transaction.
+    batch_size: ClassVar[int] = 1000
+    #: Walk the people as they are when each batch runs, in primary-key order from
+    #: ``cursor``, instead of taking a snapshot of them into ``items`` at the start.
+    walks: ClassVar[bool] = False
 
     class State(models.TextChoices):
         PENDING = "pending", "Pending"
@@ -103,6 +128,10 @@ class BackgroundJob(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField()
+    # The worker running the job holds it until then, renewed with every batch; once the
+    # lease lapses the worker is taken for dead and the job is handed out again.
+    leased_until = models.DateTimeField(null=True, blank=True)
+    lease_owner = models.CharField(max_length=32, blank=True)
 
     class Meta:
         abstract = True
@@ -119,6 +148,22 @@ class BackgroundJob(models.Model):
         return self.state in {self.State.DONE, self.State.FAILED}
 
 
+class JobItem(models.Model):
+    """One person of a job's confirmed set; removed once that person is handled.
+
+    A subclass adds ``job = models.ForeignKey(<kind>, on_delete=models.CASCADE,
+    related_name="items")``.
+    """
+
+    person_pk = models.BigIntegerField()
+
+    class Meta:
+        abstract = True
+        constraints = [
+            models.UniqueConstraint(fields=["job", "person_pk"], name="%(class)s_unique"),
+        ]
+
+
 class IdentifierModeChange(BackgroundJob):
     """A workspace's switch of identifier mode, carried out over its people in batches.
 
@@ -126,6 +171,10 @@ class IdentifierModeChange(BackgroundJob):
     mode switches, provided no two people share an email by then. To ID only: the mode
     switches at once and the email keys are cleared after.
     """
+
+    task = "engage.tasks.run_identifier_mode_change"
+    batch_size = 2000
+    walks = True
 
     workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE,
                                   related_name="identifier_mode_changes", db_index=False)

@@ -2,18 +2,24 @@
 
 SCHEDULES = [
     # (name, function, minutes between runs)
-    ("resume stalled deletion jobs", "people.tasks.resume_stalled_deletion_jobs", 5),
-    ("resume stalled membership jobs", "segments.tasks.resume_stalled_membership_jobs", 5),
-    ("resume stalled identifier mode changes",
-     "engage.tasks.resume_stalled_identifier_mode_changes", 5),
+    # One schedule for every kind of background job (engage.jobs.kinds()).
+    ("resume stalled jobs", "engage.tasks.resume_stalled_jobs", 1),
     ("recompute time-relative segments", "segments.tasks.recompute_time_relative_segments", 10),
+]
+
+# Schedules that an earlier engage declared and that the ones above replace.
+RETIRED = [
+    "resume stalled deletion jobs",
+    "resume stalled membership jobs",
+    "resume stalled identifier mode changes",
 ]
 
 
 def ensure_schedules(**kwargs) -> None:
-    """Create or update the django-q2 schedules listed above."""
+    """Create or update the django-q2 schedules listed above, and drop the retired ones."""
     from django_q.models import Schedule
 
+    Schedule.objects.filter(name__in=RETIRED).delete()
     for name, func, minutes in SCHEDULES:
         Schedule.objects.update_or_create(
             name=name,

@@ -68,10 +68,6 @@ def set_membership(workspace: Workspace, user, *, role: str) -> Membership:
 
 # --- identifier mode -------------------------------------------------------------------
 
-# People an identifier mode change handles a batch (per statement and transaction).
-EMAIL_KEY_BATCH = 2000
-
-
 @dataclass(frozen=True)
 class DuplicateEmail:
     """An email (lowercased) that several people of a workspace share."""
@@ -132,7 +128,6 @@ def identifier_conflicts(workspace: Workspace, *, limit: int = 50,
 SHARED_EMAILS = ("Some people share an email (perhaps differing only in letter case): give "
                  "each person their own email first.")
 SUPERSEDED = "A later change of identifier mode superseded this one."
-MODE_TASK = "engage.tasks.run_identifier_mode_change"
 
 
 def running_mode_change(workspace: Workspace) -> IdentifierModeChange | None:
@@ -178,12 +173,12 @@ def set_identifier_mode(workspace: Workspace, mode: str, *,
             change.description = "Email stops being an identifier: email keys are cleared"
             locked.identifier_mode = mode
             locked.save(update_fields=["identifier_mode"])
-        change = jobs.start(change, people, MODE_TASK, queue_over=EMAIL_KEY_BATCH, walk=True)
+        change = jobs.start(change, people, queue_over=change.batch_size)
         if change.is_finished:  # nobody to handle
             _switch_to_email(change, locked)
             if change.state == change.State.FAILED:
                 raise IdentifierModeError(change.error, identifier_conflicts(locked))
-        elif change.total <= EMAIL_KEY_BATCH:
+        elif change.total <= change.batch_size:
             change = run_identifier_mode_change(change.pk)
             if change.state == change.State.FAILED:
                 # Handled here and now: refused as a whole, nothing kept.
@@ -196,7 +191,7 @@ def set_identifier_mode(workspace: Workspace, mode: str, *,
 def run_identifier_mode_change(change_id: int, *,
                                max_batches: int | None = None) -> IdentifierModeChange | None:
     """Carry out an identifier mode change; safe to call again after any interruption."""
-    return jobs.run(IdentifierModeChange, change_id, _change_batch, batch_size=EMAIL_KEY_BATCH,
+    return jobs.run(IdentifierModeChange, change_id, _change_batch,
                     max_batches=max_batches, finish=_finish_mode_change,
                     select_related=("workspace",), walk=_mode_change_people)
 
@@ -272,7 +267,7 @@ def retry_identifier_mode_change(change: IdentifierModeChange) -> bool:
         running = running_mode_change(change.workspace)
         if _superseded(change) or (running is not None and running.pk != change.pk):
             return False
-        jobs.retry(change, MODE_TASK)
+        jobs.retry(change)
     return True
 
 
@@ -290,7 +285,7 @@ def _switch_to_email(change: IdentifierModeChange, workspace: Workspace) -> None
         with transaction.atomic():
             last = 0
             while batch := list(missing.filter(pk__gt=last)
-                                .values_list("pk", "email")[:EMAIL_KEY_BATCH]):
+                                .values_list("pk", "email")[:change.batch_size]):
                 _fill_email_keys(batch)
                 last = batch[-1][0]
     except IntegrityError:

@@ -111,7 +111,11 @@ def database_settings() -> dict:
     if not url:
         VAR_DIR.mkdir(parents=True, exist_ok=True)
         url = f"sqlite:///{VAR_DIR / 'engage.sqlite3'}"
-    config = dj_database_url.parse(url, conn_max_age=int(os.environ.get("CONN_MAX_AGE", "60")))
+    # Connections are kept between requests; one the server dropped meanwhile (an idle
+    # session timeout, a restart, a pooler) is found out and replaced before a request
+    # uses it, instead of failing that request.
+    config = dj_database_url.parse(url, conn_max_age=int(os.environ.get("CONN_MAX_AGE", "60")),
+                                   conn_health_checks=True)
     if config["ENGINE"] == "django.db.backends.sqlite3":
         # A web process and a worker write at once: WAL lets readers run beside the
         # writer, IMMEDIATE transactions take the write lock up front (no upgrade

@@ -7,7 +7,7 @@ from django.db.models import F, Q
 from django.db.models.functions import Upper
 from django.urls import reverse
 
-from engage.models import BackgroundJob, Workspace
+from engage.models import BackgroundJob, FromSetting, JobItem, Workspace
 
 CIO_ID_ALPHABET = string.ascii_lowercase + string.digits
 CIO_ID_LENGTH = 12
@@ -261,6 +261,9 @@ class Activity(models.Model):
 class DeletionJob(BackgroundJob):
     """A deletion of many people, run in batches in the background."""
 
+    task = "people.tasks.run_deletion_job"
+    batch_size = FromSetting("ENGAGE_DELETE_BATCH_SIZE")
+
     workspace = models.ForeignKey(
         Workspace, on_delete=models.CASCADE, related_name="+", db_index=False
     )
@@ -279,13 +282,5 @@ class DeletionJob(BackgroundJob):
         return f"Deletion job {self.pk} ({self.state})"
 
 
-class DeletionJobItem(models.Model):
-    """One person in a deletion job's confirmed set; removed once that person is handled."""
-
+class DeletionJobItem(JobItem):
     job = models.ForeignKey(DeletionJob, on_delete=models.CASCADE, related_name="items")
-    person_pk = models.BigIntegerField()
-
-    class Meta:
-        constraints = [
-            models.UniqueConstraint(fields=["job", "person_pk"], name="deletionjobitem_unique"),
-        ]

@@ -12,4 +12,4 @@ def run_deletion_job(job_id: int) -> None:
 
 def resume_stalled_deletion_jobs() -> int:
     """Hand out again the jobs whose worker died or whose task was lost."""
-    return jobs.resume_stalled(DeletionJob, services.DELETION_TASK)
+    return jobs.resume_stalled(DeletionJob)

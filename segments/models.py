@@ -1,7 +1,7 @@
 from django.db import models
 from django.db.models import Q
 
-from engage.models import BackgroundJob, Workspace
+from engage.models import BackgroundJob, JobItem, Workspace
 from people.models import Person
 
 
@@ -75,6 +75,9 @@ class Membership(models.Model):
 class MembershipJob(BackgroundJob):
     """People added to a manual segment or removed from it, in batches in the background."""
 
+    task = "segments.tasks.run_membership_job"
+    batch_size = 1000
+
     class Action(models.TextChoices):
         ADD = "add", "Add"
         REMOVE = "remove", "Remove"
@@ -103,16 +106,8 @@ class MembershipJob(BackgroundJob):
         return self.done - self.changed
 
 
-class MembershipJobItem(models.Model):
-    """One person of a membership job's confirmed set; removed once that person is handled."""
-
+class MembershipJobItem(JobItem):
     job = models.ForeignKey(MembershipJob, on_delete=models.CASCADE, related_name="items")
-    person_pk = models.BigIntegerField()
-
-    class Meta:
-        constraints = [
-            models.UniqueConstraint(fields=["job", "person_pk"], name="membershipjobitem_unique"),
-        ]
 
 
 class MembershipChange(models.Model):

@@ -11,9 +11,6 @@ from people.services import start_deletion_job
 from segments import services
 from segments.models import Membership, MembershipJob, Segment
 
-# People added to or removed from a manual segment per batch (and transaction).
-BATCH_SIZE = 1_000
-MEMBERSHIP_TASK = "segments.tasks.run_membership_job"
 # Segment lists count members up to this many, then say "more than".
 MEMBER_COUNT_CAP = 10_000
 
@@ -60,17 +57,17 @@ def start_membership_job(segment: Segment, people: QuerySet[Person], *, add: boo
         workspace_id=segment.workspace_id, segment=segment, requested_by=actor,
         action=MembershipJob.Action.ADD if add else MembershipJob.Action.REMOVE,
         description=description[:300])
-    job = jobs.start(job, people.filter(workspace_id=segment.workspace_id), MEMBERSHIP_TASK,
-                     queue_over=BATCH_SIZE)
-    if not job.is_finished and job.total <= BATCH_SIZE:
+    job = jobs.start(job, people.filter(workspace_id=segment.workspace_id),
+                     queue_over=job.batch_size)
+    if not job.is_finished and job.total <= job.batch_size:
         job = run_membership_job(job.pk)
     return job
 
 
 def run_membership_job(job_id: int, *, max_batches: int | None = None) -> MembershipJob | None:
     """Change a job's segment batch by batch; safe to run again after any interruption."""
-    return jobs.run(MembershipJob, job_id, _change_batch, batch_size=BATCH_SIZE,
-                    max_batches=max_batches, finish=_finish, select_related=("segment",))
+    return jobs.run(MembershipJob, job_id, _change_batch, max_batches=max_batches,
+                    finish=_finish, select_related=("segment",))
 
 
 def _check_changeable(segment: Segment) -> None:
@@ -99,7 +96,7 @@ def fail_membership_job(job_id: int, error: str) -> None:
 
 
 def retry_membership_job(job: MembershipJob) -> None:
-    jobs.retry(job, MEMBERSHIP_TASK)
+    jobs.retry(job)
 
 
 def delete_profiles(segment: Segment, *, suppress: bool, actor=None) -> DeletionJob:

@@ -40,4 +40,4 @@ def run_membership_job(job_id: int) -> None:
 
 def resume_stalled_membership_jobs() -> int:
     """Hand out again the membership jobs whose worker died or whose task was lost."""
-    return jobs.resume_stalled(MembershipJob, operations.MEMBERSHIP_TASK)
+    return jobs.resume_stalled(MembershipJob)

@@ -21,3 +21,6 @@ WHITENOISE_AUTOREFRESH = True  # files are looked up when asked for, not read at
 # Lets several test runs share one PostgreSQL server (TEST_DB_NAME=test_engage_mine).
 if os.environ.get("TEST_DB_NAME"):
     DATABASES["default"]["TEST"] = {"NAME": os.environ["TEST_DB_NAME"]}  # noqa: F405
+
+# A kind of background job that only the tests know (tests/engage/test_jobs.py).
+INSTALLED_APPS = [*INSTALLED_APPS, "tests.chores"]  # noqa: F405

@@ -1,7 +1,9 @@
 """A real django-q2 cluster in another process, for tests that need one (PostgreSQL)."""
 
 import os
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -33,12 +35,12 @@ class Cluster:
 
     def __init__(self, tmp_path, **env):
         db = connection.settings_dict
-        self.env = {**os.environ, "DJANGO_SETTINGS_MODULE": "engage.settings", "DEBUG": "1",
+        inherited = {key: value for key, value in os.environ.items() if key != "REDIS_URL"}
+        self.env = {**inherited, "DJANGO_SETTINGS_MODULE": "engage.settings", "DEBUG": "1",
                     "ENGAGE_VAR_DIR": str(tmp_path), "Q_WORKERS": "1",
                     "DATABASE_URL": (f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/"
                                      f"{db['NAME']}"),
                     **{key: str(value) for key, value in env.items()}}
-        self.env.pop("REDIS_URL", None)
         self.process = None
 
     def start(self):
@@ -69,6 +71,41 @@ def real_tasks(transactional_db, monkeypatch):
     from django_q.conf import Conf
 
     monkeypatch.setattr(Conf, "SYNC", False)
+
+
+@pytest.fixture
+def redis_url(tmp_path, monkeypatch):
+    """Start a Redis server of its own and have tasks enqueued on it; return its URL."""
+    from django_q.conf import Conf
+
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not installed")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+         "--appendonly", "no", "--dir", str(tmp_path)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"redis://127.0.0.1:{port}/0"
+    try:
+        import redis
+
+        client = redis.Redis.from_url(url)
+        assert wait_for(lambda: _pings(client), timeout=15), "Redis did not start"
+        monkeypatch.setattr(Conf, "ORM", None)
+        monkeypatch.setattr(Conf, "REDIS", url)
+        yield url
+    finally:
+        server.terminate()
+        server.wait(timeout=15)
+
+
+def _pings(client) -> bool:
+    try:
+        return client.ping()
+    except Exception:
+        return False
 
 
 @pytest.fixture

@@ -1,6 +1,5 @@
 """Deletion jobs: a fixed set of people deleted by a worker in batches, resumable."""
 
-from django.conf import settings
 from django.db.models import QuerySet
 
 from engage import jobs
@@ -8,7 +7,7 @@ from engage.models import Workspace
 from people.models import DeletionJob, Suppression
 from people.services.deletion import _delete_batch
 
-DELETION_TASK = "people.tasks.run_deletion_job"
+DELETION_TASK = DeletionJob.task
 
 
 def start_deletion_job(
@@ -27,13 +26,12 @@ def start_deletion_job(
     """
     job = DeletionJob(workspace=workspace, requested_by=actor, source=source,
                       description=description[:300], suppress=suppress)
-    return jobs.start(job, people.filter(workspace=workspace), DELETION_TASK)
+    return jobs.start(job, people.filter(workspace=workspace))
 
 
 def run_deletion_job(job_id: int, *, max_batches: int | None = None) -> DeletionJob | None:
     """Delete a job's people batch by batch; safe to run again after any interruption."""
-    return jobs.run(DeletionJob, job_id, _delete_job_batch,
-                    batch_size=settings.ENGAGE_DELETE_BATCH_SIZE, max_batches=max_batches,
+    return jobs.run(DeletionJob, job_id, _delete_job_batch, max_batches=max_batches,
                     select_related=("workspace", "requested_by"))
 
 
@@ -52,4 +50,4 @@ def fail_deletion_job(job_id: int, error: str) -> None:
 
 def retry_deletion_job(job: DeletionJob) -> None:
     """Run a failed or stalled job again from where it stopped."""
-    jobs.retry(job, DELETION_TASK)
+    jobs.retry(job)

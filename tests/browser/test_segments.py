@@ -80,7 +80,7 @@ def test_adding_everyone_matching_a_filter_follows_the_jobs_progress(editor_page
         make_person(workspace, f"u{number:02d}", plan="trial")
     make_person(workspace, "keep", plan="paid")
     trial = segments.create_segment(workspace, name="Trial")
-    monkeypatch.setattr(operations, "BATCH_SIZE", 25)
+    monkeypatch.setattr(MembershipJob, "batch_size", 25)
     # No worker has picked the job up yet: the test plays the worker, a batch at a time.
     monkeypatch.setattr("django_q.tasks.async_task", lambda *args, **kwargs: None)
 

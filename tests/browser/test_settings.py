@@ -3,7 +3,7 @@
 from playwright.sync_api import expect
 from rest_framework.test import APIClient
 
-from engage.models import Membership, Workspace
+from engage.models import IdentifierModeChange, Membership, Workspace
 from tests.api.conftest import basic
 from tests.browser.conftest import sign_in
 from tests.factories import make_member
@@ -72,7 +72,7 @@ def test_an_admin_switches_to_email_or_id_and_the_page_follows_the_change(page, 
 
     for number in range(5):
         make_person(id_workspace, f"u{number}", email=f"User{number}@Example.com")
-    monkeypatch.setattr(services, "EMAIL_KEY_BATCH", 2)
+    monkeypatch.setattr(IdentifierModeChange, "batch_size", 2)
     # No worker has picked the change up yet: the test plays the worker, a batch at a time.
     monkeypatch.setattr("django_q.tasks.async_task", lambda *args, **kwargs: None)
     sign_in(page, make_member(id_workspace, Membership.Role.ADMIN, username="ada"))

@@ -287,7 +287,7 @@ def test_identifier_mode_changes_are_listed_and_a_stopped_one_retried(
     from engage.models import IdentifierModeChange
     from tests.factories import make_person
 
-    monkeypatch.setattr(services, "EMAIL_KEY_BATCH", 2)
+    monkeypatch.setattr(IdentifierModeChange, "batch_size", 2)
     for name in ["ada", "bob", "cy"]:
         make_person(id_workspace, name, email=f"{name}@example.com")
     change = services.set_identifier_mode(id_workspace, "email_or_id")

@@ -8,7 +8,7 @@ from django.urls import reverse
 from rest_framework.test import APIClient
 
 from engage import settings_views
-from engage.models import Membership, Workspace
+from engage.models import IdentifierModeChange, Membership, Workspace
 from people import services as people
 from people.models import Person
 from tests.api.conftest import basic
@@ -267,7 +267,7 @@ def test_a_large_switch_runs_as_a_job_the_page_follows(client, id_admin, id_work
                                                        monkeypatch):
     from engage import services
 
-    monkeypatch.setattr(services, "EMAIL_KEY_BATCH", 2)
+    monkeypatch.setattr(IdentifierModeChange, "batch_size", 2)
     for name in ["ada", "bob", "cy"]:
         make_person(id_workspace, name, email=f"{name}@example.com")
 
@@ -294,7 +294,7 @@ def test_a_large_switch_runs_as_a_job_the_page_follows(client, id_admin, id_work
 def test_a_switch_that_failed_says_why(client, id_admin, id_workspace, monkeypatch):
     from engage import services
 
-    monkeypatch.setattr(services, "EMAIL_KEY_BATCH", 2)
+    monkeypatch.setattr(IdentifierModeChange, "batch_size", 2)
     for name in ["ada", "bob", "cy"]:
         make_person(id_workspace, name, email=f"{name}@example.com")
     client.post(IDENTIFIERS, {"mode": "email_or_id"})

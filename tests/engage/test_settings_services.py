@@ -3,7 +3,7 @@
 import pytest
 
 from engage import services
-from engage.models import Membership, Workspace
+from engage.models import IdentifierModeChange, Membership, Workspace
 from people import services as people
 from people.errors import InvalidInput
 from people.models import Person
@@ -72,7 +72,7 @@ def test_switching_to_email_or_id_is_refused_while_emails_are_shared(id_workspac
 
 def test_switching_to_email_or_id_once_resolved_makes_email_an_identifier(id_workspace,
                                                                           monkeypatch):
-    monkeypatch.setattr(services, "EMAIL_KEY_BATCH", 2)  # several batches
+    monkeypatch.setattr(IdentifierModeChange, "batch_size", 2)  # several batches
     make_person(id_workspace, "ada1", email="Ada@Example.com")
     make_person(id_workspace, "ada2", email="ada@example.com")
     for name in ["bob", "cy", "dee"]:
@@ -146,7 +146,7 @@ def test_switching_back_to_id_frees_email(workspace):
 
 @pytest.fixture
 def small_batches(monkeypatch):
-    monkeypatch.setattr(services, "EMAIL_KEY_BATCH", 2)
+    monkeypatch.setattr(IdentifierModeChange, "batch_size", 2)
 
 
 def test_a_change_resumes_where_it_stopped_and_keys_people_added_meanwhile(

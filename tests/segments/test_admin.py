@@ -117,7 +117,7 @@ def test_actions_need_the_change_permission(client, workspace, queued):
 
 
 def test_a_stopped_membership_job_is_listed_and_retried(su_client, workspace, monkeypatch):
-    monkeypatch.setattr(operations, "BATCH_SIZE", 2)  # three people: a queued job
+    monkeypatch.setattr(MembershipJob, "batch_size", 2)  # three people: a queued job
     vip = segments.create_segment(workspace, name="VIP")
     for n in range(3):
         make_person(workspace, f"u{n}")

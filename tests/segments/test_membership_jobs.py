@@ -30,7 +30,7 @@ def job_page(job):
 
 @pytest.fixture
 def small_batches(monkeypatch):
-    monkeypatch.setattr(operations, "BATCH_SIZE", 2)
+    monkeypatch.setattr(MembershipJob, "batch_size", 2)
 
 
 @pytest.fixture

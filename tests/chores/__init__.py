@@ -1,0 +1,1 @@
+"""A kind of background job that exists only in the tests: a subclass and nothing more."""
