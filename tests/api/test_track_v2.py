@@ -1,13 +1,16 @@
 """Track API v2: /entity and /batch, with v2 error shapes and set-based batches."""
 
 import json
+from datetime import UTC, datetime
 
 import pytest
+import time_machine
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from people import batch, services
 from people.models import Activity, Device, Event, Person, Suppression
+from people.signals import people_changed
 from tests.factories import make_person, make_workspace
 
 
@@ -236,3 +239,24 @@ def test_a_batch_ends_where_the_same_operations_one_by_one_end(workspace):
 
     assert state(workspace) == state(single)
     assert len(state(workspace)) == 3
+
+
+def test_a_batch_repeating_created_at_and_a_newer_timestamp_changes_nothing(
+        track, workspace, django_capture_on_commit_callbacks):
+    with time_machine.travel(datetime(2026, 3, 1, tzinfo=UTC), tick=False):
+        post(track, "/api/v2/batch", {"batch": [
+            identify({"id": "u1"}, plan="pro", created_at=1_700_000_000, _timestamp=100)]})
+    before = Person.objects.get()
+    announced = []
+    people_changed.connect(receiver := lambda **kw: announced.append(kw["person_ids"]))
+    try:
+        with (time_machine.travel(datetime(2026, 3, 2, tzinfo=UTC), tick=False),
+              django_capture_on_commit_callbacks(execute=True)):
+            post(track, "/api/v2/batch", {"batch": [
+                identify({"id": "u1"}, plan="pro", created_at=1_700_000_000, _timestamp=200)]})
+    finally:
+        people_changed.disconnect(receiver)
+    after = Person.objects.get()
+    assert (after.updated_at, after.attributes_timestamp) == (before.updated_at, 200)
+    assert announced == []
+    assert not Activity.objects.exclude(kind=Activity.Kind.CREATED).exists()
