@@ -359,13 +359,13 @@ class _Run:
             (person.pk, *(getattr(person, name) for name in DIRTY_FIELDS))
             for person in self.dirty.values()])
         insert_rows(Activity, services.ACTIVITY_FIELDS, self.activity)
-        stored = sorted(StoredEvent(person_id, event_id, name) for event_id, person_id, name
-                        in insert_rows(Event, services.EVENT_FIELDS, [
-                            (self.workspace.pk, person.pk, None, event.name, event.type,
-                             event.timestamp, event.data, event.dedup_id, self.now)
-                            for person, event in self.events],
-                            returning=("id", "person", "name"),
-                            skip_conflicts_on=services.EVENT_DEDUP_INDEX))
+        written = insert_rows(Event, services.EVENT_FIELDS, [
+            (self.workspace.pk, person.pk, None, event.name, event.type, event.timestamp,
+             event.data, event.dedup_id, self.now)
+            for person, event in self.events],
+            returning=("id", "person", "name"), skip_conflicts_on=services.EVENT_DEDUP_INDEX)
+        stored = [StoredEvent(person_id, event_id, name)
+                  for event_id, person_id, name in sorted(written)]
         changed = {person.pk for person in self.new_people} | self.changed
         changed |= {event.person_id for event in stored}
         if changed:
