@@ -6,7 +6,7 @@ the run names, one checks the suppression list, and people, activity and events 
 written with multi-row inserts and updates. Any operation that needs more (a merge,
 a deletion, a device, an identify that moves identifiers between people) ends the run
 and goes through the people services on its own, so every rule holds exactly as it
-does for a single call.
+does for a single call. The whole batch commits at once, or not at all.
 """
 
 from collections.abc import Iterable
@@ -155,7 +155,12 @@ def apply_operation(workspace: Workspace, operation: Operation) -> None:
 
 
 def apply_batch(workspace: Workspace, raw_operations: list) -> list[BatchError]:
-    """Apply the valid operations of a batch in order; return the errors of the others."""
+    """Apply the valid operations of a batch in order; return the errors of the others.
+
+    The whole batch is one transaction: a failure part way (a lost connection, a killed
+    request) stores none of it, so a client can send it again as it was. Operations the
+    services refuse are reported and skipped, as the invalid ones are.
+    """
     errors: list[BatchError] = []
     operations: list[Operation] = []
     for index, raw in enumerate(raw_operations):
@@ -164,15 +169,16 @@ def apply_batch(workspace: Workspace, raw_operations: list) -> list[BatchError]:
         except InvalidInput as error:
             errors.extend(BatchError(index, problem) for problem in error.problems)
 
-    run: list[Operation] = []
-    for operation in operations:
-        if operation.bulkable:
-            run.append(operation)
-            continue
+    with transaction.atomic():
+        run: list[Operation] = []
+        for operation in operations:
+            if operation.bulkable:
+                run.append(operation)
+                continue
+            errors += _apply_run(workspace, run)
+            run = []
+            errors += _apply_alone(workspace, operation)
         errors += _apply_run(workspace, run)
-        run = []
-        errors += _apply_alone(workspace, operation)
-    errors += _apply_run(workspace, run)
     return sorted(errors, key=lambda error: error.index)
 
 
