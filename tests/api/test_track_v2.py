@@ -271,7 +271,8 @@ def mixed_batch():
             + [event({"id": "b1"}, "buy", id="e1")])
 
 
-def test_a_batch_that_fails_part_way_stores_nothing(track, workspace, monkeypatch):
+def test_a_batch_that_fails_part_way_stores_nothing(track, workspace, monkeypatch,
+                                                    django_capture_on_commit_callbacks):
     make_person(workspace, "gone", plan="free")
     before = list(Activity.objects.values_list("pk", flat=True))
     real_insert = batch.insert_rows
@@ -282,13 +283,15 @@ def test_a_batch_that_fails_part_way_stores_nothing(track, workspace, monkeypatc
         return real_insert(model, names, rows, **kwargs)
 
     monkeypatch.setattr(batch, "insert_rows", failing_insert)
-    with pytest.raises(OperationalError):
+    with (django_capture_on_commit_callbacks() as callbacks,
+          pytest.raises(OperationalError)):
         post(track, "/api/v2/batch", {"batch": mixed_batch()})
 
     assert list(Person.objects.values_list("customer_id", "attributes")) == [
         ("gone", {"plan": "free"})]
     assert list(Activity.objects.values_list("pk", flat=True)) == before
     assert not Event.objects.exists()
+    assert callbacks == []  # nothing announced
 
 
 def test_a_batch_around_a_delete_stores_everything_in_order(track, workspace,
