@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from engage.models import Workspace
@@ -31,6 +31,7 @@ from people.services.identify import (
     build_person,
     change_person,
     created_activity,
+    insert_people,
     is_stale,
     read_identify_body,
 )
@@ -360,7 +361,7 @@ class _Run:
     def _write(self):
         if not (self.new_people or self.dirty or self.events):
             return
-        self._insert_people()
+        insert_people(self.new_people)
         update_rows(Person, DIRTY_FIELDS, [
             (person.pk, *(getattr(person, name) for name in DIRTY_FIELDS))
             for person in self.dirty.values()])
@@ -378,19 +379,6 @@ class _Run:
             announce_change(self.workspace, sorted(changed))
         announce_events(self.workspace, stored)
         self._reset()
-
-    def _insert_people(self):
-        """Write the new people in one statement and give each its primary key."""
-        written = dict((cio_id, pk) for pk, cio_id in insert_rows(
-            Person, services.PERSON_FIELDS,
-            [(person.workspace_id, *(getattr(person, name)
-                                     for name in services.PERSON_FIELDS[1:]))
-             for person in self.new_people],
-            returning=("id", "cio_id")))
-        for person in self.new_people:
-            person.pk = written[person.cio_id]
-            person._state.adding = False
-            person._state.db = connection.alias
 
 
 # The fields an identify in a run may change on someone who exists.

@@ -246,7 +246,7 @@ def created_activity(person: Person) -> tuple[str, dict]:
 
 def _create_person(workspace: Workspace, identifiers: dict, data: IdentifyInput) -> Person:
     person = build_person(workspace, identifiers, data, now=timezone.now())
-    _insert_person(person)
+    insert_people([person])
     log_activity(workspace, person.cio_id, *created_activity(person))
     if data.anonymous_id:
         _link_anonymous_events(person, data.anonymous_id)
@@ -258,14 +258,19 @@ PERSON_FIELDS = ["workspace", "cio_id", "customer_id", "email", "email_key", "at
                  "unsubscribed", "created_at", "updated_at", "attributes_timestamp"]
 
 
-def _insert_person(person: Person) -> None:
-    """Write a new person in one statement, as ``person.save()`` would."""
-    ((person.pk,),) = insert_rows(
+def insert_people(people: list[Person]) -> None:
+    """Write new people in one statement, as ``save()`` would, and give each its key."""
+    if not people:
+        return
+    written = dict((cio_id, pk) for pk, cio_id in insert_rows(
         Person, PERSON_FIELDS,
-        [(person.workspace_id, *(getattr(person, name) for name in PERSON_FIELDS[1:]))],
-        returning=("id",))
-    person._state.adding = False
-    person._state.db = connection.alias
+        [(person.workspace_id, *(getattr(person, name) for name in PERSON_FIELDS[1:]))
+         for person in people],
+        returning=("id", "cio_id")))
+    for person in people:
+        person.pk = written[person.cio_id]
+        person._state.adding = False
+        person._state.db = connection.alias
 
 
 def _identifier_change(
