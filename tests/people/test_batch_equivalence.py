@@ -44,8 +44,10 @@ event_ops = st.builds(
     identifiers, st.sampled_from(["event", "event", "page", "screen"]),
     st.sampled_from(["login", "buy"]), st.sampled_from([None, None, "e1", "e2"]),
     st.sampled_from([{}, {"total": 3}]))
-steps = st.lists(st.lists(st.one_of(identify_ops, event_ops), min_size=1, max_size=8),
-                 min_size=1, max_size=3)
+delete_ops = st.builds(
+    lambda who: {"type": "person", "action": "delete", "identifiers": who}, identifiers)
+operations = st.one_of(identify_ops, identify_ops, event_ops, event_ops, delete_ops)
+steps = st.lists(st.lists(operations, min_size=1, max_size=8), min_size=1, max_size=3)
 
 
 def one_by_one(workspace, raw):
@@ -55,7 +57,9 @@ def one_by_one(workspace, raw):
     except services.InvalidInput:
         return
     try:
-        if raw["action"] == "identify":
+        if raw["action"] == "delete":
+            services.delete_person(workspace, ref)
+        elif raw["action"] == "identify":
             body = dict(raw["attributes"])
             if raw.get("timestamp") is not None:
                 body.setdefault("_timestamp", raw["timestamp"])
@@ -74,7 +78,8 @@ def prepare(workspace):
 
 
 def snapshot(workspace, announced):
-    """Everything a workspace holds, with people and events named by their position."""
+    """Everything a workspace holds, with people and events named by their position
+    (-1 for those deleted since)."""
     people = list(Person.objects.filter(workspace=workspace).order_by("pk"))
     person_at = {person.pk: n for n, person in enumerate(people)}
     cio_at = {person.cio_id: n for n, person in enumerate(people)}
@@ -87,9 +92,10 @@ def snapshot(workspace, announced):
                     e.data, e.dedup_id, e.received_at) for e in events],
         "activity": [(cio_at.get(a.cio_id), a.kind, a.data) for a in
                      Activity.objects.filter(workspace=workspace).order_by("pk")],
-        "changed": [sorted({person_at[pk] for pk in step["changed"]}) for step in announced],
-        "stored": [sorted((person_at[p], event_at[e], name) for p, e, name in step["stored"])
-                   for step in announced],
+        "changed": [sorted({person_at.get(pk, -1) for pk in step["changed"]})
+                    for step in announced],
+        "stored": [sorted((person_at.get(p, -1), event_at.get(e, -1), name)
+                          for p, e, name in step["stored"]) for step in announced],
     }
 
 
