@@ -101,9 +101,13 @@ def snapshot(workspace, announced):
 
 @settings(max_examples=60, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-@given(steps=steps, mode=st.sampled_from(["email_or_id", "id"]))
-def test_a_batch_stores_what_the_same_calls_one_by_one_store(db, steps, mode):
-    single, bulk = make_workspace("One by one", mode=mode), make_workspace("Batch", mode=mode)
+@given(steps=steps, mode=st.sampled_from(["email_or_id", "id"]),
+       email_update_by_id=st.booleans())
+def test_a_batch_stores_what_the_same_calls_one_by_one_store(db, steps, mode,
+                                                             email_update_by_id):
+    single, bulk = (make_workspace(name, mode=mode,
+                                   allow_email_update_by_id=email_update_by_id)
+                    for name in ("One by one", "Batch"))
     announced = {single.pk: [], bulk.pk: []}
 
     def on_change(sender, workspace_id, person_ids, **kwargs):
