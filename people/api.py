@@ -229,8 +229,9 @@ class BatchView(TrackV2View):
             "batch": serializers.ListField(child=serializers.DictField())}),
         responses={**V2_RESPONSES, 207: V2BatchErrors},
         description="Operations as for /entity, applied in order; the valid ones are applied "
-                    "and the invalid ones reported by batch_index with status 207. At most "
-                    "500 KB, and 32 KB an operation.",
+                    "and the invalid ones reported by batch_index with status 207. A batch is "
+                    "stored whole or not at all: after an error (5xx) nothing of it is "
+                    "stored, so it can be sent again. At most 500 KB, and 32 KB an operation.",
     )
     def post(self, request):
         _check_size(request, batch.MAX_BATCH_BYTES)

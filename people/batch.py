@@ -6,14 +6,14 @@ the run names, one checks the suppression list, and people, activity and events 
 written with multi-row inserts and updates. Any operation that needs more (a merge,
 a deletion, a device, an identify that moves identifiers between people) ends the run
 and goes through the people services on its own, so every rule holds exactly as it
-does for a single call.
+does for a single call. The whole batch commits at once, or not at all.
 """
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from engage.models import Workspace
@@ -22,7 +22,20 @@ from people import services
 from people import validation as v
 from people.errors import InvalidInput, Problem
 from people.models import Activity, Event, Person, Suppression
-from people.services import Ref, common, events, identify
+from people.services import Ref
+from people.services.common import announce_change, announce_events, identifier_key
+from people.services.events import EventInput, read_event
+from people.services.identify import (
+    IdentifyInput,
+    body_refs,
+    build_person,
+    change_person,
+    created_activity,
+    insert_people,
+    is_stale,
+    read_identify_body,
+)
+from people.signals import StoredEvent
 
 MAX_OPERATION_BYTES = 32 * 1024
 MAX_BATCH_BYTES = 500 * 1024
@@ -37,8 +50,8 @@ class Operation:
     action: str
     ref: Ref | None = None
     body: dict = field(default_factory=dict)
-    identify: Any = None  # services._IdentifyInput
-    event: Any = None  # services._EventInput
+    identify: IdentifyInput | None = None
+    event: EventInput | None = None
     primary: Ref | None = None
     secondary: Ref | None = None
 
@@ -99,9 +112,9 @@ def parse_operation(workspace: Workspace, raw: Any, *, index: int = 0) -> Operat
             raise InvalidInput.single("attributes", "invalid", "attributes must be an object")
         if raw.get("timestamp") is not None and "_timestamp" not in attributes:
             attributes = {**attributes, "_timestamp": raw["timestamp"]}
-        operation.identify = identify._read_identify_body(workspace, attributes)
+        operation.identify = read_identify_body(workspace, attributes)
     elif action in EVENT_ACTIONS:
-        operation.event = events._read_event(
+        operation.event = read_event(
             raw.get("name"), raw.get("attributes"), raw.get("timestamp"), action, raw.get("id"))
     elif action in ("add_device", "delete_device"):
         device = raw.get("device")
@@ -143,7 +156,12 @@ def apply_operation(workspace: Workspace, operation: Operation) -> None:
 
 
 def apply_batch(workspace: Workspace, raw_operations: list) -> list[BatchError]:
-    """Apply the valid operations of a batch in order; return the errors of the others."""
+    """Apply the valid operations of a batch in order; return the errors of the others.
+
+    The whole batch is one transaction: a failure part way (a lost connection, a killed
+    request) stores none of it, so a client can send it again as it was. Operations the
+    services refuse are reported and skipped, as the invalid ones are.
+    """
     errors: list[BatchError] = []
     operations: list[Operation] = []
     for index, raw in enumerate(raw_operations):
@@ -152,15 +170,16 @@ def apply_batch(workspace: Workspace, raw_operations: list) -> list[BatchError]:
         except InvalidInput as error:
             errors.extend(BatchError(index, problem) for problem in error.problems)
 
-    run: list[Operation] = []
-    for operation in operations:
-        if operation.bulkable:
-            run.append(operation)
-            continue
+    with transaction.atomic():
+        run: list[Operation] = []
+        for operation in operations:
+            if operation.bulkable:
+                run.append(operation)
+                continue
+            errors += _apply_run(workspace, run)
+            run = []
+            errors += _apply_alone(workspace, operation)
         errors += _apply_run(workspace, run)
-        run = []
-        errors += _apply_alone(workspace, operation)
-    errors += _apply_run(workspace, run)
     return sorted(errors, key=lambda error: error.index)
 
 
@@ -201,11 +220,10 @@ class _Run:
 
     def _reset(self):
         self.new_people: list[Person] = []
-        self.dirty: dict[int, Person] = {}
-        self.changes: dict[int, dict] = {}
-        self.unsubscribe_changes: list[Person] = []
-        self.identifier_changes: list[tuple[Person, Ref]] = []
-        self.events: list[tuple[Person, Any]] = []  # (person, services._EventInput)
+        self.dirty: dict[int, Person] = {}  # people who exist, with columns to write
+        self.changed: set[int] = set()  # people who exist and changed (announced)
+        self.activity: list[tuple] = []  # activity rows, in the order of the operations
+        self.events: list[tuple[Person, EventInput]] = []
 
     # -- lookups --
 
@@ -213,7 +231,7 @@ class _Run:
         for operation in self.operations:
             yield operation.ref
             if operation.identify is not None:
-                yield from identify._body_refs(self.workspace, operation.identify)
+                yield from body_refs(self.workspace, operation.identify)
 
     def _suppressed(self) -> set[tuple[str, str]]:
         return services.suppressions_of(self.workspace, self._refs())
@@ -221,15 +239,15 @@ class _Run:
     def _is_suppressed(self, operation: Operation) -> bool:
         refs = [operation.ref]
         if operation.identify is not None:
-            refs += identify._body_refs(self.workspace, operation.identify)
-        return any((ref.kind, common.identifier_key(ref.kind, ref.value)) in self.suppressed
+            refs += body_refs(self.workspace, operation.identify)
+        return any((ref.kind, identifier_key(ref.kind, ref.value)) in self.suppressed
                    for ref in refs if ref.kind in ("id", "email"))
 
     def _load(self):
         ids, emails, cio_ids = set(), set(), set()
         for ref in self._refs():
             {"id": ids, "email": emails, "cio_id": cio_ids}[ref.kind].add(
-                common.identifier_key(ref.kind, ref.value))
+                identifier_key(ref.kind, ref.value))
         if not self.workspace.email_is_identifier:
             emails = set()
         self.by_key: dict[tuple[str, str], Person] = {}
@@ -258,7 +276,7 @@ class _Run:
     def _person(self, ref: Ref) -> Person | None:
         if ref.kind == "email" and not self.workspace.email_is_identifier:
             return None
-        return self.by_key.get((ref.kind, common.identifier_key(ref.kind, ref.value)))
+        return self.by_key.get((ref.kind, identifier_key(ref.kind, ref.value)))
 
     # -- applying --
 
@@ -275,32 +293,23 @@ class _Run:
         self._write()
         return self.errors
 
-    def _new_person(self, identifiers: dict, data) -> Person:
-        attributes = identify._new_attributes({}, data) if data else {}
-        if identifiers.get("email"):
-            attributes["email"] = identifiers["email"]
-        person = Person(
-            workspace=self.workspace,
-            customer_id=identifiers.get("id"),
-            attributes=attributes,
-            unsubscribed=bool(data and data.unsubscribed),
-            created_at=(v.datetime_from_unix(data.created_at)
-                        if data and data.created_at is not None else self.now),
-            updated_at=self.now,
-            attributes_timestamp=data.timestamp if data else None,
-        )
-        identify._sync_email(person)
+    def _log(self, person: Person, kind: str, data: dict):
+        self.activity.append((self.workspace.pk, person.cio_id, kind, data, False, self.now))
+
+    def _new_person(self, identifiers: dict, data: IdentifyInput) -> Person:
+        person = build_person(self.workspace, identifiers, data, now=self.now)
         self.new_people.append(person)
         self._remember(person)
+        self._log(person, *created_activity(person))
         return person
 
     def _identify(self, operation: Operation) -> bool:
+        """Apply an identify in memory, or return False for one the services must apply."""
         ref, data = operation.ref, operation.identify
         other = None
-        for body_ref in identify._body_refs(self.workspace, data):
+        for body_ref in body_refs(self.workspace, data):
             if body_ref.kind == ref.kind:
-                key = common.identifier_key
-                if key(ref.kind, body_ref.value) != key(ref.kind, ref.value):
+                if identifier_key(ref.kind, body_ref.value) != identifier_key(ref.kind, ref.value):
                     return False  # an identifier change: the service logs the conflict
             else:
                 other = body_ref
@@ -313,48 +322,28 @@ class _Run:
                 identifiers[other.kind] = other.value
             self._new_person(identifiers, data)
             return True
+        given = {}
         if other:
             current = person.customer_id if other.kind == "id" else person.email_key
             if current is None and self._person(other) is None:
                 # Giving a person an identifier they lack, that nobody else holds.
-                self.identifier_changes.append((person, other))
-            elif current != common.identifier_key(other.kind, other.value):
+                given[other.kind] = other.value
+            elif current != identifier_key(other.kind, other.value):
                 return False
-        if (data.timestamp is not None and person.attributes_timestamp is not None
-                and data.timestamp < person.attributes_timestamp):
-            return True  # stale
+        if is_stale(person, data):
+            return True
         try:
-            attributes = identify._new_attributes(person.attributes, data)
+            change = change_person(person, data, identifiers=given, now=self.now)
         except InvalidInput:
             return False  # over the limit: the service reports it
-        changed = {key: attributes.get(key) for key in set(attributes) | set(person.attributes)
-                   if attributes.get(key) != person.attributes.get(key)}
-        touched = False
-        if changed:
-            person.attributes = attributes
-            identify._sync_email(person)
-            if person.pk:
-                self.changes.setdefault(person.pk, {}).update(changed)
-            touched = True
-        if data.created_at is not None:
-            person.created_at = v.datetime_from_unix(data.created_at)
-            touched = True
-        if data.unsubscribed is not None and data.unsubscribed != person.unsubscribed:
-            person.unsubscribed = data.unsubscribed
-            if person.pk:
-                self.unsubscribe_changes.append(person)
-            touched = True
-        if data.timestamp is not None:
-            person.attributes_timestamp = data.timestamp
-            touched = True
-        if other and (person, other) in self.identifier_changes:
-            if other.kind == "id":
-                person.customer_id = other.value
+        if given:
             self._remember(person)
-            touched = True
-        if touched and person.pk:
-            person.updated_at = self.now
+        for kind, entry in change.activity:
+            self._log(person, kind, entry)
+        if person.pk and change.fields:
             self.dirty[person.pk] = person
+        if person.pk and change.changed:
+            self.changed.add(person.pk)
         return True
 
     def _event(self, operation: Operation) -> bool:
@@ -363,7 +352,7 @@ class _Run:
         if person is None:
             if ref.kind == "cio_id":
                 return True  # nobody has this cio_id: dropped, as a single call would be
-            person = self._new_person({ref.kind: ref.value}, None)
+            person = self._new_person({ref.kind: ref.value}, IdentifyInput())
         self.events.append((person, event))
         return True
 
@@ -372,53 +361,24 @@ class _Run:
     def _write(self):
         if not (self.new_people or self.dirty or self.events):
             return
-        self._insert_people()
+        insert_people(self.new_people)
         update_rows(Person, DIRTY_FIELDS, [
             (person.pk, *(getattr(person, name) for name in DIRTY_FIELDS))
             for person in self.dirty.values()])
-        workspace, now, kinds = self.workspace.pk, self.now, Activity.Kind
-        activity = [
-            (workspace, person.cio_id, kinds.CREATED,
-             {"attributes": sorted(person.attributes)}, False, now)
-            for person in self.new_people
-        ]
-        activity += [
-            (workspace, self.dirty[pk].cio_id, kinds.ATTRIBUTES_CHANGED, {"changed": changed},
-             False, now)
-            for pk, changed in self.changes.items()
-        ]
-        activity += [
-            (workspace, person.cio_id,
-             kinds.UNSUBSCRIBED if person.unsubscribed else kinds.RESUBSCRIBED, {}, False, now)
-            for person in self.unsubscribe_changes
-        ]
-        activity += [
-            (workspace, person.cio_id, kinds.IDENTIFIERS_CHANGED,
-             {ref.kind: [None, ref.value]}, False, now)
-            for person, ref in self.identifier_changes if person.pk
-        ]
-        insert_rows(Activity, services.ACTIVITY_FIELDS, activity)
-        insert_rows(Event, services.EVENT_FIELDS, [
-            (workspace, person.pk, None, event.name, event.type, event.timestamp, event.data,
-             event.dedup_id, now)
-            for person, event in self.events], skip_conflicts_on=services.EVENT_DEDUP_INDEX)
-        touched = {person.pk for person in self.new_people} | set(self.dirty)
-        touched |= {person.pk for person, _ in self.events}
-        common.announce_change(self.workspace, sorted(touched))
+        insert_rows(Activity, services.ACTIVITY_FIELDS, self.activity)
+        written = insert_rows(Event, services.EVENT_FIELDS, [
+            (self.workspace.pk, person.pk, None, event.name, event.type, event.timestamp,
+             event.data, event.dedup_id, self.now)
+            for person, event in self.events],
+            returning=("id", "person", "name"), skip_conflicts_on=services.EVENT_DEDUP_INDEX)
+        stored = [StoredEvent(person_id, event_id, name)
+                  for event_id, person_id, name in sorted(written)]
+        changed = {person.pk for person in self.new_people} | self.changed
+        changed |= {event.person_id for event in stored}
+        if changed:
+            announce_change(self.workspace, sorted(changed))
+        announce_events(self.workspace, stored)
         self._reset()
-
-    def _insert_people(self):
-        """Write the new people in one statement and give each its primary key."""
-        written = dict((cio_id, pk) for pk, cio_id in insert_rows(
-            Person, services.PERSON_FIELDS,
-            [(person.workspace_id, *(getattr(person, name)
-                                     for name in services.PERSON_FIELDS[1:]))
-             for person in self.new_people],
-            returning=("id", "cio_id")))
-        for person in self.new_people:
-            person.pk = written[person.cio_id]
-            person._state.adding = False
-            person._state.db = connection.alias
 
 
 # The fields an identify in a run may change on someone who exists.

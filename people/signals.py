@@ -4,7 +4,18 @@ Receivers run inside the transaction of the change, so their work commits or rol
 with it. They must work on the whole set at once (set-based SQL), never row by row.
 """
 
+from typing import NamedTuple
+
 from django.dispatch import Signal
+
+
+class StoredEvent(NamedTuple):
+    """An event stored for a person, as ``events_stored`` announces it."""
+
+    person_id: int
+    event_id: int
+    name: str
+
 
 # Sent before a batch of people is deleted, while their rows still exist.
 # Arguments: workspace, person_ids (list[int]), cio_ids (list[str]), suppress (bool).
@@ -21,3 +32,9 @@ people_merging = Signal()
 # Sent after commit when people's attributes, events, subscription or identifiers
 # changed. Arguments: workspace_id (int), person_ids (list[int]).
 people_changed = Signal()
+
+# Sent after commit when events were stored for people (tracked, batched, or anonymous
+# events linked to the person identify named). Once a commit per call or batch run, never
+# once per event. Arguments: workspace_id (int), events (list[StoredEvent]).
+# Anonymous events are announced when they are linked to a person, not before.
+events_stored = Signal()

@@ -14,7 +14,7 @@ from engage.sql import insert_rows, select_models
 from people import validation as v
 from people.errors import InvalidInput, Problem
 from people.models import Activity, Person
-from people.signals import people_changed
+from people.signals import StoredEvent, events_stored, people_changed
 
 
 @dataclass(frozen=True)
@@ -130,4 +130,14 @@ def announce_change(workspace: Workspace, person_ids: list[int]) -> None:
     workspace_id = workspace.pk
     transaction.on_commit(
         lambda: people_changed.send(sender=Person, workspace_id=workspace_id, person_ids=person_ids)
+    )
+
+
+def announce_events(workspace: Workspace, events: list[StoredEvent]) -> None:
+    """Announce after commit, in one send, events stored for people."""
+    if not events:
+        return
+    workspace_id = workspace.pk
+    transaction.on_commit(
+        lambda: events_stored.send(sender=Person, workspace_id=workspace_id, events=events)
     )

@@ -16,17 +16,21 @@ from people.services.common import (
     Ref,
     Result,
     announce_change,
+    announce_events,
     check_ref,
     find_person,
 )
-from people.services.identify import _create_person, _IdentifyInput
+from people.services.identify import IdentifyInput, _create_person
 from people.services.suppression import is_suppressed
+from people.signals import StoredEvent
 
 EVENT_TYPES = frozenset(Event.Type.values)
 
 
 @dataclass
-class _EventInput:
+class EventInput:
+    """An event, read and checked: its name, data, moment, type and optional id."""
+
     name: str
     data: dict
     timestamp: Any
@@ -34,7 +38,8 @@ class _EventInput:
     dedup_id: str | None
 
 
-def _read_event(name, data, timestamp, type, dedup_id) -> _EventInput:
+def read_event(name, data, timestamp, type, dedup_id) -> EventInput:
+    """Read an event, or raise InvalidInput naming every problem in it."""
     problems = v.event_problems(name, data)
     if type not in EVENT_TYPES:
         problems.append(Problem("type", "invalid_value", "type must be one of event, page, screen"))
@@ -46,7 +51,7 @@ def _read_event(name, data, timestamp, type, dedup_id) -> _EventInput:
     moment = v.optional_moment(timestamp, field="timestamp", problems=problems)
     if problems:
         raise InvalidInput(problems)
-    return _EventInput(name.strip(), data or {}, moment or timezone.now(), type, dedup_id or None)
+    return EventInput(name.strip(), data or {}, moment or timezone.now(), type, dedup_id or None)
 
 
 def _get_or_create_person(workspace: Workspace, ref: Ref) -> tuple[Person | None, bool]:
@@ -56,7 +61,7 @@ def _get_or_create_person(workspace: Workspace, ref: Ref) -> tuple[Person | None
         return person, False
     try:
         with transaction.atomic():
-            person = _create_person(workspace, {ref.kind: ref.value}, _IdentifyInput())
+            person = _create_person(workspace, {ref.kind: ref.value}, IdentifyInput())
             return person, True
     except IntegrityError:
         return find_person(workspace, ref, lock=False), False
@@ -69,7 +74,7 @@ EVENT_FIELDS = ["workspace", "person", "anonymous_id", "name", "type", "timestam
 
 
 def _insert_event(workspace: Workspace, person: Person | None, anonymous_id: str | None,
-                  event: _EventInput) -> Event | None:
+                  event: EventInput) -> Event | None:
     """Write an event in one statement; return None if its id was seen already."""
     row = Event(
         workspace=workspace,
@@ -106,16 +111,18 @@ def track_event(
 ) -> Result:
     """Record an event for the person ``ref`` names, creating them if needed."""
     check_ref(ref)
-    event = _read_event(name, data, timestamp, type, dedup_id)
+    event = read_event(name, data, timestamp, type, dedup_id)
     if is_suppressed(workspace, [ref]):
         return Result(Outcome.SUPPRESSED)
     with transaction.atomic():
         person, _ = _get_or_create_person(workspace, ref)
         if person is None:
             return Result(Outcome.NOT_FOUND, message="no person has this cio_id")
-        if _insert_event(workspace, person, None, event) is None:
+        stored = _insert_event(workspace, person, None, event)
+        if stored is None:
             return Result(Outcome.DUPLICATE, person)
         announce_change(workspace, [person.pk])
+        announce_events(workspace, [StoredEvent(person.pk, stored.pk, stored.name)])
     return Result(Outcome.CREATED, person)
 
 
@@ -133,7 +140,7 @@ def track_anonymous_event(
 
     An anonymous_id already linked to a person (by identify) keeps pointing at them.
     """
-    event = _read_event(name, data, timestamp, type, dedup_id)
+    event = read_event(name, data, timestamp, type, dedup_id)
     if anonymous_id not in (None, ""):
         anonymous_id = str(anonymous_id)
         problems = v.identifier_problems("id", anonymous_id, field="anonymous_id")
@@ -151,8 +158,10 @@ def track_anonymous_event(
                 .first()
             )
             person = linked.person if linked else None
-        if _insert_event(workspace, person, anonymous_id, event) is None:
+        stored = _insert_event(workspace, person, anonymous_id, event)
+        if stored is None:
             return Result(Outcome.DUPLICATE, person)
         if person:
             announce_change(workspace, [person.pk])
+            announce_events(workspace, [StoredEvent(person.pk, stored.pk, stored.name)])
     return Result(Outcome.CREATED, person)

@@ -17,12 +17,14 @@ from people.services.common import (
     Ref,
     Result,
     announce_change,
+    announce_events,
     check_ref,
     find_person,
     identifier_key,
     log_activity,
 )
 from people.services.suppression import is_suppressed
+from people.signals import StoredEvent
 
 # Anonymous events this recent are attached to a person identified with their anonymous_id;
 # a merge moves the secondary's events this recent to the primary.
@@ -35,7 +37,10 @@ SUBSCRIPTION_PREFIX = "cio_subscription_preferences."
 
 
 @dataclass
-class _IdentifyInput:
+class IdentifyInput:
+    """An identify body, read and checked: identifiers, what to set, remove and change."""
+
+
     body_id: str | None = None
     body_email: str | None = None
     created_at: int | None = None
@@ -48,11 +53,12 @@ class _IdentifyInput:
     subscription_updates: dict = field(default_factory=dict)
 
 
-def _read_identify_body(workspace: Workspace, body: Any) -> _IdentifyInput:
+def read_identify_body(workspace: Workspace, body: Any) -> IdentifyInput:
+    """Read an identify body, or raise InvalidInput naming every problem in it."""
     if not isinstance(body, dict):
         raise InvalidInput.single("attributes", "invalid_type", "attributes must be an object")
     problems: list[Problem] = []
-    data = _IdentifyInput()
+    data = IdentifyInput()
     for key in ("id", "email"):
         value = body.get(key)
         if value is None or value == "":
@@ -102,7 +108,8 @@ def _read_identify_body(workspace: Workspace, body: Any) -> _IdentifyInput:
     return data
 
 
-def _body_refs(workspace: Workspace, data: _IdentifyInput) -> list[Ref]:
+def body_refs(workspace: Workspace, data: IdentifyInput) -> list[Ref]:
+    """Return the identifiers the body names (an email only where it is an identifier)."""
     refs = []
     if data.body_id:
         refs.append(Ref("id", data.body_id))
@@ -120,12 +127,12 @@ def identify_person(workspace: Workspace, ref: Ref, body: dict) -> Result:
     only when the person is addressed by cio_id; ``_update`` never creates.
     """
     check_ref(ref)
-    data = _read_identify_body(workspace, body)
+    data = read_identify_body(workspace, body)
     if ref.kind == "email" and not workspace.email_is_identifier:
         raise InvalidInput.single(
             "identifier", "email_not_identifier", "email is not an identifier in this workspace"
         )
-    refs = [ref, *_body_refs(workspace, data)]
+    refs = [ref, *body_refs(workspace, data)]
     if is_suppressed(workspace, refs):
         return Result(Outcome.SUPPRESSED)
     for attempt in range(2):
@@ -139,7 +146,7 @@ def identify_person(workspace: Workspace, ref: Ref, body: dict) -> Result:
     raise AssertionError("unreachable")
 
 
-def _apply_identify(workspace: Workspace, ref: Ref, data: _IdentifyInput) -> Result:
+def _apply_identify(workspace: Workspace, ref: Ref, data: IdentifyInput) -> Result:
     person = find_person(workspace, ref)
     if ref.kind == "cio_id" and person is None:
         log_activity(workspace, None, Activity.Kind.UPDATE_FAILED,
@@ -156,7 +163,7 @@ def _apply_identify(workspace: Workspace, ref: Ref, data: _IdentifyInput) -> Res
     wanted: dict[str, str] = {}
     if ref.kind in ("id", "email"):
         wanted[ref.kind] = ref.value
-    for body_ref in _body_refs(workspace, data):
+    for body_ref in body_refs(workspace, data):
         wanted.setdefault(body_ref.kind, body_ref.value)
 
     if person is None:
@@ -175,7 +182,7 @@ def _apply_identify(workspace: Workspace, ref: Ref, data: _IdentifyInput) -> Res
     return _update_person(person, ref, wanted, data)
 
 
-def _sync_email(person: Person) -> bool:
+def sync_email(person: Person) -> bool:
     """Mirror the email attribute into the email columns; tell whether they changed."""
     email = person.attributes.get("email")
     email = str(email) if email not in (None, "") else None
@@ -186,7 +193,8 @@ def _sync_email(person: Person) -> bool:
     return True
 
 
-def _new_attributes(current: dict, data: _IdentifyInput) -> dict:
+def new_attributes(current: dict, data: IdentifyInput) -> dict:
+    """Return ``current`` with the body's attributes set, removed and merged."""
     attributes = dict(current)
     attributes.update(data.set_attributes)
     for key in data.remove_attributes:
@@ -212,9 +220,10 @@ def _new_attributes(current: dict, data: _IdentifyInput) -> dict:
     return attributes
 
 
-def _create_person(workspace: Workspace, identifiers: dict, data: _IdentifyInput) -> Person:
-    now = timezone.now()
-    attributes = _new_attributes({}, data)
+def build_person(workspace: Workspace, identifiers: dict, data: IdentifyInput, *,
+                 now) -> Person:
+    """Return a new, unsaved person with ``identifiers`` and the body's attributes."""
+    attributes = new_attributes({}, data)
     if identifiers.get("email"):
         attributes["email"] = identifiers["email"]
     person = Person(
@@ -226,10 +235,19 @@ def _create_person(workspace: Workspace, identifiers: dict, data: _IdentifyInput
         updated_at=now,
         attributes_timestamp=data.timestamp,
     )
-    _sync_email(person)
-    _insert_person(person)
-    log_activity(workspace, person.cio_id, Activity.Kind.CREATED,
-                 {"attributes": sorted(person.attributes)})
+    sync_email(person)
+    return person
+
+
+def created_activity(person: Person) -> tuple[str, dict]:
+    """Return the activity entry (kind, data) that records a new person."""
+    return Activity.Kind.CREATED, {"attributes": sorted(person.attributes)}
+
+
+def _create_person(workspace: Workspace, identifiers: dict, data: IdentifyInput) -> Person:
+    person = build_person(workspace, identifiers, data, now=timezone.now())
+    insert_people([person])
+    log_activity(workspace, person.cio_id, *created_activity(person))
     if data.anonymous_id:
         _link_anonymous_events(person, data.anonymous_id)
     announce_change(workspace, [person.pk])
@@ -240,14 +258,19 @@ PERSON_FIELDS = ["workspace", "cio_id", "customer_id", "email", "email_key", "at
                  "unsubscribed", "created_at", "updated_at", "attributes_timestamp"]
 
 
-def _insert_person(person: Person) -> None:
-    """Write a new person in one statement, as ``person.save()`` would."""
-    ((person.pk,),) = insert_rows(
+def insert_people(people: list[Person]) -> None:
+    """Write new people in one statement, as ``save()`` would, and give each its key."""
+    if not people:
+        return
+    written = dict((cio_id, pk) for pk, cio_id in insert_rows(
         Person, PERSON_FIELDS,
-        [(person.workspace_id, *(getattr(person, name) for name in PERSON_FIELDS[1:]))],
-        returning=("id",))
-    person._state.adding = False
-    person._state.db = connection.alias
+        [(person.workspace_id, *(getattr(person, name) for name in PERSON_FIELDS[1:]))
+         for person in people],
+        returning=("id", "cio_id")))
+    for person in people:
+        person.pk = written[person.cio_id]
+        person._state.adding = False
+        person._state.db = connection.alias
 
 
 def _identifier_change(
@@ -271,11 +294,85 @@ def _identifier_change(
     return False, f"changing a person's {kind} requires addressing them by cio_id"
 
 
-def _update_person(person: Person, ref: Ref, wanted: dict, data: _IdentifyInput) -> Result:
+def is_stale(person: Person, data: IdentifyInput) -> bool:
+    """Tell whether the body is older (``_timestamp``) than the update already applied."""
+    return (data.timestamp is not None and person.attributes_timestamp is not None
+            and data.timestamp < person.attributes_timestamp)
+
+
+@dataclass
+class PersonChange:
+    """What an identify changed on a person: the columns to write and what to log."""
+
+    fields: set[str] = field(default_factory=set)
+    activity: list[tuple[str, dict]] = field(default_factory=list)
+
+    @property
+    def changed(self) -> bool:
+        """Tell whether the person changed (new ``updated_at``, announced to segments)."""
+        return "updated_at" in self.fields
+
+
+def change_person(person: Person, data: IdentifyInput, *, identifiers: dict[str, str],
+                  events_linked: bool = False, now) -> PersonChange:
+    """Apply an identify body to ``person`` in memory and return what changed.
+
+    ``identifiers`` are the identifier changes already found allowed. Runs no query: the
+    single call and the batch both decide with it and write the result their own way.
+    Only a real change (or events linked) moves ``updated_at``; a newer ``_timestamp``
+    alone is kept without it.
+    """
+    attributes = new_attributes(person.attributes, data)  # raises before any change
+    if "email" in identifiers:
+        attributes["email"] = identifiers["email"]
+    change = PersonChange()
+    old_identifiers = {"id": person.customer_id, "email": person.email}
+    if "id" in identifiers:
+        person.customer_id = identifiers["id"]
+        change.fields.add("customer_id")
+    changed = {
+        key: attributes.get(key)
+        for key in set(attributes) | set(person.attributes)
+        if attributes.get(key) != person.attributes.get(key)
+    }
+    if changed:
+        person.attributes = attributes
+        change.fields.add("attributes")
+        if sync_email(person):
+            change.fields |= {"email", "email_key"}
+    if data.created_at is not None:
+        created_at = v.datetime_from_unix(data.created_at)
+        if created_at != person.created_at:
+            person.created_at = created_at
+            change.fields.add("created_at")
+    unsubscribe_change = data.unsubscribed is not None and data.unsubscribed != person.unsubscribed
+    if unsubscribe_change:
+        person.unsubscribed = data.unsubscribed
+        change.fields.add("unsubscribed")
+    if data.timestamp is not None and data.timestamp != person.attributes_timestamp:
+        person.attributes_timestamp = data.timestamp
+        change.fields.add("attributes_timestamp")
+    if not (change.fields - {"attributes_timestamp"} or events_linked):
+        return change
+
+    person.updated_at = now
+    change.fields.add("updated_at")
+    if identifiers:
+        change.activity.append((Activity.Kind.IDENTIFIERS_CHANGED, {
+            kind: [old_identifiers[kind], value] for kind, value in identifiers.items()}))
+    if changed:
+        change.activity.append((Activity.Kind.ATTRIBUTES_CHANGED, {"changed": changed}))
+    if unsubscribe_change:
+        change.activity.append((
+            Activity.Kind.UNSUBSCRIBED if person.unsubscribed else Activity.Kind.RESUBSCRIBED,
+            {}))
+    return change
+
+
+def _update_person(person: Person, ref: Ref, wanted: dict, data: IdentifyInput) -> Result:
     workspace = person.workspace
-    if data.timestamp is not None and person.attributes_timestamp is not None:
-        if data.timestamp < person.attributes_timestamp:
-            return Result(Outcome.STALE, person, "an update with a later _timestamp was applied")
+    if is_stale(person, data):
+        return Result(Outcome.STALE, person, "an update with a later _timestamp was applied")
 
     identifier_changes = {}
     for kind, value in wanted.items():
@@ -287,67 +384,34 @@ def _update_person(person: Person, ref: Ref, wanted: dict, data: _IdentifyInput)
         if needed:
             identifier_changes[kind] = value
 
-    fields = set()
-    old_identifiers = {"id": person.customer_id, "email": person.email}
-    if "id" in identifier_changes:
-        person.customer_id = identifier_changes["id"]
-        fields.add("customer_id")
-    attributes = _new_attributes(person.attributes, data)
-    if "email" in identifier_changes:
-        attributes["email"] = identifier_changes["email"]
-    changed = {
-        key: attributes.get(key)
-        for key in set(attributes) | set(person.attributes)
-        if attributes.get(key) != person.attributes.get(key)
-    }
-    if changed:
-        person.attributes = attributes
-        fields.add("attributes")
-        if _sync_email(person):
-            fields |= {"email", "email_key"}
-    if data.created_at is not None:
-        created_at = v.datetime_from_unix(data.created_at)
-        if created_at != person.created_at:
-            person.created_at = created_at
-            fields.add("created_at")
-    unsubscribe_change = data.unsubscribed is not None and data.unsubscribed != person.unsubscribed
-    if unsubscribe_change:
-        person.unsubscribed = data.unsubscribed
-        fields.add("unsubscribed")
-    if data.timestamp is not None:
-        person.attributes_timestamp = data.timestamp
-        fields.add("attributes_timestamp")
-
-    linked = _link_anonymous_events(person, data.anonymous_id) if data.anonymous_id else 0
-    if not fields - {"attributes_timestamp"} and not linked:
-        if fields:
-            update_fields(person, fields)
+    linked = _link_anonymous_events(person, data.anonymous_id) if data.anonymous_id else []
+    change = change_person(person, data, identifiers=identifier_changes,
+                           events_linked=bool(linked), now=timezone.now())
+    if change.fields:
+        update_fields(person, change.fields)
+    if not change.changed:
         return Result(Outcome.UNCHANGED, person)
-
-    person.updated_at = timezone.now()
-    update_fields(person, fields | {"updated_at"})
-    if identifier_changes:
-        log_activity(workspace, person.cio_id, Activity.Kind.IDENTIFIERS_CHANGED, {
-            kind: [old_identifiers[kind], value] for kind, value in identifier_changes.items()
-        })
-    if changed:
-        log_activity(workspace, person.cio_id, Activity.Kind.ATTRIBUTES_CHANGED,
-                     {"changed": changed})
-    if unsubscribe_change:
-        kind = Activity.Kind.UNSUBSCRIBED if person.unsubscribed else Activity.Kind.RESUBSCRIBED
-        log_activity(workspace, person.cio_id, kind)
+    for kind, entry in change.activity:
+        log_activity(workspace, person.cio_id, kind, entry)
     announce_change(workspace, [person.pk])
     return Result(Outcome.UPDATED, person)
 
 
-def _link_anonymous_events(person: Person, anonymous_id: str) -> int:
-    linked = Event.objects.filter(
-        workspace=person.workspace,
-        anonymous_id=anonymous_id,
-        person__isnull=True,
-        timestamp__gte=timezone.now() - LINK_WINDOW,
-    ).update(person=person)
+def _link_anonymous_events(person: Person, anonymous_id: str) -> list[StoredEvent]:
+    """Give ``person`` their recent anonymous events; announce and return them."""
+    table, quote = Event._meta.db_table, connection.ops.quote_name
+    since = connection.ops.adapt_datetimefield_value(timezone.now() - LINK_WINDOW)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {quote(table)} SET {quote('person_id')} = %s"
+            f" WHERE {quote('workspace_id')} = %s AND {quote('anonymous_id')} = %s"
+            f" AND {quote('person_id')} IS NULL AND {quote('timestamp')} >= %s"
+            f" RETURNING {quote('id')}, {quote('name')}",
+            [person.pk, person.workspace_id, anonymous_id, since])
+        linked = [StoredEvent(person.pk, event_id, name)
+                  for event_id, name in sorted(cursor.fetchall())]
     if linked:
         log_activity(person.workspace, person.cio_id, Activity.Kind.EVENTS_LINKED,
-                     {"anonymous_id": anonymous_id, "events": linked})
+                     {"anonymous_id": anonymous_id, "events": len(linked)})
+        announce_events(person.workspace, linked)
     return linked

@@ -16,7 +16,7 @@ from people.services.common import (
     log_activity,
 )
 from people.services.deletion import _delete_batch
-from people.services.identify import LINK_WINDOW, _sync_email
+from people.services.identify import LINK_WINDOW, sync_email
 from people.services.suppression import is_suppressed
 from people.signals import people_merging
 
@@ -62,7 +62,7 @@ def merge_people(workspace: Workspace, *, primary: Ref, secondary: Ref) -> Resul
         first.unsubscribed = first.unsubscribed or second.unsubscribed
         if moved_id:
             first.customer_id = moved_id
-        _sync_email(first)
+        sync_email(first)
         first.updated_at = timezone.now()
         first.save(update_fields=["attributes", "unsubscribed", "customer_id", "email",
                                   "email_key", "updated_at"])

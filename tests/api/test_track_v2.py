@@ -1,13 +1,16 @@
 """Track API v2: /entity and /batch, with v2 error shapes and set-based batches."""
 
 import json
+from datetime import UTC, datetime
 
 import pytest
-from django.db import connection
+import time_machine
+from django.db import OperationalError, connection
 from django.test.utils import CaptureQueriesContext
 
 from people import batch, services
 from people.models import Activity, Device, Event, Person, Suppression
+from people.signals import events_stored, people_changed
 from tests.factories import make_person, make_workspace
 
 
@@ -236,3 +239,89 @@ def test_a_batch_ends_where_the_same_operations_one_by_one_end(workspace):
 
     assert state(workspace) == state(single)
     assert len(state(workspace)) == 3
+
+
+def test_a_batch_repeating_created_at_and_a_newer_timestamp_changes_nothing(
+        track, workspace, django_capture_on_commit_callbacks):
+    with time_machine.travel(datetime(2026, 3, 1, tzinfo=UTC), tick=False):
+        post(track, "/api/v2/batch", {"batch": [
+            identify({"id": "u1"}, plan="pro", created_at=1_700_000_000, _timestamp=100)]})
+    before = Person.objects.get()
+    announced = []
+    people_changed.connect(receiver := lambda **kw: announced.append(kw["person_ids"]))
+    try:
+        with (time_machine.travel(datetime(2026, 3, 2, tzinfo=UTC), tick=False),
+              django_capture_on_commit_callbacks(execute=True)):
+            post(track, "/api/v2/batch", {"batch": [
+                identify({"id": "u1"}, plan="pro", created_at=1_700_000_000, _timestamp=200)]})
+    finally:
+        people_changed.disconnect(receiver)
+    after = Person.objects.get()
+    assert (after.updated_at, after.attributes_timestamp) == (before.updated_at, 200)
+    assert announced == []
+    assert not Activity.objects.exclude(kind=Activity.Kind.CREATED).exists()
+
+
+def mixed_batch():
+    """Identifies, a delete that the services apply alone, more identifies and events."""
+    return ([identify({"id": f"a{n}"}, n=n) for n in range(5)]
+            + [{"type": "person", "action": "delete", "identifiers": {"id": "gone"}},
+               {"type": "person", "action": "identify", "identifiers": {}}]  # invalid: 207
+            + [identify({"id": f"b{n}"}, n=n) for n in range(5)]
+            + [event({"id": "b1"}, "buy", id="e1")])
+
+
+def test_a_batch_that_fails_part_way_stores_nothing(track, workspace, monkeypatch,
+                                                    django_capture_on_commit_callbacks):
+    make_person(workspace, "gone", plan="free")
+    before = list(Activity.objects.values_list("pk", flat=True))
+    real_insert = batch.insert_rows
+
+    def failing_insert(model, names, rows, **kwargs):
+        if model is Event and rows:
+            raise OperationalError("the server closed the connection unexpectedly")
+        return real_insert(model, names, rows, **kwargs)
+
+    monkeypatch.setattr(batch, "insert_rows", failing_insert)
+    with (django_capture_on_commit_callbacks() as callbacks,
+          pytest.raises(OperationalError)):
+        post(track, "/api/v2/batch", {"batch": mixed_batch()})
+
+    assert list(Person.objects.values_list("customer_id", "attributes")) == [
+        ("gone", {"plan": "free"})]
+    assert list(Activity.objects.values_list("pk", flat=True)) == before
+    assert not Event.objects.exists()
+    assert callbacks == []  # nothing announced
+
+
+def test_a_batch_around_a_delete_stores_everything_in_order(track, workspace,
+                                                           django_capture_on_commit_callbacks):
+    make_person(workspace, "gone", plan="free")
+    with django_capture_on_commit_callbacks() as callbacks:
+        response = post(track, "/api/v2/batch", {"batch": mixed_batch()})
+    assert response.status_code == 207
+    assert [error["batch_index"] for error in response.json()["errors"]] == [6]
+    assert list(Person.objects.order_by("pk").values_list("customer_id", flat=True)) == [
+        *(f"a{n}" for n in range(5)), *(f"b{n}" for n in range(5))]
+    assert list(Event.objects.values_list("person__customer_id", "name")) == [("b1", "buy")]
+    assert callbacks  # changes are announced once the whole batch commits
+
+
+def test_entity_and_batch_events_are_announced_after_commit(track, workspace,
+                                                            django_capture_on_commit_callbacks):
+    sends = []
+    events_stored.connect(receiver := lambda **kw: sends.append(kw["events"]))
+    try:
+        with django_capture_on_commit_callbacks(execute=True):
+            post(track, "/api/v2/entity", {"type": "person", "action": "screen",
+                                           "identifiers": {"id": "u1"}, "name": "Home"})
+        with django_capture_on_commit_callbacks(execute=True):
+            post(track, "/api/v2/batch", {"batch": [
+                identify({"id": "u2"}, plan="pro"), event({"id": "u2"}, "login", id="e1"),
+                event({"id": "u1"}, "login", id="e1"), event({"id": "u1"}, "buy")]})
+    finally:
+        events_stored.disconnect(receiver)
+    home, login, buy = Event.objects.order_by("pk")
+    assert sends == [[(home.person_id, home.pk, "Home")],
+                     [(login.person_id, login.pk, "login"), (buy.person_id, buy.pk, "buy")]]
+    assert login.person.customer_id == "u2" and buy.person.customer_id == "u1"
