@@ -5,6 +5,8 @@ SCHEDULES = [
     # One schedule for every kind of background job (engage.jobs.kinds()).
     ("resume stalled jobs", "engage.tasks.resume_stalled_jobs", 1),
     ("recompute time-relative segments", "segments.tasks.recompute_time_relative_segments", 10),
+    # Runs for just under a minute, advancing journeys as they fall due.
+    ("advance due journeys", "campaigns.tasks.advance_journeys", 1),
 ]
 
 # Schedules that an earlier engage declared and that the ones above replace.
