@@ -4,7 +4,6 @@ import json
 import uuid
 
 from django.contrib import messages
-from django.db import transaction
 from django.db.models import OuterRef, Subquery
 from django.http import HttpResponseBadRequest, QueryDict
 from django.shortcuts import get_object_or_404, redirect, render

@@ -14,8 +14,13 @@ from django_htmx.http import HttpResponseClientRedirect
 
 from engage.workspaces import role_required
 from people.confirmation import SelectionChanged, start_if_confirmed
-from people.views import people_table, selected_people
-from people.views import deletion_job_url, swaps_a_partial, varies_with_htmx
+from people.views import (
+    deletion_job_url,
+    people_table,
+    selected_people,
+    swaps_a_partial,
+    varies_with_htmx,
+)
 from segments import operations
 from segments.forms import DeleteProfilesForm, ManualSegmentChoiceForm
 from segments.models import MembershipJob, Segment

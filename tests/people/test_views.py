@@ -345,7 +345,7 @@ def test_ticked_rows_that_went_meanwhile_are_counted_again(client, editor, works
 def test_the_job_page_says_what_was_deleted_in_sentences_and_links_back(
         client, editor, workspace, django_capture_on_commit_callbacks):
     beta = segments.create_segment(workspace, name="Beta")
-    ada, bob = make_person(workspace, "ada", plan="free"), make_person(workspace, "bob", plan="free")
+    ada, bob = (make_person(workspace, name, plan="free") for name in ("ada", "bob"))
     segments.add_to_segment(beta, [ada.pk])
     back = f"{URL}?field=plan&operator=eq&value=free"
     with django_capture_on_commit_callbacks() as callbacks:

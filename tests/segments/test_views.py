@@ -270,7 +270,8 @@ def test_delete_profiles_with_suppress_over_htmx(client, editor, workspace,
     beta = manual_segment(workspace, "Beta", [ada])
     with django_capture_on_commit_callbacks(execute=True):
         response = client.post(delete_profiles(beta), {"name": "Beta", "suppress": "on",
-                                                       "token": "t2", "count": "1"}, HTTP_HX_REQUEST="true")
+                                                       "token": "t2", "count": "1"},
+                               HTTP_HX_REQUEST="true")
     job = DeletionJob.objects.get()
     assert response["HX-Redirect"] == job_page(job, beta)
     assert (job.suppress, job.deleted, job.suppressed) == (True, 1, 2)
