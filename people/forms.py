@@ -68,6 +68,27 @@ class PeopleFilterForm(forms.Form):
             return None
         return nodes[0] if len(nodes) == 1 else {"and": nodes}
 
+    def describe(self) -> str:
+        """Return the filters in words for a job's description, free of personal data."""
+        if not self.is_bound or not self.is_valid():
+            return "matching the filters"
+        data, parts = self.cleaned_data, []
+        if data.get("segment"):
+            parts.append(f"in segment \u201c{data['segment'].name}\u201d")
+        if data.get("not_segment"):
+            parts.append(f"not in segment \u201c{data['not_segment'].name}\u201d")
+        attribute = self._attribute()
+        if attribute:
+            condition = attribute["attribute"]
+            words = [condition["field"], condition["operator"].replace("_", " ")]
+            if "value" in condition:
+                value = condition["value"]
+                words.append(", ".join(value) if isinstance(value, list) else value)
+            parts.append(" ".join(words))
+        if (data.get("q") or "").strip():
+            parts.append("found by a search")  # the term may be someone's email
+        return "matching " + " and ".join(parts) if parts else "(no filters)"
+
     def search(self, people):
         """Narrow ``people`` to an exact id, email or cio_id, if one was typed."""
         term = (self.cleaned_data.get("q") or "").strip() if self.is_bound else ""

@@ -5,14 +5,18 @@ import uuid
 
 from django.contrib import messages
 from django.db.models import OuterRef, Subquery
-from django.http import HttpResponseBadRequest
+from django.http import HttpResponseBadRequest, QueryDict
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils.cache import patch_vary_headers
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
 from engage.workspaces import role_required
 from people import services
+from people.confirmation import SelectionChanged, start_if_confirmed
 from people.forms import AttributeForm, PeopleFilterForm
 from people.models import Activity, DeletionJob, Event, Person, Suppression
 from people.services import start_deletion_job
@@ -59,6 +63,7 @@ def people_table(people, *, before: int | None = None, key: str = "pk",
 
 
 @role_required("viewer")
+@never_cache
 def person_list(request):
     workspace = request.membership.workspace
     form = PeopleFilterForm(request.GET or None, workspace=workspace)
@@ -69,9 +74,9 @@ def person_list(request):
         before = form.cleaned_data.get("before") if form.is_bound else None
         context.update(people_table(people, before=before))
     template = "people/person_list.html"
-    if request.htmx and not request.htmx.boosted:
+    if swaps_a_partial(request):
         template += "#people-table"
-    return render(request, template, context)
+    return varies_with_htmx(render(request, template, context))
 
 
 def selected_people(request, workspace):
@@ -102,28 +107,37 @@ def person_bulk_delete(request):
     if people is None:
         return HttpResponseBadRequest("the selection could not be read")
     suppress = request.POST.get("suppress") == "1"
-    job = start_deletion_job(workspace, people, suppress=suppress, actor=request.user,
-                             description=description, source=Suppression.Source.UI)
+    if request.POST.get("select_all") == "1":  # name the filters on the job's page
+        description = ("People page: all people "
+                       + PeopleFilterForm(request.POST, workspace=workspace).describe())
+    try:
+        job = start_if_confirmed(lambda: start_deletion_job(
+            workspace, people, suppress=suppress, actor=request.user, description=description,
+            source=Suppression.Source.UI), confirmed=request.POST.get("count"))
+    except SelectionChanged as changed:
+        return delete_dialog(request, changed.count, changed=True)
     if token:
         request.session["deletion_tokens"] = {**started, token: job.pk}
     return _to_job(request, job.pk)
 
 
 def _to_job(request, job_id):
-    url = reverse("deletionjob-detail", args=[job_id])
+    url = deletion_job_url(job_id, back=request.POST.get("from"))
     if request.htmx:
         return HttpResponseClientRedirect(url)
     return redirect(url)
 
 
 @role_required("viewer")
+@never_cache
 def deletion_job_detail(request, pk):
     job = get_object_or_404(DeletionJob.objects.select_related("requested_by"),
                             pk=pk, workspace=request.membership.workspace)
     template = "people/deletionjob_detail.html"
-    if request.htmx:
+    if swaps_a_partial(request):
         template += "#job-progress"
-    return render(request, template, {"job": job})
+    return varies_with_htmx(render(request, template, {
+        "job": job, "back_url": safe_back(request.GET.get("from"))}))
 
 
 @role_required("viewer")
@@ -141,11 +155,7 @@ def person_bulk_delete_confirm(request):
     people, _ = selected_people(request, workspace)
     if people is None:
         return HttpResponseBadRequest("the selection could not be read")
-    selection = [(key, value) for key in request.POST if key not in ("csrfmiddlewaretoken",)
-                 for value in request.POST.getlist(key)]
-    return render(request, "people/person_list.html#delete-dialog", {
-        "selected_count": people.count(), "selection": selection, "token": uuid.uuid4().hex,
-    })
+    return delete_dialog(request, people.count())
 
 
 EVENTS_PAGE = 20
@@ -220,5 +230,62 @@ def person_delete(request, cio_id):
     suppress = request.POST.get("suppress") == "1"
     services.delete_people(person.workspace, [person], suppress=suppress, actor=request.user,
                            source=Suppression.Source.UI)
-    messages.success(request, "Deleted and suppressed." if suppress else "Deleted.")
+    if suppress:
+        # Their page is forgotten with them: say so where the marketer can go on.
+        messages.success(request, "The person was deleted and their identifiers suppressed: "
+                                  "they can never be added again.")
+        return redirect("person-list")
+    messages.success(request, "Deleted.")
     return redirect("person-detail", cio_id=cio_id)
+
+
+# --- pages that HTMX also fetches as partials, and the deletion dialog -----------------
+
+
+def swaps_a_partial(request) -> bool:
+    """Tell whether to answer with a partial: an HTMX swap, not a boost or a history restore."""
+    htmx = request.htmx
+    return bool(htmx) and not htmx.boosted and not htmx.history_restore_request
+
+
+def varies_with_htmx(response):
+    """Keep a URL's partial and full page apart in every cache (its view is never_cache)."""
+    patch_vary_headers(response, ["HX-Request"])
+    return response
+
+
+def safe_back(url: str | None) -> str | None:
+    """Return ``url`` if it is a path on this site, to link back to; else None."""
+    if url and url.startswith("/") and url_has_allowed_host_and_scheme(url, allowed_hosts=None):
+        return url
+    return None
+
+
+def deletion_job_url(job_id: int, *, back: str | None) -> str:
+    """Return a deletion job's page, linking back to ``back`` when that is a path here."""
+    url = reverse("deletionjob-detail", args=[job_id])
+    back = safe_back(back)
+    if back:
+        query = QueryDict(mutable=True)
+        query["from"] = back
+        url += "?" + query.urlencode()
+    return url
+
+
+def delete_dialog(request, selected_count: int, *, changed: bool = False):
+    """Render the deletion dialog for the posted selection, counted ``selected_count``.
+
+    HTMX gets the dialog; a plain request gets it as a page of its own, whose Cancel goes
+    back to the page the selection was made on.
+    """
+    context = {
+        "selected_count": selected_count, "changed": changed, "token": uuid.uuid4().hex,
+        "selection": [(key, value) for key in request.POST
+                      if key not in ("csrfmiddlewaretoken", "token", "count", "suppress")
+                      for value in request.POST.getlist(key)],
+        "back_url": safe_back(request.POST.get("from")) or reverse("person-list"),
+    }
+    if swaps_a_partial(request):
+        return render(request, "people/person_list.html#delete-dialog", context)
+    return render(request, "people/person_confirm_delete.html", context,
+                  status=409 if changed else 200)

@@ -14,7 +14,7 @@ class DeleteProfilesForm(forms.Form):
     def __init__(self, *args, segment: Segment, **kwargs):
         super().__init__(*args, **kwargs)
         self.segment = segment
-        self.fields["name"].widget.attrs.update(autocomplete="off", placeholder=segment.name)
+        self.fields["name"].widget.attrs.update(autocomplete="off", spellcheck="false")
 
     def clean_name(self):
         name = self.cleaned_data["name"]

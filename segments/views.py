@@ -8,11 +8,19 @@ from django.contrib import messages
 from django.http import Http404, HttpResponseBadRequest
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
 from engage.workspaces import role_required
-from people.views import people_table, selected_people
+from people.confirmation import SelectionChanged, start_if_confirmed
+from people.views import (
+    deletion_job_url,
+    people_table,
+    selected_people,
+    swaps_a_partial,
+    varies_with_htmx,
+)
 from segments import operations
 from segments.forms import DeleteProfilesForm, ManualSegmentChoiceForm
 from segments.models import MembershipJob, Segment
@@ -60,40 +68,48 @@ def _page_context(segment: Segment, *, before: int | None = None) -> dict:
 
 
 @role_required("viewer")
+@never_cache
 def segment_detail(request, pk):
     segment = _segment(request, pk)
     before = request.GET.get("before", "")
     context = _page_context(segment, before=int(before) if before.isdigit() else None)
-    if request.htmx and not request.htmx.boosted:
-        return render(request, "people/person_list.html#people-table", context)
-    return render(request, "segments/segment_detail.html", context)
+    if swaps_a_partial(request):
+        return varies_with_htmx(render(request, "people/person_list.html#people-table", context))
+    return varies_with_htmx(render(request, "segments/segment_detail.html", context))
 
 
 @role_required("editor")
 def segment_delete_profiles(request, pk):
     """Ask for the segment's exact name, then start one deletion job for its members."""
     segment = _segment(request, pk)
+    back = reverse("segments:detail", args=[segment.pk])
+    changed = False
     if request.method == "POST":
         token = request.POST.get("token", "")
         started = request.session.get(DELETION_TOKENS, {})
         if token and token in started:
-            return _go(request, reverse("deletionjob-detail", args=[started[token]]))
+            return _go(request, deletion_job_url(started[token], back=back))
         form = DeleteProfilesForm(request.POST, segment=segment)
         if form.is_valid():
-            job = operations.delete_profiles(segment, suppress=form.cleaned_data["suppress"],
-                                             actor=request.user)
-            if token:
-                request.session[DELETION_TOKENS] = {**started, token: job.pk}
-            return _go(request, reverse("deletionjob-detail", args=[job.pk]))
+            try:
+                job = start_if_confirmed(lambda: operations.delete_profiles(
+                    segment, suppress=form.cleaned_data["suppress"], actor=request.user),
+                    confirmed=request.POST.get("count"))
+            except SelectionChanged:
+                changed = True
+            else:
+                if token:
+                    request.session[DELETION_TOKENS] = {**started, token: job.pk}
+                return _go(request, deletion_job_url(job.pk, back=back))
     else:
         form = DeleteProfilesForm(segment=segment)
     dialog = {"segment": segment, "delete_form": form, "token": uuid.uuid4().hex,
-              "member_count": operations.memberships(segment).count()}
+              "member_count": operations.memberships(segment).count(), "changed": changed}
     if request.htmx:
         return render(request, "segments/segment_detail.html#delete-profiles-dialog", dialog)
     # Without HTMX: the segment page, with the dialog open.
     context = {**_page_context(segment), **dialog}
-    status = 400 if form.is_bound else 200
+    status = 409 if changed else 400 if form.is_bound else 200
     return render(request, "segments/segment_detail.html", context, status=status)
 
 

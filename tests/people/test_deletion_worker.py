@@ -43,7 +43,8 @@ def test_a_killed_worker_loses_nothing_and_the_job_finishes_with_the_right_count
     first = cluster(ENGAGE_DELETE_BATCH_SIZE=20, **broker).start()
 
     response = client.post(reverse("person-bulk-delete"),
-                           {"select_all": "1", "suppress": "1", "token": "t1"})
+                           {"select_all": "1", "suppress": "1", "token": "t1",
+                            "count": str(PEOPLE)})
     job = DeletionJob.objects.get()
     assert response["Location"] == reverse("deletionjob-detail", args=[job.pk])
     assert wait_for(lambda: DeletionJob.objects.get(pk=job.pk).done >= 200)

@@ -1,5 +1,7 @@
 """The People page: search, filters, keyset pages and HTMX partials."""
 
+import re
+
 from django.urls import reverse
 
 from people import services
@@ -8,6 +10,11 @@ from segments import services as segments
 from tests.factories import make_person
 
 URL = reverse("person-list")
+
+
+def text_of(html: str) -> str:
+    """Return the words a page shows, tags dropped and spaces collapsed."""
+    return " ".join(re.sub(r"<[^>]+>", " ", html).split()).replace(" .", ".")
 
 
 def ids_in(response) -> list[str]:
@@ -139,7 +146,7 @@ def test_deleting_the_ticked_people_with_suppression(client, editor, workspace,
                     for name in ("ada", "bob", "cy"))
     with django_capture_on_commit_callbacks(execute=True):
         response = client.post(DELETE, {"person": [ada.pk, bob.pk], "suppress": "1",
-                                        "token": "t1"})
+                                        "token": "t1", "count": "2"})
     assert response.status_code == 302
     job = DeletionJob.objects.get()
     assert response["Location"] == reverse("deletionjob-detail", args=[job.pk])
@@ -148,7 +155,8 @@ def test_deleting_the_ticked_people_with_suppression(client, editor, workspace,
     assert services.identify_person(workspace, services.Ref("id", "ada"), {}).outcome == \
         "suppressed"
     # A second submit of the same confirmation starts nothing new.
-    again = client.post(DELETE, {"person": [ada.pk, bob.pk], "suppress": "1", "token": "t1"})
+    again = client.post(DELETE, {"person": [ada.pk, bob.pk], "suppress": "1", "token": "t1",
+                                 "count": "2"})
     assert again["Location"] == response["Location"] and DeletionJob.objects.count() == 1
 
 
@@ -158,21 +166,21 @@ def test_select_all_deletes_the_set_matching_when_confirmed(client, editor, work
         make_person(workspace, f"u{number}", plan="free" if number < 4 else "pro")
     filters = {"field": "plan", "operator": "eq", "value": "free"}
     with django_capture_on_commit_callbacks() as callbacks:
-        client.post(DELETE, {**filters, "select_all": "1", "token": "t2"})
+        client.post(DELETE, {**filters, "select_all": "1", "token": "t2", "count": "4"})
     make_person(workspace, "late", plan="free")  # matches only after the confirmation
     for callback in callbacks:
         callback()
     job = DeletionJob.objects.get()
     assert (job.total, job.deleted, job.suppressed) == (4, 4, 0)
     assert sorted(workspace.people.values_list("customer_id", flat=True)) == ["late", "u4"]
-    assert job.description == "People page: all people matching the filters"
+    assert job.description == "People page: all people matching plan eq free"
 
 
 def test_deleting_never_reaches_another_workspace(client, editor, workspace, other_workspace,
                                                   django_capture_on_commit_callbacks):
     theirs = make_person(other_workspace, "theirs")
     with django_capture_on_commit_callbacks(execute=True):
-        client.post(DELETE, {"person": [theirs.pk]})
+        client.post(DELETE, {"person": [theirs.pk], "count": "0"})
     assert other_workspace.people.filter(pk=theirs.pk).exists()
     assert DeletionJob.objects.get().total == 0
 
@@ -189,7 +197,7 @@ def test_job_page_shows_progress_and_polls_until_done(client, editor, workspace,
     assert 'hx-trigger="every 1s"' in body and "1 of 3 (33%)" in body
     services.run_deletion_job(job.pk)
     done = client.get(reverse("deletionjob-detail", args=[job.pk])).content.decode()
-    assert "every 1s" not in done and "3 of 3 (100%)" in done
+    assert "every 1s" not in done and "3 people were deleted." in text_of(done)
     assert people and client.get(reverse("deletionjob-list")).status_code == 200
 
 
@@ -253,10 +261,15 @@ def test_deleting_from_the_person_page_leaves_a_gone_page(client, editor, worksp
     assert "This person was deleted" in response.content.decode()
     assert not workspace.people.filter(pk=ada.pk).exists()
 
-    bob = make_person(workspace, "bob")
+    bob = make_person(workspace, "bob", email="bob@example.com")
     response = client.post(reverse("person-delete", args=[bob.cio_id]), {"suppress": "1"},
                            follow=True)
-    assert response.status_code == 404  # forgotten: not even the deletion is tied to them
+    # Forgotten, so not even the deletion is tied to their page: the People page says so.
+    assert response.status_code == 200
+    assert response.redirect_chain == [(URL, 302)]
+    body = response.content.decode()
+    assert "The person was deleted and their identifiers suppressed" in body
+    assert "bob" not in body and bob.cio_id not in body  # nor is anything of theirs shown
     assert services.identify_person(workspace, services.Ref("id", "bob"), {}).outcome == \
         "suppressed"
 
@@ -264,3 +277,118 @@ def test_deleting_from_the_person_page_leaves_a_gone_page(client, editor, worksp
 def test_another_workspaces_person_is_404(client, viewer, other_workspace):
     theirs = make_person(other_workspace, "theirs")
     assert client.get(detail(theirs)).status_code == 404
+
+
+# --- back and forward, dialogs without HTMX, changed selections, errors, 403 ----------
+
+
+def test_a_pushed_url_is_the_full_page_unless_htmx_swaps_it(client, viewer, workspace):
+    make_person(workspace, "ada", plan="free")
+    query = {"field": "plan", "operator": "eq", "value": "free"}
+    partial = client.get(URL, query, HTTP_HX_REQUEST="true")
+    assert partial.content.decode().lstrip().startswith('<div id="people-table">')
+    # htmx restoring history asks with HX-Request too: that is the full page.
+    restored = client.get(URL, query, HTTP_HX_REQUEST="true",
+                          HTTP_HX_HISTORY_RESTORE_REQUEST="true")
+    assert "<nav>" in restored.content.decode() and "<h1>People</h1>" in restored.content.decode()
+    # Caches keep the two apart, and the browser never replays either from its cache.
+    for response in (partial, restored, client.get(URL, query)):
+        assert "HX-Request" in response["Vary"]
+        assert "no-store" in response["Cache-Control"]
+
+
+def test_confirming_without_htmx_is_a_page_with_a_way_back(client, editor, workspace):
+    ada = make_person(workspace, "ada")
+    back = f"{URL}?field=plan&operator=exists"
+    response = client.post(CONFIRM, {"person": [ada.pk], "from": back})
+    body = response.content.decode()
+    assert response.status_code == 200 and "<nav>" in body
+    assert "Delete 1 person forever?" in body
+    assert f'href="{back.replace("&", "&amp;")}" data-close>Cancel' in body
+    nobody = client.post(CONFIRM, {"from": "https://elsewhere.example/"}).content.decode()
+    assert "Delete 0 people forever?" in nobody and "<nav>" in nobody
+    assert f'href="{URL}" data-close>Close' in nobody  # never a link off this site
+
+
+def test_a_selection_that_grew_since_confirming_deletes_nothing(
+        client, editor, workspace, django_capture_on_commit_callbacks):
+    for number in range(5):
+        make_person(workspace, f"u{number}", plan="free")
+    filters = {"field": "plan", "operator": "eq", "value": "free", "select_all": "1"}
+    dialog = client.post(CONFIRM, filters, HTTP_HX_REQUEST="true").content.decode()
+    assert "Delete 5 people forever?" in dialog and 'name="count" value="5"' in dialog
+    make_person(workspace, "u5", plan="free")
+    make_person(workspace, "u6", plan="free")  # they start matching meanwhile
+
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        response = client.post(DELETE, {**filters, "count": "5", "token": "t"},
+                               HTTP_HX_REQUEST="true")
+    assert callbacks == [] and DeletionJob.objects.count() == 0
+    assert workspace.people.count() == 7
+    body = response.content.decode()
+    assert "Delete 7 people forever?" in body and 'name="count" value="7"' in body
+    assert "The selection changed since you looked" in body and "Nothing was deleted" in body
+    # Confirmed again at the new count, all seven go.
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post(DELETE, {**filters, "count": "7", "token": "t2"})
+    assert DeletionJob.objects.get().deleted == 7 and workspace.people.count() == 0
+
+
+def test_ticked_rows_that_went_meanwhile_are_counted_again(client, editor, workspace):
+    ada, bob, cy = (make_person(workspace, name) for name in ("ada", "bob", "cy"))
+    services.delete_people(workspace, [cy], suppress=False)
+    response = client.post(DELETE, {"person": [ada.pk, bob.pk, cy.pk], "count": "3"})
+    assert response.status_code == 409 and "Delete 2 people forever?" in response.content.decode()
+    assert DeletionJob.objects.count() == 0 and workspace.people.count() == 2
+
+
+def test_the_job_page_says_what_was_deleted_in_sentences_and_links_back(
+        client, editor, workspace, django_capture_on_commit_callbacks):
+    beta = segments.create_segment(workspace, name="Beta")
+    ada, bob = (make_person(workspace, name, plan="free") for name in ("ada", "bob"))
+    segments.add_to_segment(beta, [ada.pk])
+    back = f"{URL}?field=plan&operator=eq&value=free"
+    with django_capture_on_commit_callbacks() as callbacks:
+        response = client.post(DELETE, {"field": "plan", "operator": "eq", "value": "free",
+                                        "segment": beta.pk, "select_all": "1", "count": "1",
+                                        "suppress": "1", "from": back})
+    services.delete_people(workspace, [ada], suppress=False)  # gone before the worker runs
+    for callback in callbacks:
+        callback()
+    job = DeletionJob.objects.get()
+    assert response["Location"] == (reverse("deletionjob-detail", args=[job.pk])
+                                    + "?from=%2Fpeople%2F%3Ffield%3Dplan%26operator%3Deq"
+                                      "%26value%3Dfree")
+    page = client.get(response["Location"]).content.decode()
+    words = text_of(page)
+    assert ("People page: all people matching in segment \u201cBeta\u201d and plan eq free, "
+            "with their identifiers suppressed.") in words
+    assert "0 people were deleted. 1 was already gone." in words
+    assert "Finished " in words and "Done" not in words and "Deleted:" not in words
+    assert f'<a id="job-back" href="{back.replace("&", "&amp;")}">' in page
+    elsewhere = client.get(reverse("deletionjob-detail", args=[job.pk]),
+                           {"from": "//elsewhere.example/"}).content.decode()
+    assert 'id="job-back"' not in elsewhere
+    assert bob and client.get(response["Location"], HTTP_HX_REQUEST="true").content.decode(
+    ).lstrip().startswith('<div id="job-progress"')
+
+
+def test_a_filter_error_is_shown_inside_the_swapped_table(client, viewer, workspace):
+    make_person(workspace, "ada", plan="pro")
+    response = client.get(URL, {"field": "plan", "operator": "gt", "value": "abc"},
+                          HTTP_HX_REQUEST="true")
+    body = response.content.decode()
+    assert body.lstrip().startswith('<div id="people-table">')
+    assert "needs a number" in body and "Fix the filters above" in body
+    assert body.count('id="people-table"') == 1
+    full = client.get(URL, {"field": "plan", "operator": "gt", "value": "abc"}).content.decode()
+    assert full.count("needs a number") == 1  # once, in the table, not beside the field too
+    assert 'hx-target="#people-table" hx-swap="outerHTML"' in full
+
+
+def test_a_viewers_forged_request_gets_a_styled_403_page(client, viewer, workspace):
+    ada = make_person(workspace, "ada")
+    response = client.post(DELETE, {"person": [ada.pk], "count": "1"})
+    assert response.status_code == 403
+    body = response.content.decode()
+    assert "<nav>" in body and 'id="forbidden"' in body and "Viewer" in body.title()

@@ -25,6 +25,11 @@ def delete_profiles(segment):
     return reverse("segments:delete-profiles", args=[segment.pk])
 
 
+def job_page(job, segment) -> str:
+    """Return a deletion job's page, linking back to the segment it started from."""
+    return reverse("deletionjob-detail", args=[job.pk]) + f"?from=%2Fsegments%2F{segment.pk}%2F"
+
+
 def members_of(segment) -> list[str]:
     return sorted(operations.segment_members(segment).values_list("customer_id", flat=True))
 
@@ -207,7 +212,7 @@ def test_delete_profiles_asks_for_the_exact_name_and_shows_the_count(client, edi
                           [make_person(workspace, f"u{n}") for n in range(3)])
     response = client.get(delete_profiles(beta), HTTP_HX_REQUEST="true")
     body = response.content.decode()
-    assert body.lstrip().startswith('<dialog open id="delete-profiles-dialog">')
+    assert body.lstrip().startswith('<dialog id="delete-profiles-dialog"')
     assert "Delete the 3 profiles in Beta testers?" in body
     assert "Type <strong>Beta testers</strong> to confirm" in body
     assert "cannot be undone" in body and "The segment itself stays" in body
@@ -240,10 +245,11 @@ def test_the_right_name_deletes_the_members_in_a_job_and_the_segment_stays(
                     for name in ("ada", "bob", "cy"))
     beta = manual_segment(workspace, "Beta testers", [ada, bob])
     with django_capture_on_commit_callbacks(execute=True):
-        response = client.post(delete_profiles(beta), {"name": "Beta testers", "token": "t1"})
+        response = client.post(delete_profiles(beta), {"name": "Beta testers", "token": "t1",
+                                                      "count": "2"})
     job = DeletionJob.objects.get()
     assert response.status_code == 302
-    assert response["Location"] == reverse("deletionjob-detail", args=[job.pk])
+    assert response["Location"] == job_page(job, beta)
     assert (job.state, job.total, job.deleted, job.suppressed) == ("done", 2, 2, 0)
     assert job.description == "Delete Profiles of segment \u201cBeta testers\u201d"
     assert job.requested_by == editor and job.source == Suppression.Source.UI
@@ -253,7 +259,8 @@ def test_the_right_name_deletes_the_members_in_a_job_and_the_segment_stays(
     assert people_services.identify_person(workspace, people_services.Ref("id", "ada"),
                                            {}).outcome != "suppressed"
     # The same confirmation submitted again starts no second job.
-    again = client.post(delete_profiles(beta), {"name": "Beta testers", "token": "t1"})
+    again = client.post(delete_profiles(beta), {"name": "Beta testers", "token": "t1",
+                                                      "count": "2"})
     assert again["Location"] == response["Location"] and DeletionJob.objects.count() == 1
 
 
@@ -263,9 +270,10 @@ def test_delete_profiles_with_suppress_over_htmx(client, editor, workspace,
     beta = manual_segment(workspace, "Beta", [ada])
     with django_capture_on_commit_callbacks(execute=True):
         response = client.post(delete_profiles(beta), {"name": "Beta", "suppress": "on",
-                                                       "token": "t2"}, HTTP_HX_REQUEST="true")
+                                                       "token": "t2", "count": "1"},
+                               HTTP_HX_REQUEST="true")
     job = DeletionJob.objects.get()
-    assert response["HX-Redirect"] == reverse("deletionjob-detail", args=[job.pk])
+    assert response["HX-Redirect"] == job_page(job, beta)
     assert (job.suppress, job.deleted, job.suppressed) == (True, 1, 2)
     assert people_services.identify_person(workspace, people_services.Ref("id", "ada"),
                                            {}).outcome == "suppressed"
@@ -278,13 +286,54 @@ def test_delete_profiles_deletes_the_set_as_it_was_when_confirmed(
     make_person(workspace, "ada", plan="free")
     segments.recompute_segment(segment)
     with django_capture_on_commit_callbacks() as callbacks:
-        client.post(delete_profiles(segment), {"name": "Free", "token": "t3"})
+        client.post(delete_profiles(segment), {"name": "Free", "token": "t3", "count": "1"})
     late = make_person(workspace, "late", plan="free")
     segments.recompute_segment(segment)  # joins after the confirmation
     for callback in callbacks:
         callback()
     assert DeletionJob.objects.get().deleted == 1
     assert list(Person.objects.values_list("pk", flat=True)) == [late.pk]
+
+
+def test_members_who_joined_since_the_dialog_counted_them_stop_the_deletion(
+        client, editor, workspace, django_capture_on_commit_callbacks):
+    beta = manual_segment(workspace, "Beta", [make_person(workspace, f"u{n}") for n in range(4)])
+    dialog = client.get(delete_profiles(beta), HTTP_HX_REQUEST="true").content.decode()
+    assert "Delete the 4 profiles in Beta?" in dialog and 'name="count" value="4"' in dialog
+    segments.add_to_segment(beta, [make_person(workspace, f"v{n}").pk for n in range(2)])
+
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        response = client.post(delete_profiles(beta), {"name": "Beta", "count": "4",
+                                                       "token": "t"}, HTTP_HX_REQUEST="true")
+    assert callbacks == [] and DeletionJob.objects.count() == 0 and Person.objects.count() == 6
+    body = response.content.decode()
+    assert response.status_code == 200 and "Delete the 6 profiles in Beta?" in body
+    assert "members changed since you looked" in body and 'name="count" value="6"' in body
+    plain = client.post(delete_profiles(beta), {"name": "Beta", "count": "4"})
+    assert plain.status_code == 409 and "<h1>Beta</h1>" in plain.content.decode()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post(delete_profiles(beta), {"name": "Beta", "count": "6", "token": "t2"})
+    assert DeletionJob.objects.get().deleted == 6 and Person.objects.count() == 0
+
+
+def test_the_name_field_is_empty_not_greyed_with_the_name(client, editor, workspace):
+    beta = manual_segment(workspace, "Beta testers", [make_person(workspace, "ada")])
+    body = client.get(delete_profiles(beta), HTTP_HX_REQUEST="true").content.decode()
+    assert "placeholder" not in body
+    assert body.lstrip().startswith('<dialog id="delete-profiles-dialog" data-modal')
+
+
+def test_a_segments_page_is_full_for_history_and_kept_apart_from_its_partial(
+        client, viewer, workspace):
+    beta = manual_segment(workspace, "Beta", [make_person(workspace, "ada")])
+    restored = client.get(detail(beta), HTTP_HX_REQUEST="true",
+                          HTTP_HX_HISTORY_RESTORE_REQUEST="true")
+    assert "<h1>Beta</h1>" in restored.content.decode()
+    partial = client.get(detail(beta), HTTP_HX_REQUEST="true")
+    assert "<h1>" not in partial.content.decode()
+    for response in (restored, partial):
+        assert "HX-Request" in response["Vary"] and "no-store" in response["Cache-Control"]
 
 
 # --- archiving -------------------------------------------------------------------------
