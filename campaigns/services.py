@@ -6,6 +6,7 @@ from django.utils import timezone
 
 from campaigns import definition as definitions
 from campaigns.models import Campaign, Delivery, Journey, JourneyStep
+from campaigns.workflow import Workflow
 from engage.models import Workspace
 from people.models import Person
 
@@ -45,12 +46,17 @@ def create_campaign(workspace: Workspace, definition: dict) -> Campaign:
     return campaign
 
 
-def update_campaign(campaign: Campaign, definition: dict, *, version: int | None = None
-                    ) -> Campaign:
+def update_campaign(campaign: Campaign, definition: dict, *, version: int | None = None,
+                    removed_steps: str = "move_on") -> Campaign:
     """Replace a campaign's definition; raise StaleEdit if ``version`` is not the saved one.
 
-    A running campaign may be edited: what is saved must still be startable.
+    A running campaign may be edited: what is saved must still be startable. Journeys
+    follow step ids, so people in a block that moved move with it. People at a step that
+    the edit removes go on to the first step after it that remains (``removed_steps=
+    "move_on"``, as Customer.io does) or leave the campaign (``"exit"``).
     """
+    if removed_steps not in ("move_on", "exit"):
+        raise ValueError("removed_steps must be 'move_on' or 'exit'")
     with transaction.atomic():
         current = Campaign.objects.select_for_update().get(pk=campaign.pk,
                                                            workspace=campaign.workspace_id)
@@ -65,11 +71,30 @@ def update_campaign(campaign: Campaign, definition: dict, *, version: int | None
                 and current.state != Campaign.State.DRAFT):
             raise CampaignStateError("the trigger type of a campaign that has run cannot "
                                      "change: create a new campaign")
+        old = Workflow(current.definition["workflow"]["steps"])
         _denormalise(current, normalised)
         current.version += 1
         current.updated_at = timezone.now()
         current.save()
+        _move_off_removed_steps(current, old, Workflow(normalised["workflow"]["steps"]),
+                                exit_them=removed_steps == "exit")
     return current
+
+
+def _move_off_removed_steps(campaign: Campaign, old: Workflow, new: Workflow, *,
+                            exit_them: bool) -> None:
+    """Move (or end) the journeys at steps an edit removed: one statement per such step."""
+    now = timezone.now()
+    active = Journey.objects.filter(campaign=campaign, state=Journey.State.ACTIVE)
+    for step_id in (step_id for step_id in old.ids() if step_id not in new):
+        at_step = active.filter(step_id=step_id)
+        following = None if exit_them else old.successor_in(new, step_id)
+        if following is not None:
+            at_step.update(step_id=following, step_data={}, next_run_at=now, lease_until=None)
+        else:
+            at_step.update(state=Journey.State.EXITED if exit_them else Journey.State.FINISHED,
+                           exit_reason="step_removed" if exit_them else "finished",
+                           ended_at=now, next_run_at=None, lease_until=None, step_data={})
 
 
 # --- lifecycle -------------------------------------------------------------------------

@@ -179,3 +179,75 @@ def test_delete_keeps_anonymous_message_figures(workspace, vip):
     assert not JourneyStep.objects.exists()
     assert list(Delivery.objects.values_list("kind", "campaign", "cio_id", "recipient")) == [
         ("email", None, None, "")]
+
+
+# --- editing a running campaign -------------------------------------------------------
+
+
+def waiting_campaign(workspace, segment, time_machine):
+    time_machine.move_to(timezone.now(), tick=False)
+    members(workspace, segment, 2)
+    campaign = campaign_for(workspace, segment, [
+        {"id": "first", "type": "delay", "duration": {"days": 1}},
+        {"id": "note", "type": "create_event", "name": "noted"},
+        {"id": "last", "type": "create_event", "name": "last"}])
+    services.start_campaign(campaign)
+    while engine.advance_due():
+        pass
+    assert set(Journey.objects.values_list("step_id", flat=True)) == {"first"}
+    return campaign
+
+
+def test_people_at_a_removed_step_go_on_to_what_followed_it(workspace, vip, time_machine):
+    from people.models import Event
+
+    campaign = waiting_campaign(workspace, vip, time_machine)
+    steps = campaign.definition["workflow"]["steps"]
+
+    services.update_campaign(campaign, {**campaign.definition,
+                                        "workflow": {"steps": steps[2:]}}, version=1)
+    while engine.advance_due():
+        pass
+
+    assert set(Journey.objects.values_list("state", flat=True)) == {"finished"}
+    assert list(Event.objects.values_list("name", flat=True)) == ["last", "last"]
+
+
+def test_people_in_a_moved_block_move_with_it(workspace, vip, time_machine):
+    from people.models import Event
+
+    campaign = waiting_campaign(workspace, vip, time_machine)
+    first, note, last = campaign.definition["workflow"]["steps"]
+    branch = {"id": "b", "type": "branch",
+              "condition": {"attribute": {"field": "plan", "operator": "exists"}},
+              "paths": [{"key": "true", "steps": []}, {"key": "false", "steps": [first, note]}]}
+
+    services.update_campaign(campaign, {**campaign.definition,
+                                        "workflow": {"steps": [last, branch]}}, version=1)
+    time_machine.shift(86_400)
+    while engine.advance_due():
+        pass
+
+    # Still waiting at "first" (now inside the branch), then the rest of that path.
+    assert sorted(Event.objects.values_list("name", flat=True)) == ["noted", "noted"]
+    assert set(Journey.objects.values_list("state", flat=True)) == {"finished"}
+
+
+def test_people_at_a_removed_step_may_exit_instead(workspace, vip, time_machine):
+    campaign = waiting_campaign(workspace, vip, time_machine)
+    steps = campaign.definition["workflow"]["steps"]
+
+    services.update_campaign(campaign, {**campaign.definition,
+                                        "workflow": {"steps": steps[1:]}},
+                             removed_steps="exit")
+
+    assert set(Journey.objects.values_list("state", "exit_reason")) == {
+        ("exited", "step_removed")}
+
+
+def test_removing_the_last_steps_finishes_their_journeys(workspace, vip, time_machine):
+    campaign = waiting_campaign(workspace, vip, time_machine)
+
+    services.update_campaign(campaign, {**campaign.definition, "workflow": {"steps": []}})
+
+    assert set(Journey.objects.values_list("state", flat=True)) == {"finished"}
