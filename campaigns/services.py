@@ -1,7 +1,17 @@
 """Every change to campaigns and journeys with business meaning."""
 
 from django.db import transaction
-from django.db.models import Subquery
+from django.db.models import (
+    Case,
+    CharField,
+    DateTimeField,
+    F,
+    Q,
+    Subquery,
+    TextField,
+    Value,
+    When,
+)
 from django.utils import timezone
 
 from campaigns import definition as definitions
@@ -309,16 +319,30 @@ def forget_people(workspace: Workspace, person_ids: list[int], cio_ids: list[str
     only counts remain. Their unsent messages are never sent.
     """
     now = timezone.now()
-    journeys = Journey.objects.filter(workspace=workspace, person_id__in=person_ids)
-    journeys.filter(state=Journey.State.ACTIVE).update(
-        state=Journey.State.EXITED, exit_reason="person_deleted", ended_at=now,
-        next_run_at=None, lease_until=None)
-    journeys.update(person=None, **({"cio_id": None, "context": {}} if suppress else {}))
-    deliveries = Delivery.objects.filter(workspace=workspace, cio_id__in=cio_ids)
-    deliveries.filter(state__in=[Delivery.State.QUEUED, Delivery.State.DRAFTED]).update(
-        state=Delivery.State.SKIPPED, reason="the person was deleted")
+    active = Q(state=Journey.State.ACTIVE)
+    ending = {
+        "state": Case(When(active, then=Value(Journey.State.EXITED)), default=F("state"),
+                      output_field=CharField()),
+        "exit_reason": Case(When(active, then=Value("person_deleted")),
+                            default=F("exit_reason"), output_field=CharField()),
+        "ended_at": Case(When(active, then=Value(now)), default=F("ended_at"),
+                         output_field=DateTimeField()),
+        "next_run_at": None, "lease_until": None, "person": None,
+    }
     if suppress:
-        deliveries.update(cio_id=None, recipient="", payload={})
+        ending |= {"cio_id": None, "context": {}}
+    # One statement for the journeys and one for the deliveries, per batch of people.
+    Journey.objects.filter(workspace=workspace, person_id__in=person_ids).update(**ending)
+    unsent = Q(state__in=[Delivery.State.QUEUED, Delivery.State.DRAFTED])
+    skipping = {
+        "state": Case(When(unsent, then=Value(Delivery.State.SKIPPED)), default=F("state"),
+                      output_field=CharField()),
+        "reason": Case(When(unsent, then=Value("the person was deleted")),
+                       default=F("reason"), output_field=TextField()),
+    }
+    if suppress:
+        skipping |= {"cio_id": None, "recipient": "", "payload": {}}
+    Delivery.objects.filter(workspace=workspace, cio_id__in=cio_ids).update(**skipping)
 
 
 def move_journeys(workspace: Workspace, primary_id: int, secondary_id: int) -> None:
