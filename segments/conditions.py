@@ -225,8 +225,10 @@ class _Validator:
                                        "and a whole number value of at least 0")
         within = body.get("within_days")
         if within is not None:
-            if isinstance(within, bool) or not isinstance(within, int | float) or within <= 0:
-                self.fail(f"{here}.within_days", "within_days must be a number above 0")
+            if (isinstance(within, bool) or not isinstance(within, int | float)
+                    or not 0 < within <= 36_500):
+                self.fail(f"{here}.within_days",
+                          "within_days must be a number above 0 and at most 36500 (100 years)")
             else:
                 self.analysis.time_relative = True
         filters = body.get("filters", [])
