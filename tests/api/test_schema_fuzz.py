@@ -8,9 +8,9 @@ fails on any 5xx, an undocumented status code or a body that does not match the 
 import pytest
 import schemathesis
 from django.core.cache import cache
+from django.core.handlers.wsgi import WSGIHandler
 from django.core.signals import request_finished, request_started
 from django.db import close_old_connections
-from django.core.handlers.wsgi import WSGIHandler
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import (
     not_a_server_error,
