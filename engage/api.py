@@ -177,7 +177,8 @@ def _error_shape(path: str):
     return None
 
 
-def _api_error(request, status: int, message: str, code: str):
+def api_error(request, status: int, message: str, code: str) -> JsonResponse | None:
+    """Return an error in the shape of the API ``request`` calls, or None for a page."""
     shape = _error_shape(request.path)
     if shape is None:
         return None
@@ -187,17 +188,17 @@ def _api_error(request, status: int, message: str, code: str):
 # Django's error views, answering in the API's own shape for API paths: a failure outside
 # a DRF view (a middleware, an unknown path, a broken request) still answers JSON.
 def bad_request(request, exception):
-    return (_api_error(request, 400, "bad request", "invalid")
+    return (api_error(request, 400, "bad request", "invalid")
             or defaults.bad_request(request, exception))
 
 
 def page_not_found(request, exception):
-    return (_api_error(request, 404, f"there is no endpoint {request.path}", "not_found")
+    return (api_error(request, 404, f"there is no endpoint {request.path}", "not_found")
             or defaults.page_not_found(request, exception))
 
 
 def server_error(request):
-    return (_api_error(request, 500, INTERNAL_ERROR, "internal")
+    return (api_error(request, 500, INTERNAL_ERROR, "internal")
             or defaults.server_error(request))
 
 
