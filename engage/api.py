@@ -2,8 +2,13 @@
 
 import base64
 import binascii
+import json
+import logging
 
+from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
+from django.http import JsonResponse, QueryDict
+from django.views import defaults
 from rest_framework import exceptions, status
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
 from rest_framework.negotiation import DefaultContentNegotiation
@@ -11,14 +16,18 @@ from rest_framework.parsers import JSONParser
 from rest_framework.permissions import BasePermission
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
-from rest_framework.views import APIView, exception_handler
+from rest_framework.views import APIView, exception_handler, set_rollback
 
 from engage.keys import hash_key
 from engage.models import Workspace
 from engage.sql import select_models
-from people.errors import InvalidInput
+from people import validation
+from people.errors import InvalidInput, Problem
 
 UNAUTHORIZED = "Unauthorized request. Make sure that you provided the right credentials."
+INTERNAL_ERROR = "internal server error"
+
+logger = logging.getLogger("django.request")
 
 
 class WorkspaceClient:
@@ -134,7 +143,14 @@ def _exception_handler(shape):
         response = exception_handler(exc, context)
         if response is not None:
             response.data = shape(exc)
-        return response
+            return response
+        # A bug or a failing dependency: logged as Django logs it, answered as JSON (the
+        # clients cannot read an HTML page), and nothing of the request is committed.
+        request = context.get("request")
+        logger.error("Internal Server Error: %s", getattr(request, "path", ""),
+                     exc_info=(type(exc), exc, exc.__traceback__))
+        set_rollback()
+        return Response(shape(exceptions.APIException(INTERNAL_ERROR, "internal")), status=500)
 
     return handle
 
@@ -146,6 +162,74 @@ track_v1_exception_handler = _exception_handler(
 track_v2_exception_handler = _exception_handler(lambda exc: {"errors": v2_problems(exc)})
 app_exception_handler = _exception_handler(
     lambda exc: {"meta": {"error": "; ".join(error_messages(exc))}})
+
+
+def _error_shape(path: str):
+    """Return the error shape of the API that ``path`` belongs to, or None for a page."""
+    if path.startswith("/api/v1/merge_customers"):
+        return lambda exc: {"meta": {"error": "; ".join(error_messages(exc))}}
+    if path.startswith("/api/v1/"):
+        return lambda exc: {"meta": {"errors": error_messages(exc)}}
+    if path.startswith("/api/v2/"):
+        return lambda exc: {"errors": v2_problems(exc)}
+    if path.startswith("/v1/"):
+        return lambda exc: {"meta": {"error": "; ".join(error_messages(exc))}}
+    return None
+
+
+def api_error(request, status: int, message: str, code: str) -> JsonResponse | None:
+    """Return an error in the shape of the API ``request`` calls, or None for a page."""
+    shape = _error_shape(request.path)
+    if shape is None:
+        return None
+    return JsonResponse(shape(exceptions.APIException(message, code)), status=status)
+
+
+# Django's error views, answering in the API's own shape for API paths: a failure outside
+# a DRF view (a middleware, an unknown path, a broken request) still answers JSON.
+def bad_request(request, exception):
+    return (api_error(request, 400, "bad request", "invalid")
+            or defaults.bad_request(request, exception))
+
+
+def page_not_found(request, exception):
+    return (api_error(request, 404, f"there is no endpoint {request.path}", "not_found")
+            or defaults.page_not_found(request, exception))
+
+
+def server_error(request):
+    return (api_error(request, 500, INTERNAL_ERROR, "internal")
+            or defaults.server_error(request))
+
+
+class EngageJSONParser(JSONParser):
+    """JSON as engage keeps it: no NaN or Infinity, nested at most MAX_JSON_DEPTH deep.
+
+    Deeper text is refused naming where it nests, before Python's parser runs out of
+    stack on it.
+    """
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        encoding = (parser_context or {}).get("encoding") or settings.DEFAULT_CHARSET
+        try:
+            text = stream.read().decode(encoding)
+        except UnicodeDecodeError as error:
+            raise exceptions.ParseError(f"JSON parse error - {error}") from None
+        try:
+            data = json.loads(text, parse_constant=_refuse_constant)
+        except RecursionError:
+            problem = validation.nesting_problem(text)
+            raise InvalidInput([problem] if problem else [Problem(
+                "body", "too_deep", "the body is nested too deeply")]) from None
+        except ValueError as error:
+            raise exceptions.ParseError(f"JSON parse error - {error}") from None
+        if problem := validation.depth_problem(data):
+            raise InvalidInput([problem])
+        return data
+
+
+def _refuse_constant(name: str):
+    raise ValueError(f"{name} is not a JSON number")
 
 
 class AlwaysJSON(DefaultContentNegotiation):
@@ -163,7 +247,7 @@ class WorkspaceAPIView(APIView):
     """Base for the APIs a workspace key opens: JSON in and out, throttled per key."""
 
     permission_classes = [HasWorkspace]
-    parser_classes = [JSONParser]
+    parser_classes = [EngageJSONParser]
     renderer_classes = [JSONRenderer]
     content_negotiation_class = AlwaysJSON
     exception_handler = None
@@ -184,7 +268,7 @@ class WorkspaceAPIView(APIView):
     def body(self) -> dict:
         """Return the JSON body, which must be an object (an empty body is ``{}``)."""
         data = self.request.data
-        if not data:
+        if isinstance(data, QueryDict):  # what DRF makes of an empty body
             return {}
         if not isinstance(data, dict):
             raise exceptions.ParseError("the request body must be a JSON object")

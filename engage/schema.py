@@ -32,6 +32,10 @@ SingleError = inline_serializer("SingleError", fields={
     "meta": inline_serializer("SingleErrorMeta", fields={"error": serializers.CharField()}),
 })
 
-TRACK_RESPONSES = {200: Empty, 400: TrackErrors, 401: TrackErrors, 415: TrackErrors,
-                   429: TrackErrors}
-APP_RESPONSES = {400: SingleError, 401: SingleError, 429: SingleError}
+TRACK_RESPONSES = {200: Empty, 400: TrackErrors, 401: TrackErrors, 413: TrackErrors,
+                   415: TrackErrors, 429: TrackErrors}
+APP_RESPONSES = {400: SingleError, 401: SingleError, 413: SingleError, 415: SingleError,
+                 429: SingleError}
+# What the lookups of one thing by id add: it may not exist (or not in this workspace).
+TRACK_NOT_FOUND = {**TRACK_RESPONSES, 404: TrackErrors}
+APP_NOT_FOUND = {**APP_RESPONSES, 404: SingleError}

@@ -34,7 +34,16 @@ urlpatterns = [
     path("segments/", include("segments.ui_urls")),
     path("settings/", include("engage.settings_urls")),
     path("admin/", admin.site.urls),
-    path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
-    path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    # Open to all, whatever credentials a client sends along (a Track client's Basic
+    # header is not a Django user's).
+    path("api/schema/", SpectacularAPIView.as_view(authentication_classes=[]),
+         name="api-schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema",
+                                                     authentication_classes=[]),
+         name="api-docs"),
     path("exports/<str:token>/people.csv", export_file, name="export-file"),
 ]
+
+handler400 = "engage.api.bad_request"
+handler404 = "engage.api.page_not_found"
+handler500 = "engage.api.server_error"

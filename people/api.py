@@ -2,17 +2,17 @@
 
 import json
 
-from rest_framework import exceptions
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from rest_framework import exceptions, serializers
 from rest_framework.exceptions import NotFound
 from rest_framework.response import Response
 
-from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
-from rest_framework import serializers
-
-from engage.api import AppView, TrackV1View, TrackV2View, ok
-from engage.schema import APP_RESPONSES, TRACK_RESPONSES, SingleError
+from engage.api import AppView, TrackV1View, TrackV2View, app_exception_handler, ok
+from engage.schema import APP_RESPONSES, TRACK_RESPONSES, Empty, SingleError
 from people import batch, services
+from people import validation as v
+from people.errors import InvalidInput
 from people.models import Person, Suppression
 
 DEVICE_KEYS = {"id", "platform", "last_used", "attributes", "_last_status"}
@@ -75,12 +75,15 @@ class CustomerView(TrackV1View):
 
 
 def _event_fields(body: dict) -> dict:
+    kind = body.get("type")
+    if problems := v.event_type_problems(kind):
+        raise InvalidInput(problems)
     return {
         "name": body.get("name"),
         "data": body.get("data"),
         "timestamp": body.get("timestamp"),
         "dedup_id": body.get("id"),
-        "type": body.get("type") or "event",
+        "type": kind or "event",
     }
 
 
@@ -111,8 +114,14 @@ class DeviceView(TrackV1View):
         device = self.body().get("device")
         if not isinstance(device, dict):
             raise exceptions.ParseError("device is required and must be an object")
-        attributes = device.get("attributes") or {}
-        if isinstance(attributes, dict):
+        if v.has_unstorable(device.get("id")):
+            raise InvalidInput.single("device.id", "invalid_value", "device.id cannot contain "
+                                      "NUL characters or unpaired surrogates")
+        attributes = device.get("attributes", {})
+        if not isinstance(attributes, dict):
+            raise InvalidInput.single("device.attributes", "invalid_type",
+                                      "device.attributes must be an object")
+        else:
             # The Python client sends extra device keys beside id and platform.
             attributes = {**{k: val for k, val in device.items() if k not in DEVICE_KEYS},
                           **attributes}
@@ -132,6 +141,9 @@ class DeviceDeleteView(TrackV1View):
                    responses=TRACK_RESPONSES)
     def delete(self, request, identifier, token):
         ref = services.parse_identifier(self.workspace, identifier)
+        if v.has_unstorable(token):
+            raise InvalidInput.single("token", "invalid_value", "the device token cannot contain "
+                                      "NUL characters or unpaired surrogates")
         services.delete_device(self.workspace, ref, token=token)
         return ok()
 
@@ -158,15 +170,14 @@ class UnsuppressView(TrackV1View):
 class MergeView(TrackV1View):
     """Merge the secondary person into the primary; errors as ``{"meta":{"error":...}}``."""
 
+    exception_handler = app_exception_handler
+
     @extend_schema(summary="Merge two people", request=MergeBody,
-                   responses={**TRACK_RESPONSES, 400: SingleError})
+                   responses={**APP_RESPONSES, 200: Empty, 413: SingleError, 415: SingleError})
     def post(self, request):
         body = self.body()
-        try:
-            primary = self._side(body, "primary")
-            secondary = self._side(body, "secondary")
-        except services.InvalidInput as error:
-            return Response({"meta": {"error": str(error)}}, status=400)
+        primary = self._side(body, "primary")
+        secondary = self._side(body, "secondary")
         services.merge_people(self.workspace, primary=primary, secondary=secondary)
         return ok()
 
@@ -181,7 +192,8 @@ class MergeView(TrackV1View):
 
 
 class RegionView(TrackV1View):
-    @extend_schema(summary="Region of these credentials", responses={200: Region})
+    @extend_schema(summary="Region of these credentials",
+                   responses={**TRACK_RESPONSES, 200: Region})
     def get(self, request):
         return Response({
             "url": request.build_absolute_uri("/").rstrip("/"),
@@ -372,6 +384,10 @@ class CustomersByEmailView(AppView):
         email = request.query_params.get("email", "").strip()
         if not email:
             raise services.InvalidInput.single("email", "required", "email is required")
+        if v.has_unstorable(email):
+            raise services.InvalidInput.single(
+                "email", "invalid_value",
+                "email cannot contain NUL characters or unpaired surrogates")
         people = Person.objects.with_identifier(self.workspace, "email", email)[:100]
         return Response({"results": [
             {"email": person.email, "id": person.customer_id, "cio_id": person.cio_id}

@@ -96,7 +96,7 @@ def parse_operation(workspace: Workspace, raw: Any, *, index: int = 0) -> Operat
             raise InvalidInput.single("type", "unsupported", f"type '{kind}' is not supported")
         raise InvalidInput.single("type", "invalid", "type must be person")
     action = raw.get("action")
-    if action not in PERSON_ACTIONS:
+    if not isinstance(action, str) or action not in PERSON_ACTIONS:
         relationships = ("add_relationships", "delete_relationships")
         reason = "unsupported" if action in relationships else "invalid"
         raise InvalidInput.single("action", reason, f"action '{action}' is not supported")
@@ -114,13 +114,31 @@ def parse_operation(workspace: Workspace, raw: Any, *, index: int = 0) -> Operat
             attributes = {**attributes, "_timestamp": raw["timestamp"]}
         operation.identify = read_identify_body(workspace, attributes)
     elif action in EVENT_ACTIONS:
-        operation.event = read_event(
-            raw.get("name"), raw.get("attributes"), raw.get("timestamp"), action, raw.get("id"))
+        try:
+            operation.event = read_event(raw.get("name"), raw.get("attributes"),
+                                         raw.get("timestamp"), action, raw.get("id"))
+        except InvalidInput as error:
+            # v2 sends an event's data as its attributes.
+            raise InvalidInput([_renamed(problem, "data", "attributes")
+                                for problem in error.problems]) from None
     elif action in ("add_device", "delete_device"):
         device = raw.get("device")
         if not isinstance(device, dict) or not device.get("token"):
             raise InvalidInput.single("device.token", "required", "device.token is required")
+        if v.has_unstorable(device["token"]):
+            raise InvalidInput.single("device.token", "invalid_value", "device.token cannot "
+                                      "contain NUL characters or unpaired surrogates")
+        if "attributes" in device and not isinstance(device["attributes"], dict):
+            raise InvalidInput.single("device.attributes", "invalid_type",
+                                      "device.attributes must be an object")
     return operation
+
+
+def _renamed(problem: Problem, old: str, new: str) -> Problem:
+    if problem.field == old or problem.field.startswith((f"{old}.", f"{old}[")):
+        return Problem(new + problem.field[len(old):], problem.reason,
+                       problem.message.replace(old, new, 1))
+    return problem
 
 
 def apply_operation(workspace: Workspace, operation: Operation) -> None:

@@ -18,10 +18,14 @@ MAX_ATTRIBUTES = 300
 MAX_EVENT_NAME_BYTES = 100
 MAX_EVENT_DATA_BYTES = 100_000
 MAX_EMAIL_LENGTH = 254
+# Deeper JSON is refused: nothing engage keeps needs it, and it costs stack to walk.
+MAX_JSON_DEPTH = 64
 # Unix seconds past this (the year 5138) are almost surely milliseconds.
 MAX_UNIX_SECONDS = 100_000_000_000
 
 IDENTIFIER_TYPES = ("id", "email", "cio_id")
+EVENT_TYPES = ("event", "page", "screen")
+SUBSCRIPTION_PREFERENCES = "cio_subscription_preferences"
 
 _email_validator = EmailValidator()
 
@@ -50,6 +54,102 @@ def has_unstorable(value: Any) -> bool:
     if isinstance(value, list):
         return any(has_unstorable(item) for item in value)
     return False
+
+
+def json_path(parent: str, key: str | int) -> str:
+    """Return the path of ``key`` under ``parent``: ``a.b`` for a key, ``a[0]`` for an index."""
+    if isinstance(key, int):
+        return f"{parent}[{key}]"
+    return f"{parent}.{key}" if parent else str(key)
+
+
+def value_problem(value: Any, *, field: str) -> Problem | None:
+    """Return the first thing in a JSON value that cannot be stored, naming where it is.
+
+    That is text with a NUL or an unpaired surrogate, a number too large to be finite
+    (``1e400`` reads as infinity) or nesting deeper than MAX_JSON_DEPTH.
+    """
+    pending = [(value, field, 0)]
+    while pending:
+        item, path, depth = pending.pop()
+        if isinstance(item, str):
+            if _UNSTORABLE.search(item):
+                return Problem(path, "invalid_value",
+                               f"{path} cannot contain NUL characters or unpaired surrogates")
+        elif isinstance(item, float):
+            if not math.isfinite(item):
+                return Problem(path, "invalid_value", f"{path} must be a finite number")
+        elif isinstance(item, dict | list):
+            if depth >= MAX_JSON_DEPTH:
+                return Problem(path, "too_deep",
+                               f"{path} is nested more than {MAX_JSON_DEPTH} levels deep")
+            pairs = item.items() if isinstance(item, dict) else enumerate(item)
+            children = []
+            for key, child in pairs:
+                if isinstance(key, str) and _UNSTORABLE.search(key):
+                    return Problem(path or "body", "invalid_value",
+                                   f"the keys of {path or 'the body'} cannot contain NUL "
+                                   "characters or unpaired surrogates")
+                children.append((child, json_path(path, key), depth + 1))
+            pending.extend(reversed(children))
+    return None
+
+
+def nesting_problem(text: str, *, limit: int = MAX_JSON_DEPTH) -> Problem | None:
+    """Return where JSON text nests deeper than ``limit``, read without parsing it.
+
+    For text too deep for the parser itself; the place named is cut to its first steps.
+    """
+    path: list[str | int] = []
+    expect_key = False
+    for token in _JSON_TOKEN.finditer(text):
+        kind = token.group()
+        if kind in "{[":
+            if len(path) >= limit:
+                return _too_deep(path, limit)
+            path.append("" if kind == "{" else 0)
+            expect_key = kind == "{"
+        elif kind in "}]":
+            if path:
+                path.pop()
+            expect_key = False
+        elif kind == ",":
+            if path and isinstance(path[-1], int):
+                path[-1] += 1
+            else:
+                expect_key = True
+        elif kind.startswith('"') and expect_key and path:
+            try:
+                path[-1] = json.loads(kind)
+            except ValueError:
+                path[-1] = kind.strip('"')
+            expect_key = False
+    return None
+
+
+def depth_problem(value: Any, *, limit: int = MAX_JSON_DEPTH) -> Problem | None:
+    """Return where a parsed JSON value nests deeper than ``limit``, if it does."""
+    pending = [(value, ())]
+    while pending:
+        item, path = pending.pop()
+        if isinstance(item, dict | list):
+            if len(path) >= limit:
+                return _too_deep(list(path), limit)
+            pairs = item.items() if isinstance(item, dict) else enumerate(item)
+            pending.extend((child, (*path, key)) for key, child in pairs
+                           if isinstance(child, dict | list))
+    return None
+
+
+def _too_deep(path: list, limit: int) -> Problem:
+    field = ""
+    for step in path[:3]:
+        field = json_path(field, step)
+    return Problem(field or "body", "too_deep",
+                   f"{field or 'the body'} is nested more than {limit} levels deep")
+
+
+_JSON_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|[{}\[\],]')
 
 
 def is_valid_email(value: str) -> bool:
@@ -129,11 +229,15 @@ def attribute_problems(attributes: dict, *, field_prefix: str = "") -> list[Prob
                     f"{MAX_ATTRIBUTE_VALUE_BYTES} bytes",
                 )
             )
-        if has_unstorable(name) or has_unstorable(value):
+        if has_unstorable(name):
             problems.append(Problem(field, "invalid_value",
                                     f"attribute '{name}' cannot contain NUL characters or unpaired surrogates"))
-        if isinstance(value, float) and not math.isfinite(value):
-            problems.append(Problem(field, "invalid_value", f"value for attribute '{name}' is not a number"))
+        elif problem := value_problem(value, field=field):
+            problems.append(problem)
+        if (not field_prefix and name == SUBSCRIPTION_PREFERENCES
+                and value not in (None, "") and not isinstance(value, dict)):
+            problems.append(Problem(field, "invalid_type",
+                                    f"{SUBSCRIPTION_PREFERENCES} must be an object"))
     return problems
 
 
@@ -211,9 +315,8 @@ def event_problems(name: Any, data: Any, *, field_prefix: str = "") -> list[Prob
                                 "event name cannot contain NUL characters or unpaired surrogates"))
     if data is not None and not isinstance(data, dict):
         problems.append(Problem(f"{field_prefix}data", "invalid_type", "event data must be an object"))
-    elif has_unstorable(data):
-        problems.append(Problem(f"{field_prefix}data", "invalid_value",
-                                "event data cannot contain NUL characters or unpaired surrogates"))
+    elif data and (problem := value_problem(data, field=f"{field_prefix}data")):
+        problems.append(problem)
     elif data and json_bytes(data) > MAX_EVENT_DATA_BYTES:
         problems.append(
             Problem(
@@ -223,3 +326,10 @@ def event_problems(name: Any, data: Any, *, field_prefix: str = "") -> list[Prob
             )
         )
     return problems
+
+
+def event_type_problems(value: Any, *, field: str = "type") -> list[Problem]:
+    """Return what is wrong with an event's type (absent or null means ``event``)."""
+    if value is None or (isinstance(value, str) and value in EVENT_TYPES):
+        return []
+    return [Problem(field, "invalid_value", f"{field} must be one of event, page, screen")]

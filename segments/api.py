@@ -12,7 +12,8 @@ from rest_framework.exceptions import NotFound
 from rest_framework.response import Response
 
 from engage.api import AppView, TrackV1View, ok
-from engage.schema import APP_RESPONSES, TRACK_RESPONSES
+from engage.schema import APP_NOT_FOUND, APP_RESPONSES, TRACK_NOT_FOUND
+from people import validation
 from people.api import ID_TYPE, CustomersByEmailView, app_ref, id_type_param
 from people.errors import InvalidInput
 from people.models import Person
@@ -30,6 +31,12 @@ def _segment(workspace, segment_id) -> Segment:
     if segment is None:
         raise NotFound(f"there is no segment {segment_id}")
     return segment
+
+
+def _check_storable(value, *, field: str) -> None:
+    """Refuse text the database cannot hold (NUL, lone surrogates), naming where it is."""
+    if problem := validation.value_problem(value, field=field):
+        raise InvalidInput([problem])
 
 
 def _people_by(workspace, id_type: str, values: list) -> list[int]:
@@ -50,7 +57,8 @@ class ManualMembershipView(TrackV1View):
 
     add = True
 
-    @extend_schema(parameters=[ID_TYPE], request=OpenApiTypes.OBJECT, responses=TRACK_RESPONSES,
+    @extend_schema(parameters=[ID_TYPE], request=OpenApiTypes.OBJECT,
+                   responses=TRACK_NOT_FOUND,
                    summary="Add people to, or remove them from, a manual segment")
     def post(self, request, segment_id):
         segment = _segment(self.workspace, segment_id)
@@ -63,6 +71,7 @@ class ManualMembershipView(TrackV1View):
             raise InvalidInput.single("segment", "invalid",
                                       "a data-driven segment's members follow its conditions; "
                                       "only manual segments take people directly")
+        _check_storable(ids, field="ids")
         person_ids = _people_by(self.workspace, id_type, ids)
         change = services.add_to_segment if self.add else services.remove_from_segment
         change(segment, person_ids)
@@ -107,6 +116,7 @@ class SegmentListView(AppView):
         if not isinstance(name, str) or not name.strip() or len(name) > 200:
             raise InvalidInput.single("segment.name", "required",
                                       "segment.name must be 1 to 200 characters")
+        _check_storable(body, field="segment")
         try:
             segment = services.create_segment(
                 self.workspace, name=name.strip(), description=str(body.get("description") or ""),
@@ -117,7 +127,7 @@ class SegmentListView(AppView):
 
 
 class SegmentDetailView(AppView):
-    @extend_schema(summary="A segment", responses={200: OpenApiTypes.OBJECT, **APP_RESPONSES})
+    @extend_schema(summary="A segment", responses={200: OpenApiTypes.OBJECT, **APP_NOT_FOUND})
     def get(self, request, segment_id):
         return Response({"segment": segment_payload(_segment(self.workspace, segment_id))})
 
@@ -151,7 +161,7 @@ def _page(people, limit: int) -> dict:
 
 class SegmentMembershipView(AppView):
     @extend_schema(summary="Members of a segment, a page at a time", parameters=PAGING,
-                   responses={200: OpenApiTypes.OBJECT, **APP_RESPONSES})
+                   responses={200: OpenApiTypes.OBJECT, **APP_NOT_FOUND})
     def get(self, request, segment_id):
         segment = _segment(self.workspace, segment_id)
         after, limit = _cursor(request, default_limit=1000, max_limit=30000)
@@ -163,7 +173,7 @@ class SegmentMembershipView(AppView):
 
 class CustomerSegmentsView(AppView):
     @extend_schema(summary="Segments a person is in", parameters=[ID_TYPE],
-                   responses={200: OpenApiTypes.OBJECT, **APP_RESPONSES})
+                   responses={200: OpenApiTypes.OBJECT, **APP_NOT_FOUND})
     def get(self, request, customer_id):
         id_type = id_type_param(request, self.workspace)
         ref = app_ref(self.workspace, id_type, customer_id)
@@ -184,6 +194,7 @@ class CustomersView(CustomersByEmailView):
         tree = request.data.get("filter") if isinstance(request.data, dict) else None
         if tree is None:
             raise InvalidInput.single("filter", "required", "filter is required")
+        _check_storable(tree, field="filter")
         try:
             validate(tree, workspace=self.workspace)
         except ConditionError as error:
@@ -228,6 +239,7 @@ class CustomerExportView(AppView):
         filters = request.data.get("filters") if isinstance(request.data, dict) else None
         if filters is None:
             raise InvalidInput.single("filters", "required", "filters is required")
+        _check_storable(request.data, field="")
         try:
             export = exports.start_export(self.workspace, filters,
                                           description=str(request.data.get("description") or ""))
@@ -245,14 +257,14 @@ class ExportListView(AppView):
 
 
 class ExportDetailView(AppView):
-    @extend_schema(summary="An export", responses={200: OpenApiTypes.OBJECT, **APP_RESPONSES})
+    @extend_schema(summary="An export", responses={200: OpenApiTypes.OBJECT, **APP_NOT_FOUND})
     def get(self, request, export_id):
         return Response({"export": export_payload(_export(self.workspace, export_id))})
 
 
 class ExportDownloadView(AppView):
     @extend_schema(summary="A link to download a finished export (valid 15 minutes)",
-                   responses={200: OpenApiTypes.OBJECT, **APP_RESPONSES})
+                   responses={200: OpenApiTypes.OBJECT, **APP_NOT_FOUND})
     def get(self, request, export_id):
         export = _export(self.workspace, export_id)
         if export.state != Export.State.DONE:

@@ -760,8 +760,10 @@ def _validate_event(validator: Validator, body: Any, here: str):
                                         "and a whole number value of at least 0")
     within = body.get("within_days")
     if within is not None:
-        if isinstance(within, bool) or not isinstance(within, int | float) or within <= 0:
-            validator.fail(f"{here}.within_days", "within_days must be a number above 0")
+        if (isinstance(within, bool) or not isinstance(within, int | float)
+                or not 0 < within <= 36_500):
+            validator.fail(f"{here}.within_days",
+                           "within_days must be a number above 0 and at most 36500 (100 years)")
     filters = body.get("filters", [])
     if not isinstance(filters, list):
         validator.fail(f"{here}.filters", "filters must be a list of attribute conditions")

@@ -52,3 +52,30 @@ def test_docs_page_serves_its_assets_itself(client, db):
     page = response.content.decode()
     assert "/api/schema/" in page
     assert "cdn" not in page.lower() and "unpkg" not in page.lower()
+
+
+def test_schema_documents_not_found_and_unauthorized(schema):
+    paths = schema["paths"]
+    for path, method in [
+        ("/v1/segments/{segment_id}", "get"), ("/v1/segments/{segment_id}/membership", "get"),
+        ("/v1/exports/{export_id}", "get"), ("/v1/exports/{export_id}/download", "get"),
+        ("/api/v1/segments/{segment_id}/add_customers", "post"),
+        ("/api/v1/segments/{segment_id}/remove_customers", "post"),
+    ]:
+        assert "404" in paths[path][method]["responses"], (path, method)
+    assert "401" in paths["/api/v1/accounts/region"]["get"]["responses"]
+
+
+@pytest.mark.parametrize("body", ["null", "[1]", "{not json", '{"primary": {"id": "a"}}'])
+def test_merge_answers_a_bad_body_in_its_documented_shape(track, body):
+    response = track.post("/api/v1/merge_customers", data=body,
+                          content_type="application/json")
+    assert response.status_code == 400
+    assert set(response.json()) == {"meta"}
+    assert isinstance(response.json()["meta"]["error"], str)
+
+
+def test_schema_is_served_to_a_client_sending_its_track_credentials(track):
+    response = track.get("/api/schema/", {"format": "json"})
+    assert response.status_code == 200
+    assert "paths" in response.json()
