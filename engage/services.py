@@ -11,6 +11,7 @@ from engage.keys import generate_key, generate_site_id, hash_key, key_prefix
 from engage.models import IdentifierModeChange, Membership, Workspace
 from engage.sql import update_rows
 from people.models import Person
+from people.validation import email_key
 
 
 @dataclass(frozen=True)
@@ -232,7 +233,7 @@ def _fill_email_keys(rows) -> None:
     # Lowercased in Python, as every lookup of email_key is: SQL's LOWER leaves non-ASCII
     # letters alone on SQLite and under some PostgreSQL locales.
     with transaction.atomic():
-        update_rows(Person, ["email_key"], [(pk, email.lower()) for pk, email in rows])
+        update_rows(Person, ["email_key"], [(pk, email_key(email)) for pk, email in rows])
 
 
 def _finish_mode_change(change: IdentifierModeChange) -> None:

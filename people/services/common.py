@@ -83,7 +83,7 @@ def check_ref(ref: Ref, *, field: str = "identifier") -> None:
 
 
 def identifier_key(kind: str, value: str) -> str:
-    return value.lower() if kind == "email" else value
+    return v.email_key(value) if kind == "email" else value
 
 
 # The column an identifier is found by (an email only where email is an identifier).

@@ -179,7 +179,7 @@ def _sync_email(person: Person) -> bool:
     """Mirror the email attribute into the email columns; tell whether they changed."""
     email = person.attributes.get("email")
     email = str(email) if email not in (None, "") else None
-    key = email.lower() if email and person.workspace.email_is_identifier else None
+    key = v.email_key(email) if email and person.workspace.email_is_identifier else None
     if (person.email, person.email_key) == (email, key):
         return False
     person.email, person.email_key = email, key
@@ -256,7 +256,7 @@ def _identifier_change(
     """Return (change needed, refusal) for setting identifier ``kind`` to ``value``."""
     workspace = person.workspace
     current = person.customer_id if kind == "id" else person.email_key
-    wanted = value if kind == "id" else value.lower()
+    wanted = value if kind == "id" else v.email_key(value)
     if current == wanted:
         return False, None
     holder = Person.objects.with_identifier(workspace, kind, value).exclude(pk=person.pk)

@@ -10,6 +10,7 @@ from django.utils import timezone
 from engage.models import Workspace
 from engage.sql import in_values
 from people.models import Suppression
+from people.validation import email_key
 from people.services.common import Ref, check_ref, find_person
 from people.services.deletion import _delete_batch
 
@@ -24,13 +25,13 @@ def _suppression_filter(refs: Iterable[Ref]) -> Q | None:
 
 
 def _suppressible(refs: Iterable[Ref]) -> list[tuple[str, list[str]]]:
-    """Return the ids and the (lowercased) emails among ``refs``, by identifier type."""
+    """Return the ids and the (folded) emails among ``refs``, by identifier type."""
     ids, emails = set(), set()
     for ref in refs:
         if ref.kind == "id":
             ids.add(ref.value)
         elif ref.kind == "email":
-            emails.add(ref.value.lower())
+            emails.add(email_key(ref.value))
     return [(kind, sorted(values)) for kind, values in
             ((Suppression.IdentifierType.ID, ids), (Suppression.IdentifierType.EMAIL, emails))
             if values]
@@ -88,7 +89,7 @@ def suppress_identifier(
         _, created = Suppression.objects.get_or_create(
             workspace=workspace,
             identifier_type=kind,
-            value=ref.value.lower() if kind == "email" else ref.value,
+            value=email_key(ref.value) if kind == "email" else ref.value,
             defaults={"group": secrets.token_hex(8), "created_at": timezone.now(),
                       "created_by": actor, "source": source},
         )
