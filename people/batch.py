@@ -23,6 +23,7 @@ from people import validation as v
 from people.errors import InvalidInput, Problem
 from people.models import Activity, Event, Person, Suppression
 from people.services import Ref, common, events, identify
+from people.services.suppression import suppressed_now
 
 MAX_OPERATION_BYTES = 32 * 1024
 MAX_BATCH_BYTES = 500 * 1024
@@ -178,13 +179,17 @@ def _apply_run(workspace: Workspace, run: list[Operation]) -> list[BatchError]:
     try:
         with transaction.atomic():
             return _Run(workspace, run).apply()
-    except IntegrityError:
-        # Someone else created one of these people at the same moment: take the slow,
-        # exact path, one operation at a time.
+    except (IntegrityError, _SuppressedMeanwhile):
+        # Someone else created one of these people, or suppressed one of their
+        # identifiers, at the same moment: take the slow, exact path, one operation at a time.
         errors = []
         for operation in run:
             errors += _apply_alone(workspace, operation)
         return errors
+
+
+class _SuppressedMeanwhile(Exception):
+    """An identifier the run would store was suppressed after the run checked it."""
 
 
 class _Run:
@@ -409,6 +414,14 @@ class _Run:
 
     def _insert_people(self):
         """Write the new people in one statement and give each its primary key."""
+        stored = [ref for _, ref in self.identifier_changes]
+        for person in self.new_people:
+            if person.customer_id:
+                stored.append(Ref("id", person.customer_id))
+            if person.email_key:
+                stored.append(Ref("email", person.email))
+        if stored and suppressed_now(self.workspace, stored):
+            raise _SuppressedMeanwhile
         written = dict((cio_id, pk) for pk, cio_id in insert_rows(
             Person, services.PERSON_FIELDS,
             [(person.workspace_id, *(getattr(person, name)

@@ -54,6 +54,8 @@ def add_device(
     with transaction.atomic():
         person, _ = _get_or_create_person(workspace, ref)
         if person is None:
+            if ref.kind != "cio_id":
+                return Result(Outcome.SUPPRESSED)
             return Result(Outcome.NOT_FOUND, message="no person has this cio_id")
         device, created = Device.objects.select_for_update().get_or_create(
             workspace=workspace,

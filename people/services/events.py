@@ -12,6 +12,7 @@ from people import validation as v
 from people.errors import InvalidInput, Problem
 from people.models import Event, Person
 from people.services.common import (
+    KEY_SHARE,
     Outcome,
     Ref,
     Result,
@@ -50,16 +51,25 @@ def _read_event(name, data, timestamp, type, dedup_id) -> _EventInput:
 
 
 def _get_or_create_person(workspace: Workspace, ref: Ref) -> tuple[Person | None, bool]:
-    """Return the person ``ref`` names, creating them for an id or email."""
-    person = find_person(workspace, ref, lock=False)
-    if person is not None or ref.kind == "cio_id":
-        return person, False
-    try:
-        with transaction.atomic():
-            person = _create_person(workspace, {ref.kind: ref.value}, _IdentifyInput())
-            return person, True
-    except IntegrityError:
-        return find_person(workspace, ref, lock=False), False
+    """Return the person ``ref`` names, creating them for an id or email.
+
+    The person is kept from being deleted until the transaction ends (``FOR KEY SHARE``),
+    so rows pointing at them can be added; one deleted meanwhile is created anew, as
+    Customer.io does. None: nobody has this cio_id, or the id or email is suppressed.
+    """
+    for attempt in range(3):
+        person = find_person(workspace, ref, lock=KEY_SHARE)
+        if person is not None or ref.kind == "cio_id":
+            return person, False
+        try:
+            with transaction.atomic():
+                person = _create_person(workspace, {ref.kind: ref.value}, _IdentifyInput())
+            return person, person is not None
+        except IntegrityError:
+            # Someone created them at the same moment: find them again.
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
 
 
 # The unique index that makes an event id (dedup_id) count once per workspace.
@@ -112,6 +122,8 @@ def track_event(
     with transaction.atomic():
         person, _ = _get_or_create_person(workspace, ref)
         if person is None:
+            if ref.kind != "cio_id":
+                return Result(Outcome.SUPPRESSED)
             return Result(Outcome.NOT_FOUND, message="no person has this cio_id")
         if _insert_event(workspace, person, None, event) is None:
             return Result(Outcome.DUPLICATE, person)

@@ -22,7 +22,7 @@ from people.services.common import (
     identifier_key,
     log_activity,
 )
-from people.services.suppression import is_suppressed
+from people.services.suppression import is_suppressed, suppressed_now
 
 # Anonymous events this recent are attached to a person identified with their anonymous_id;
 # a merge moves the secondary's events this recent to the primary.
@@ -171,7 +171,10 @@ def _apply_identify(workspace: Workspace, ref: Ref, data: _IdentifyInput) -> Res
                          {"reason": "_update is set and nobody matches",
                           "identifier_type": ref.kind})
             return Result(Outcome.NOT_FOUND, message="_update is set and nobody matches")
-        return Result(Outcome.CREATED, _create_person(workspace, wanted, data))
+        person = _create_person(workspace, wanted, data)
+        if person is None:
+            return Result(Outcome.SUPPRESSED)
+        return Result(Outcome.CREATED, person)
     return _update_person(person, ref, wanted, data)
 
 
@@ -212,7 +215,11 @@ def _new_attributes(current: dict, data: _IdentifyInput) -> dict:
     return attributes
 
 
-def _create_person(workspace: Workspace, identifiers: dict, data: _IdentifyInput) -> Person:
+def _create_person(workspace: Workspace, identifiers: dict,
+                   data: _IdentifyInput) -> Person | None:
+    """Create a person with ``identifiers``; return None if one of them is suppressed."""
+    if suppressed_now(workspace, [Ref(kind, value) for kind, value in identifiers.items()]):
+        return None
     now = timezone.now()
     attributes = _new_attributes({}, data)
     if identifiers.get("email"):
@@ -286,6 +293,9 @@ def _update_person(person: Person, ref: Ref, wanted: dict, data: _IdentifyInput)
             return Result(Outcome.CONFLICT, person, refusal)
         if needed:
             identifier_changes[kind] = value
+    if identifier_changes and suppressed_now(
+            workspace, [Ref(kind, value) for kind, value in identifier_changes.items()]):
+        return Result(Outcome.SUPPRESSED)
 
     fields = set()
     old_identifiers = {"id": person.customer_id, "email": person.email}

@@ -10,9 +10,9 @@ from django.utils import timezone
 from engage.models import Workspace
 from engage.sql import in_values
 from people.models import Suppression
-from people.validation import email_key
-from people.services.common import Ref, check_ref, find_person
+from people.services.common import Ref, check_ref, find_person, lock_identifiers
 from people.services.deletion import _delete_batch
+from people.validation import email_key
 
 
 def _suppression_filter(refs: Iterable[Ref]) -> Q | None:
@@ -35,6 +35,20 @@ def _suppressible(refs: Iterable[Ref]) -> list[tuple[str, list[str]]]:
     return [(kind, sorted(values)) for kind, values in
             ((Suppression.IdentifierType.ID, ids), (Suppression.IdentifierType.EMAIL, emails))
             if values]
+
+
+def suppressed_now(workspace: Workspace, refs: Iterable[Ref]) -> bool:
+    """Lock the ids and emails among ``refs`` and tell whether any is suppressed now.
+
+    Call it in the transaction that is about to store them: a suppression of one of them
+    either committed before (and is seen here) or waits until this transaction ends.
+    """
+    refs = list(refs)
+    wanted = _suppressible(refs)
+    if not wanted:
+        return False
+    lock_identifiers(workspace, [(kind, value) for kind, values in wanted for value in values])
+    return is_suppressed(workspace, refs)
 
 
 def suppressions_of(workspace: Workspace, refs: Iterable[Ref], *,
@@ -75,12 +89,21 @@ def suppress_identifier(
     """
     check_ref(ref)
     with transaction.atomic():
-        person = find_person(workspace, ref)
+        # The identifiers are locked all at once (one order), then the person by the
+        # deletion (see lock_identifiers).
+        person = find_person(workspace, ref, lock=False)
+        identifiers = [(kind, value) for kind, values in _suppressible([ref]) for value in values]
         if person is not None:
-            _, suppressed = _delete_batch(
+            identifiers += [("id", person.customer_id), ("email", person.email_key)]
+        lock_identifiers(workspace, identifiers)
+        # Read again: whoever holds it now keeps it until this transaction ends.
+        person = find_person(workspace, ref, lock=False)
+        if person is not None:
+            deleted, suppressed = _delete_batch(
                 workspace, [person.pk], suppress=True, actor=actor, source=source
             )
-            return suppressed
+            if deleted:
+                return suppressed
         if ref.kind == "cio_id":
             return 0
         kind = ref.kind if ref.kind == "id" or workspace.email_is_identifier else None
