@@ -8,9 +8,16 @@ from django.db.models import Q
 from django.utils import timezone
 
 from engage.models import Workspace
-from engage.sql import in_values
-from people.models import Suppression
-from people.services.common import Ref, check_ref, find_person, lock_identifiers
+from engage.sql import in_values, insert_rows, update_rows
+from people.models import Activity, Person, Suppression
+from people.services.common import (
+    ACTIVITY_FIELDS,
+    Ref,
+    announce_change,
+    check_ref,
+    find_person,
+    lock_identifiers,
+)
 from people.services.deletion import _delete_batch
 from people.validation import email_key
 
@@ -77,6 +84,36 @@ def suppressions_of(workspace: Workspace, refs: Iterable[Ref], *,
 def is_suppressed(workspace: Workspace, refs: Iterable[Ref]) -> bool:
     """Tell whether any of ``refs`` is on the workspace's suppression list."""
     return bool(suppressions_of(workspace, refs, first_only=True))
+
+
+def forget_suppressed_emails(workspace: Workspace, people: list[tuple[int, str]]) -> set[int]:
+    """Take suppressed emails off the people holding them; return those people's keys.
+
+    ``people`` are (primary key, email key) pairs. Where email is not an identifier it is
+    an attribute like any other, so someone may be given a suppressed email there; it
+    must not become their identifier. One query for the lot, and a few more statements
+    only when someone holds a suppressed email.
+    """
+    keys = sorted({key for _, key in people})
+    if not keys:
+        return set()
+    suppressed = set(Suppression.objects.filter(
+        workspace=workspace, identifier_type=Suppression.IdentifierType.EMAIL,
+        value__in=keys).values_list("value", flat=True))
+    holders = {pk for pk, key in people if key in suppressed}
+    if not holders:
+        return set()
+    now = timezone.now()
+    rows = list(Person.objects.filter(workspace=workspace, pk__in=holders)
+                .values_list("pk", "cio_id", "attributes"))
+    update_rows(Person, ["email", "email_key", "attributes", "updated_at"], [
+        (pk, None, None, {name: value for name, value in attributes.items() if name != "email"},
+         now) for pk, _, attributes in rows])
+    insert_rows(Activity, ACTIVITY_FIELDS, [
+        (workspace.pk, cio_id, Activity.Kind.ATTRIBUTES_CHANGED, {"changed": {"email": None}},
+         False, now) for _, cio_id, _ in rows])
+    announce_change(workspace, sorted(holders))
+    return holders
 
 
 def suppress_identifier(
