@@ -7,7 +7,7 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from engage.models import Workspace
-from engage.sql import insert_rows
+from engage.sql import insert_rows, select_models
 from people import validation as v
 from people.errors import InvalidInput, Problem
 from people.models import Event, Person
@@ -156,13 +156,16 @@ def track_anonymous_event(
     with transaction.atomic():
         person = None
         if anonymous_id:
-            linked = (
-                Event.objects.filter(workspace=workspace, anonymous_id=anonymous_id,
-                                     person__isnull=False)
-                .select_related("person")
-                .first()
-            )
-            person = linked.person if linked else None
+            # The person kept from being deleted meanwhile (one deleted already leaves the
+            # event anonymous), found and locked in one statement.
+            linked = select_models(
+                Person, "workspace_id = %s AND id = (SELECT person_id FROM people_event "
+                "WHERE workspace_id = %s AND anonymous_id = %s AND person_id IS NOT NULL "
+                "ORDER BY id LIMIT 1)", [workspace.pk, workspace.pk, anonymous_id],
+                lock=KEY_SHARE)
+            person = linked[0] if linked else None
+            if person is not None:
+                person.workspace = workspace  # known already: no query to read it again
         if _insert_event(workspace, person, anonymous_id, event) is None:
             return Result(Outcome.DUPLICATE, person)
         if person:

@@ -178,3 +178,43 @@ def test_events_and_devices_racing_a_removal_never_answer_500(workspace, track, 
         one_round(n)
     assert set(statuses) == {200}
     assert_nothing_orphaned(workspace)
+
+
+def test_bulk_delete_and_suppress_racing_events_never_recreates_the_ids(workspace):
+    for n in range(ROUNDS):
+        bulk_suppress_racing_events(workspace, n)
+    assert_nothing_orphaned(workspace)
+
+
+def bulk_suppress_racing_events(workspace, n):
+    ids = [f"bulk-{n}-{i}" for i in range(3)]
+    for customer_id in ids:
+        make_person(workspace, customer_id)
+    people = Person.objects.filter(workspace=workspace, customer_id__in=ids)
+    errors = race(
+        lambda: services.delete_people(workspace, people, suppress=True),
+        *[lambda customer_id=customer_id: services.track_event(
+            workspace, services.Ref("id", customer_id), name="login") for customer_id in ids],
+    )
+    assert errors == []
+    for customer_id in ids:
+        assert_suppressed_and_absent(workspace, "id", customer_id)
+
+
+def test_anonymous_events_racing_a_deletion_of_their_person_are_kept_anonymous(workspace):
+    for n in range(ROUNDS):
+        anonymous_event_racing_a_deletion(workspace, n)
+    assert_nothing_orphaned(workspace)
+
+
+def anonymous_event_racing_a_deletion(workspace, n):
+    services.track_anonymous_event(workspace, anonymous_id=f"anon-{n}", name="visit")
+    services.identify_person(workspace, services.Ref("id", f"known-{n}"),
+                             {"anonymous_id": f"anon-{n}"})
+    errors = race(
+        lambda: services.delete_person(workspace, services.Ref("id", f"known-{n}")),
+        lambda: services.track_anonymous_event(workspace, anonymous_id=f"anon-{n}",
+                                               name="visit again"),
+    )
+    assert errors == []
+    assert not Person.objects.filter(workspace=workspace, customer_id=f"known-{n}").exists()
