@@ -49,9 +49,8 @@ def add_device(
     used = v.optional_moment(last_used, field="device.last_used", problems=problems)
     if problems:
         raise InvalidInput(problems)
-    if is_suppressed(workspace, [ref]):
-        return Result(Outcome.SUPPRESSED)
     with transaction.atomic():
+        # Suppression is checked only when someone is created (see track_event).
         person, _ = _get_or_create_person(workspace, ref)
         if person is None:
             if ref.kind != "cio_id":

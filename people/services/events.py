@@ -21,7 +21,6 @@ from people.services.common import (
     find_person,
 )
 from people.services.identify import _create_person, _IdentifyInput
-from people.services.suppression import is_suppressed
 
 EVENT_TYPES = frozenset(Event.Type.values)
 
@@ -117,9 +116,9 @@ def track_event(
     """Record an event for the person ``ref`` names, creating them if needed."""
     check_ref(ref)
     event = _read_event(name, data, timestamp, type, dedup_id)
-    if is_suppressed(workspace, [ref]):
-        return Result(Outcome.SUPPRESSED)
     with transaction.atomic():
+        # Suppression is checked only when someone is created: a person found alive cannot
+        # hold a suppressed identifier.
         person, _ = _get_or_create_person(workspace, ref)
         if person is None:
             if ref.kind != "cio_id":
