@@ -10,7 +10,9 @@ from engage import jobs
 from engage.keys import generate_key, generate_site_id, hash_key, key_prefix
 from engage.models import IdentifierModeChange, Membership, Workspace
 from engage.sql import update_rows
-from people.models import Person
+from people.models import Person, Suppression
+from people.services import forget_suppressed_emails
+from people.validation import email_key
 
 
 @dataclass(frozen=True)
@@ -103,8 +105,12 @@ def identifier_conflicts(workspace: Workspace, *, limit: int = 50,
     Lists the first ``limit`` such emails in order, each with its number of people and
     the first ``people_per_email`` of them; ``total`` counts them all.
     """
+    # A suppressed email is dropped by the switch (see _fill_email_keys): never a conflict.
+    suppressed = Suppression.objects.filter(
+        workspace=workspace, identifier_type=Suppression.IdentifierType.EMAIL).values("value")
     shared = (Person.objects.in_workspace(workspace).filter(email__isnull=False)
-              .values(key=Lower("email")).annotate(people=Count("pk")).filter(people__gt=1))
+              .values(key=Lower("email")).exclude(key__in=suppressed)
+              .annotate(people=Count("pk")).filter(people__gt=1))
     total = shared.count()
     if not total:
         return IdentifierConflicts([], 0)
@@ -168,7 +174,8 @@ def set_identifier_mode(workspace: Workspace, mode: str, *,
                     f"{conflicts.total} {'email is' if conflicts.total == 1 else 'emails are'} "
                     "shared by several people: give each person their own email first.",
                     conflicts)
-            change.description = "Email becomes an identifier: every email key is filled"
+            change.description = ("Email becomes an identifier: every email key is filled; "
+                                  "suppressed emails are removed from profiles")
         else:
             change.description = "Email stops being an identifier: email keys are cleared"
             locked.identifier_mode = mode
@@ -217,17 +224,25 @@ def _change_batch(change: IdentifierModeChange, person_pks: list[int]) -> None:
         update_rows(Person, ["email_key"], [(pk, None) for pk in keyed])
         return
     try:
-        _fill_email_keys(people.filter(email__isnull=False).values_list("pk", "email"))
+        _fill_email_keys(change.workspace,
+                         people.filter(email__isnull=False).values_list("pk", "email"))
     except IntegrityError:
         raise jobs.Stop(SHARED_EMAILS) from None
 
 
-def _fill_email_keys(rows) -> None:
-    """Give the people of ``rows`` (primary key, email) their email keys in one statement."""
-    # Lowercased in Python, as every lookup of email_key is: SQL's LOWER leaves non-ASCII
+def _fill_email_keys(workspace: Workspace, rows) -> None:
+    """Give the people of ``rows`` (primary key, email) their email keys in one statement.
+
+    Those holding a suppressed email lose it instead: a suppressed identifier is never
+    stored again, and the person it was suppressed for asked to be forgotten, so it is
+    dropped rather than kept until an admin acts (see forget_suppressed_emails).
+    """
+    # Folded in Python, as every lookup of email_key is: SQL's LOWER leaves non-ASCII
     # letters alone on SQLite and under some PostgreSQL locales.
+    keys = [(pk, email_key(email)) for pk, email in rows]
+    dropped = forget_suppressed_emails(workspace, keys)
     with transaction.atomic():
-        update_rows(Person, ["email_key"], [(pk, email.lower()) for pk, email in rows])
+        update_rows(Person, ["email_key"], [(pk, key) for pk, key in keys if pk not in dropped])
 
 
 def _finish_mode_change(change: IdentifierModeChange) -> None:
@@ -286,7 +301,7 @@ def _switch_to_email(change: IdentifierModeChange, workspace: Workspace) -> None
             last = 0
             while batch := list(missing.filter(pk__gt=last)
                                 .values_list("pk", "email")[:change.batch_size]):
-                _fill_email_keys(batch)
+                _fill_email_keys(workspace, batch)
                 last = batch[-1][0]
     except IntegrityError:
         change.state = change.State.FAILED

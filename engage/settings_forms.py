@@ -6,6 +6,7 @@ from django.db.models import Q
 
 from engage.models import Membership, Workspace
 from people.models import Suppression
+from people.validation import email_key
 
 
 class IdentifierModeForm(forms.Form):
@@ -37,12 +38,12 @@ class SuppressionFilterForm(forms.Form):
             suppressions = suppressions.filter(identifier_type=data["type"])
         term = (data.get("q") or "").strip()
         if term:
-            # Emails are stored lowercased; ids as they are.
+            # Emails are stored folded (email_key); ids as they are.
             if data.get("match") == "exact":
-                suppressions = suppressions.filter(Q(value=term) | Q(value=term.lower()))
+                suppressions = suppressions.filter(Q(value=term) | Q(value=email_key(term)))
             else:
                 suppressions = suppressions.filter(
-                    Q(value__startswith=term) | Q(value__startswith=term.lower()))
+                    Q(value__startswith=term) | Q(value__startswith=email_key(term)))
         return suppressions
 
 

@@ -47,11 +47,12 @@ def _plan(conn, key: tuple, build):
         return found
 
 
-def select_models(model, where: str, params: list, *, lock: bool = False,
+def select_models(model, where: str, params: list, *, lock: bool | str = False,
                   limit: int | None = None) -> list:
     """Return the ``model`` instances ``WHERE where`` selects, as the ORM would build them.
 
-    ``lock`` takes a row lock (``FOR UPDATE``) where the database has them.
+    ``lock`` takes a row lock where the database has them: ``FOR UPDATE`` when true, or
+    the locking clause it names (``"FOR KEY SHARE"``).
     """
     conn = connections[DEFAULT_DB_ALIAS]
     sql, names, converters = _plan(conn, ("select", model, where, lock, limit),
@@ -77,7 +78,7 @@ def _select_plan(conn, model, where, lock, limit):
     if limit is not None:
         sql += f" LIMIT {int(limit)}"
     if lock and conn.features.has_select_for_update:
-        sql += " FOR UPDATE"
+        sql += " FOR UPDATE" if lock is True else f" {lock}"
     converters = []
     for index, field in enumerate(fields):
         expression = field.get_col(model._meta.db_table)

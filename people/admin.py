@@ -10,6 +10,7 @@ from django.utils.html import format_html, format_html_join
 from engage.models import Workspace
 from people import services
 from people.models import Activity, DeletionJob, Event, Person, Suppression
+from people.validation import email_key
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -53,7 +54,7 @@ class PersonAdmin(ReadOnlyAdmin):
         cio_id = term[4:] if term.startswith("cio_") else term
         condition = Q(customer_id=term) | Q(cio_id=cio_id)
         if "@" in term:
-            condition |= Q(email_key=term.lower()) | Q(email__iexact=term)
+            condition |= Q(email_key=email_key(term)) | Q(email__iexact=term)
         return queryset.filter(condition), False
 
     @admin.display(description="Attributes")
@@ -165,7 +166,7 @@ class SuppressionAdmin(ReadOnlyAdmin):
         term = search_term.strip()
         if not term:
             return queryset, False
-        return queryset.filter(Q(value=term) | Q(value=term.lower())), False
+        return queryset.filter(Q(value=term) | Q(value=email_key(term))), False
 
     def has_unsuppress_permission(self, request):
         return request.user.has_perm("people.unsuppress_suppression")

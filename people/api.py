@@ -14,6 +14,7 @@ from people import batch, services
 from people import validation as v
 from people.errors import InvalidInput
 from people.models import Person, Suppression
+from people.validation import email_key
 
 DEVICE_KEYS = {"id", "platform", "last_used", "attributes", "_last_status"}
 
@@ -359,7 +360,7 @@ class CustomersAttributesView(AppView):
         refs = [app_ref(self.workspace, id_type, str(value)) for value in ids]
         column = {"id": "customer_id", "email": "email_key", "cio_id": "cio_id"}[id_type]
         if id_type == "email":
-            values = [ref.value.lower() for ref in refs]
+            values = [email_key(ref.value) for ref in refs]
         else:
             values = [ref.value for ref in refs]
         people = (

@@ -36,6 +36,7 @@ from people.services.identify import (
     read_identify_body,
 )
 from people.signals import StoredEvent
+from people.services.suppression import suppressed_now
 
 MAX_OPERATION_BYTES = 32 * 1024
 MAX_BATCH_BYTES = 500 * 1024
@@ -215,13 +216,17 @@ def _apply_run(workspace: Workspace, run: list[Operation]) -> list[BatchError]:
     try:
         with transaction.atomic():
             return _Run(workspace, run).apply()
-    except IntegrityError:
-        # Someone else created one of these people at the same moment: take the slow,
-        # exact path, one operation at a time.
+    except (IntegrityError, _SuppressedMeanwhile):
+        # Someone else created one of these people, or suppressed one of their
+        # identifiers, at the same moment: take the slow, exact path, one operation at a time.
         errors = []
         for operation in run:
             errors += _apply_alone(workspace, operation)
         return errors
+
+
+class _SuppressedMeanwhile(Exception):
+    """An identifier the run would store was suppressed after the run checked it."""
 
 
 class _Run:
@@ -242,6 +247,7 @@ class _Run:
         self.changed: set[int] = set()  # people who exist and changed (announced)
         self.activity: list[tuple] = []  # activity rows, in the order of the operations
         self.events: list[tuple[Person, EventInput]] = []
+        self.given: list[Ref] = []  # identifiers given to people who exist
 
     # -- lookups --
 
@@ -355,6 +361,7 @@ class _Run:
         except InvalidInput:
             return False  # over the limit: the service reports it
         if given:
+            self.given += [Ref(kind, value) for kind, value in given.items()]
             self._remember(person)
         for kind, entry in change.activity:
             self._log(person, kind, entry)
@@ -379,6 +386,16 @@ class _Run:
     def _write(self):
         if not (self.new_people or self.dirty or self.events):
             return
+        # Checked again inside the transaction, with the identifiers locked: one suppressed
+        # since the run began sends the run down the exact path, operation by operation.
+        stored = list(self.given)
+        for person in self.new_people:
+            if person.customer_id:
+                stored.append(Ref("id", person.customer_id))
+            if person.email_key:
+                stored.append(Ref("email", person.email))
+        if stored and suppressed_now(self.workspace, stored):
+            raise _SuppressedMeanwhile
         insert_people(self.new_people)
         update_rows(Person, DIRTY_FIELDS, [
             (person.pk, *(getattr(person, name) for name in DIRTY_FIELDS))

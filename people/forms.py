@@ -3,6 +3,7 @@ import json
 from django import forms
 from django.db.models import Q
 
+from people.validation import email_key
 from segments.conditions import ATTRIBUTE_OPERATORS, ConditionError, validate
 from segments.models import Segment
 
@@ -96,7 +97,7 @@ class PeopleFilterForm(forms.Form):
             return people
         condition = Q(customer_id=term) | Q(cio_id=term.removeprefix("cio_"))
         if "@" in term:
-            condition |= Q(email_key=term.lower()) | Q(email__iexact=term)
+            condition |= Q(email_key=email_key(term)) | Q(email__iexact=term)
         return people.filter(condition)
 
 

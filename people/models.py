@@ -8,6 +8,7 @@ from django.db.models.functions import Upper
 from django.urls import reverse
 
 from engage.models import BackgroundJob, FromSetting, JobItem, Workspace
+from people.validation import email_key
 
 CIO_ID_ALPHABET = string.ascii_lowercase + string.digits
 CIO_ID_LENGTH = 12
@@ -37,7 +38,7 @@ class PersonQuerySet(models.QuerySet):
             return qs.filter(customer_id=value)
         if kind == "email":
             if workspace.email_is_identifier:
-                return qs.filter(email_key=value.lower())
+                return qs.filter(email_key=email_key(value))
             return qs.filter(email__iexact=value)
         if kind == "cio_id":
             return qs.filter(cio_id=value)

@@ -3,6 +3,7 @@
 import json
 import math
 import re
+import unicodedata
 from datetime import UTC, datetime
 from typing import Any
 
@@ -150,6 +151,17 @@ def _too_deep(path: list, limit: int) -> Problem:
 
 
 _JSON_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|[{}\[\],]')
+
+
+def email_key(email: str) -> str:
+    """Return the one form in which emails are compared: NFKC-normalised and case-folded.
+
+    ``str.lower()`` and SQL's LOWER / UPPER disagree on letters such as U+017F (long s,
+    upper-cased to S) and U+212A (Kelvin sign, lower-cased to k), so emails are never
+    folded in SQL: every stored key (email keys, suppressed emails) and every lookup of
+    one is folded here.
+    """
+    return unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", email).casefold())
 
 
 def is_valid_email(value: str) -> bool:

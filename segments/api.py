@@ -17,6 +17,7 @@ from people import validation
 from people.api import ID_TYPE, CustomersByEmailView, app_ref, id_type_param
 from people.errors import InvalidInput
 from people.models import Person
+from people.validation import email_key
 from segments import exports, services
 from segments.conditions import ConditionError, matching_people, validate
 from segments.models import Export, Membership, Segment
@@ -46,7 +47,7 @@ def _people_by(workspace, id_type: str, values: list) -> list[int]:
     if id_type == "id":
         lookup = {"customer_id__in": strings}
     elif id_type == "email":
-        lookup = {"email_key__in": [value.lower() for value in strings]}
+        lookup = {"email_key__in": [email_key(value) for value in strings]}
     else:
         lookup = {"cio_id__in": [value.removeprefix("cio_") for value in strings]}
     return list(Person.objects.filter(workspace=workspace, **lookup).values_list("pk", flat=True))

@@ -39,6 +39,7 @@ from people.services.jobs import (
 )
 from people.services.merge import merge_people
 from people.services.suppression import (
+    forget_suppressed_emails,
     is_suppressed,
     suppress_identifier,
     suppressions_of,
@@ -49,6 +50,7 @@ __all__ = [
     "ACTIVITY_FIELDS", "DELETION_TASK", "EVENT_DEDUP_INDEX", "EVENT_FIELDS", "LINK_WINDOW",
     "PERSON_FIELDS", "DeletionResult", "InvalidInput", "Outcome", "Ref", "Result",
     "add_device", "delete_device", "delete_people", "delete_person", "fail_deletion_job",
+    "forget_suppressed_emails",
     "identify_person", "is_suppressed", "make_ref", "merge_people", "parse_identifier",
     "retry_deletion_job", "run_deletion_job", "start_deletion_job", "suppress_identifier",
     "suppressions_of", "track_anonymous_event", "track_event", "unsuppress_identifier",

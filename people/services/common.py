@@ -1,11 +1,13 @@
 """What every people service shares: references to people, outcomes, finding a person,
 the activity log, and announcing changes after commit."""
 
+import hashlib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 from django.utils.crypto import salted_hmac
 
@@ -94,14 +96,21 @@ def suppression_group(workspace_id: int, cio_id: str) -> str:
 
 
 def identifier_key(kind: str, value: str) -> str:
-    return value.lower() if kind == "email" else value
+    return v.email_key(value) if kind == "email" else value
 
 
 # The column an identifier is found by (an email only where email is an identifier).
 IDENTIFIER_COLUMNS = {"id": "customer_id", "email": "email_key", "cio_id": "cio_id"}
 
 
-def find_person(workspace: Workspace, ref: Ref, *, lock: bool = True) -> Person | None:
+# Lets others read and update the person but not delete them (nor change their primary
+# key) until the transaction ends: for writes that only point new rows at the person.
+KEY_SHARE = "FOR KEY SHARE"
+
+
+def find_person(workspace: Workspace, ref: Ref, *, lock: bool | str = True) -> Person | None:
+    """Return the person ``ref`` names, locked (``FOR UPDATE``, or the clause ``lock``
+    names) until the transaction ends; None if there is nobody."""
     if ref.kind == "email" and not workspace.email_is_identifier:
         # Emails are not unique here: the first person with it, as everywhere else.
         qs = Person.objects.with_identifier(workspace, ref.kind, ref.value).order_by("pk")
@@ -115,6 +124,30 @@ def find_person(workspace: Workspace, ref: Ref, *, lock: bool = True) -> Person 
     person = found[0]
     person.workspace = workspace  # known already: no query to read it again
     return person
+
+
+def lock_identifiers(workspace: Workspace, identifiers: Iterable[tuple[str, str | None]]) -> None:
+    """Hold the identifiers, (type, key) pairs, until the transaction ends.
+
+    Storing an identifier and suppressing it take turns this way, so neither misses the
+    other (DESIGN.md rule 3): whoever stores one locks it and then checks the suppression
+    list; whoever suppresses one locks it before reading who holds it. On PostgreSQL these
+    are transaction-scoped advisory locks, taken in one order; SQLite's IMMEDIATE
+    transactions serialise writers already. Take them before any row lock.
+    """
+    if connection.vendor != "postgresql":
+        return
+    keys = sorted({_lock_key(workspace.pk, kind, key) for kind, key in identifiers if key})
+    if keys:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(k) FROM unnest(%s::bigint[]) AS k",
+                           [keys])
+
+
+def _lock_key(workspace_id: int, kind: str, key: str) -> int:
+    digest = hashlib.blake2b(f"{workspace_id}\x00{kind}\x00{key}".encode("utf-8", "surrogatepass"),
+                             digest_size=8, person=b"engage-ident").digest()
+    return int.from_bytes(digest, "big", signed=True)
 
 
 ACTIVITY_FIELDS = ["workspace", "cio_id", "kind", "data", "forgotten", "created_at"]

@@ -16,6 +16,7 @@ from people.services.common import (
     Ref,
     check_ref,
     find_person,
+    lock_identifiers,
     suppression_group,
 )
 from people.signals import people_deleting
@@ -93,6 +94,14 @@ def _delete_batch(
     json_param = "CAST(%s AS jsonb)" if postgres else "%s"
     with connection.cursor() as cursor:
         batch, batch_params = in_ids("id", person_ids)
+        locked = set()
+        if suppress and postgres:
+            # The identifiers to suppress are locked before the people (see
+            # lock_identifiers), so that nobody stores one of them meanwhile.
+            cursor.execute(f"SELECT customer_id, email_key FROM people_person "
+                           f"WHERE workspace_id = %s AND {batch}", [workspace.pk, *batch_params])
+            locked = _identifiers(cursor.fetchall())
+            lock_identifiers(workspace, locked)
         cursor.execute(
             f"SELECT id, cio_id, customer_id, email_key FROM people_person "
             f"WHERE workspace_id = %s AND {batch} "
@@ -102,6 +111,8 @@ def _delete_batch(
         rows = cursor.fetchall()
         if not rows:
             return 0, 0
+        if suppress and postgres and (changed := _identifiers([row[2:] for row in rows]) - locked):
+            lock_identifiers(workspace, changed)  # given to them since: rare
         pks = [row[0] for row in rows]
         cio_ids = [row[1] for row in rows]
         people_deleting.send(
@@ -146,6 +157,12 @@ def _delete_batch(
             )
         cursor.execute(f"DELETE FROM people_person WHERE {people}", people_params)
     return len(pks), suppressed
+
+
+def _identifiers(rows) -> set[tuple[str, str]]:
+    """Return the (type, key) pairs of rows of (customer_id, email_key)."""
+    return ({("id", customer_id) for customer_id, _ in rows if customer_id}
+            | {("email", key) for _, key in rows if key})
 
 
 def delete_person(

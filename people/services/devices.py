@@ -49,11 +49,12 @@ def add_device(
     used = v.optional_moment(last_used, field="device.last_used", problems=problems)
     if problems:
         raise InvalidInput(problems)
-    if is_suppressed(workspace, [ref]):
-        return Result(Outcome.SUPPRESSED)
     with transaction.atomic():
+        # Suppression is checked only when someone is created (see track_event).
         person, _ = _get_or_create_person(workspace, ref)
         if person is None:
+            if ref.kind != "cio_id":
+                return Result(Outcome.SUPPRESSED)
             return Result(Outcome.NOT_FOUND, message="no person has this cio_id")
         device, created = Device.objects.select_for_update().get_or_create(
             workspace=workspace,

@@ -7,11 +7,12 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from engage.models import Workspace
-from engage.sql import insert_rows
+from engage.sql import insert_rows, select_models
 from people import validation as v
 from people.errors import InvalidInput, Problem
 from people.models import Event, Person
 from people.services.common import (
+    KEY_SHARE,
     Outcome,
     Ref,
     Result,
@@ -21,7 +22,6 @@ from people.services.common import (
     find_person,
 )
 from people.services.identify import IdentifyInput, _create_person
-from people.services.suppression import is_suppressed
 from people.signals import StoredEvent
 
 EVENT_TYPES = frozenset(Event.Type.values)
@@ -55,16 +55,25 @@ def read_event(name, data, timestamp, type, dedup_id) -> EventInput:
 
 
 def _get_or_create_person(workspace: Workspace, ref: Ref) -> tuple[Person | None, bool]:
-    """Return the person ``ref`` names, creating them for an id or email."""
-    person = find_person(workspace, ref, lock=False)
-    if person is not None or ref.kind == "cio_id":
-        return person, False
-    try:
-        with transaction.atomic():
-            person = _create_person(workspace, {ref.kind: ref.value}, IdentifyInput())
-            return person, True
-    except IntegrityError:
-        return find_person(workspace, ref, lock=False), False
+    """Return the person ``ref`` names, creating them for an id or email.
+
+    The person is kept from being deleted until the transaction ends (``FOR KEY SHARE``),
+    so rows pointing at them can be added; one deleted meanwhile is created anew, as
+    Customer.io does. None: nobody has this cio_id, or the id or email is suppressed.
+    """
+    for attempt in range(3):
+        person = find_person(workspace, ref, lock=KEY_SHARE)
+        if person is not None or ref.kind == "cio_id":
+            return person, False
+        try:
+            with transaction.atomic():
+                person = _create_person(workspace, {ref.kind: ref.value}, IdentifyInput())
+            return person, person is not None
+        except IntegrityError:
+            # Someone created them at the same moment: find them again.
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
 
 
 # The unique index that makes an event id (dedup_id) count once per workspace.
@@ -112,11 +121,13 @@ def track_event(
     """Record an event for the person ``ref`` names, creating them if needed."""
     check_ref(ref)
     event = read_event(name, data, timestamp, type, dedup_id)
-    if is_suppressed(workspace, [ref]):
-        return Result(Outcome.SUPPRESSED)
     with transaction.atomic():
+        # Suppression is checked only when someone is created: a person found alive cannot
+        # hold a suppressed identifier.
         person, _ = _get_or_create_person(workspace, ref)
         if person is None:
+            if ref.kind != "cio_id":
+                return Result(Outcome.SUPPRESSED)
             return Result(Outcome.NOT_FOUND, message="no person has this cio_id")
         stored = _insert_event(workspace, person, None, event)
         if stored is None:
@@ -151,13 +162,16 @@ def track_anonymous_event(
     with transaction.atomic():
         person = None
         if anonymous_id:
-            linked = (
-                Event.objects.filter(workspace=workspace, anonymous_id=anonymous_id,
-                                     person__isnull=False)
-                .select_related("person")
-                .first()
-            )
-            person = linked.person if linked else None
+            # The person kept from being deleted meanwhile (one deleted already leaves the
+            # event anonymous), found and locked in one statement.
+            linked = select_models(
+                Person, "workspace_id = %s AND id = (SELECT person_id FROM people_event "
+                "WHERE workspace_id = %s AND anonymous_id = %s AND person_id IS NOT NULL "
+                "ORDER BY id LIMIT 1)", [workspace.pk, workspace.pk, anonymous_id],
+                lock=KEY_SHARE)
+            person = linked[0] if linked else None
+            if person is not None:
+                person.workspace = workspace  # known already: no query to read it again
         stored = _insert_event(workspace, person, anonymous_id, event)
         if stored is None:
             return Result(Outcome.DUPLICATE, person)

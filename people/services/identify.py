@@ -23,7 +23,7 @@ from people.services.common import (
     identifier_key,
     log_activity,
 )
-from people.services.suppression import is_suppressed
+from people.services.suppression import is_suppressed, suppressed_now
 from people.signals import StoredEvent
 
 # Anonymous events this recent are attached to a person identified with their anonymous_id;
@@ -178,7 +178,10 @@ def _apply_identify(workspace: Workspace, ref: Ref, data: IdentifyInput) -> Resu
                          {"reason": "_update is set and nobody matches",
                           "identifier_type": ref.kind})
             return Result(Outcome.NOT_FOUND, message="_update is set and nobody matches")
-        return Result(Outcome.CREATED, _create_person(workspace, wanted, data))
+        person = _create_person(workspace, wanted, data)
+        if person is None:
+            return Result(Outcome.SUPPRESSED)
+        return Result(Outcome.CREATED, person)
     return _update_person(person, ref, wanted, data)
 
 
@@ -186,7 +189,7 @@ def sync_email(person: Person) -> bool:
     """Mirror the email attribute into the email columns; tell whether they changed."""
     email = person.attributes.get("email")
     email = str(email) if email not in (None, "") else None
-    key = email.lower() if email and person.workspace.email_is_identifier else None
+    key = v.email_key(email) if email and person.workspace.email_is_identifier else None
     if (person.email, person.email_key) == (email, key):
         return False
     person.email, person.email_key = email, key
@@ -244,7 +247,11 @@ def created_activity(person: Person) -> tuple[str, dict]:
     return Activity.Kind.CREATED, {"attributes": sorted(person.attributes)}
 
 
-def _create_person(workspace: Workspace, identifiers: dict, data: IdentifyInput) -> Person:
+def _create_person(workspace: Workspace, identifiers: dict,
+                   data: IdentifyInput) -> Person | None:
+    """Create a person with ``identifiers``; return None if one of them is suppressed."""
+    if suppressed_now(workspace, [Ref(kind, value) for kind, value in identifiers.items()]):
+        return None
     person = build_person(workspace, identifiers, data, now=timezone.now())
     insert_people([person])
     log_activity(workspace, person.cio_id, *created_activity(person))
@@ -279,7 +286,7 @@ def _identifier_change(
     """Return (change needed, refusal) for setting identifier ``kind`` to ``value``."""
     workspace = person.workspace
     current = person.customer_id if kind == "id" else person.email_key
-    wanted = value if kind == "id" else value.lower()
+    wanted = value if kind == "id" else v.email_key(value)
     if current == wanted:
         return False, None
     holder = Person.objects.with_identifier(workspace, kind, value).exclude(pk=person.pk)
@@ -383,6 +390,9 @@ def _update_person(person: Person, ref: Ref, wanted: dict, data: IdentifyInput) 
             return Result(Outcome.CONFLICT, person, refusal)
         if needed:
             identifier_changes[kind] = value
+    if identifier_changes and suppressed_now(
+            workspace, [Ref(kind, value) for kind, value in identifier_changes.items()]):
+        return Result(Outcome.SUPPRESSED)
 
     linked = _link_anonymous_events(person, data.anonymous_id) if data.anonymous_id else []
     change = change_person(person, data, identifiers=identifier_changes,

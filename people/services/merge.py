@@ -13,6 +13,7 @@ from people.services.common import (
     announce_change,
     check_ref,
     find_person,
+    lock_identifiers,
     log_activity,
 )
 from people.services.deletion import _delete_batch
@@ -33,6 +34,12 @@ def merge_people(workspace: Workspace, *, primary: Ref, secondary: Ref) -> Resul
     if is_suppressed(workspace, [primary, secondary]):
         return Result(Outcome.SUPPRESSED)
     with transaction.atomic():
+        # The primary may take the secondary's identifiers: lock them before the people,
+        # so that a suppression of one of them waits and then finds the primary.
+        moving = find_person(workspace, secondary, lock=False)
+        if moving is not None:
+            lock_identifiers(workspace, [("id", moving.customer_id),
+                                         ("email", moving.email_key)])
         first = find_person(workspace, primary)
         second = find_person(workspace, secondary)
         if first is None or second is None:

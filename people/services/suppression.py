@@ -8,10 +8,19 @@ from django.db.models import Q
 from django.utils import timezone
 
 from engage.models import Workspace
-from engage.sql import in_values
-from people.models import Suppression
-from people.services.common import Ref, check_ref, find_person, suppression_group
+from engage.sql import in_values, insert_rows, update_rows
+from people.models import Activity, Person, Suppression
+from people.services.common import (
+    ACTIVITY_FIELDS,
+    Ref,
+    announce_change,
+    check_ref,
+    find_person,
+    lock_identifiers,
+    suppression_group,
+)
 from people.services.deletion import _delete_batch
+from people.validation import email_key
 
 
 def _suppression_filter(refs: Iterable[Ref]) -> Q | None:
@@ -24,16 +33,30 @@ def _suppression_filter(refs: Iterable[Ref]) -> Q | None:
 
 
 def _suppressible(refs: Iterable[Ref]) -> list[tuple[str, list[str]]]:
-    """Return the ids and the (lowercased) emails among ``refs``, by identifier type."""
+    """Return the ids and the (folded) emails among ``refs``, by identifier type."""
     ids, emails = set(), set()
     for ref in refs:
         if ref.kind == "id":
             ids.add(ref.value)
         elif ref.kind == "email":
-            emails.add(ref.value.lower())
+            emails.add(email_key(ref.value))
     return [(kind, sorted(values)) for kind, values in
             ((Suppression.IdentifierType.ID, ids), (Suppression.IdentifierType.EMAIL, emails))
             if values]
+
+
+def suppressed_now(workspace: Workspace, refs: Iterable[Ref]) -> bool:
+    """Lock the ids and emails among ``refs`` and tell whether any is suppressed now.
+
+    Call it in the transaction that is about to store them: a suppression of one of them
+    either committed before (and is seen here) or waits until this transaction ends.
+    """
+    refs = list(refs)
+    wanted = _suppressible(refs)
+    if not wanted:
+        return False
+    lock_identifiers(workspace, [(kind, value) for kind, values in wanted for value in values])
+    return is_suppressed(workspace, refs)
 
 
 def suppressions_of(workspace: Workspace, refs: Iterable[Ref], *,
@@ -64,6 +87,36 @@ def is_suppressed(workspace: Workspace, refs: Iterable[Ref]) -> bool:
     return bool(suppressions_of(workspace, refs, first_only=True))
 
 
+def forget_suppressed_emails(workspace: Workspace, people: list[tuple[int, str]]) -> set[int]:
+    """Take suppressed emails off the people holding them; return those people's keys.
+
+    ``people`` are (primary key, email key) pairs. Where email is not an identifier it is
+    an attribute like any other, so someone may be given a suppressed email there; it
+    must not become their identifier. One query for the lot, and a few more statements
+    only when someone holds a suppressed email.
+    """
+    keys = sorted({key for _, key in people})
+    if not keys:
+        return set()
+    suppressed = set(Suppression.objects.filter(
+        workspace=workspace, identifier_type=Suppression.IdentifierType.EMAIL,
+        value__in=keys).values_list("value", flat=True))
+    holders = {pk for pk, key in people if key in suppressed}
+    if not holders:
+        return set()
+    now = timezone.now()
+    rows = list(Person.objects.filter(workspace=workspace, pk__in=holders)
+                .values_list("pk", "cio_id", "attributes"))
+    update_rows(Person, ["email", "email_key", "attributes", "updated_at"], [
+        (pk, None, None, {name: value for name, value in attributes.items() if name != "email"},
+         now) for pk, _, attributes in rows])
+    insert_rows(Activity, ACTIVITY_FIELDS, [
+        (workspace.pk, cio_id, Activity.Kind.ATTRIBUTES_CHANGED, {"changed": {"email": None}},
+         False, now) for _, cio_id, _ in rows])
+    announce_change(workspace, sorted(holders))
+    return holders
+
+
 def suppress_identifier(
     workspace: Workspace, ref: Ref, *, actor=None, source: str = Suppression.Source.API
 ) -> int:
@@ -74,12 +127,21 @@ def suppress_identifier(
     """
     check_ref(ref)
     with transaction.atomic():
-        person = find_person(workspace, ref)
+        # The identifiers are locked all at once (one order), then the person by the
+        # deletion (see lock_identifiers).
+        person = find_person(workspace, ref, lock=False)
+        identifiers = [(kind, value) for kind, values in _suppressible([ref]) for value in values]
         if person is not None:
-            _, suppressed = _delete_batch(
+            identifiers += [("id", person.customer_id), ("email", person.email_key)]
+        lock_identifiers(workspace, identifiers)
+        # Read again: whoever holds it now keeps it until this transaction ends.
+        person = find_person(workspace, ref, lock=False)
+        if person is not None:
+            deleted, suppressed = _delete_batch(
                 workspace, [person.pk], suppress=True, actor=actor, source=source
             )
-            return suppressed
+            if deleted:
+                return suppressed
         if ref.kind == "cio_id":
             return 0
         kind = ref.kind if ref.kind == "id" or workspace.email_is_identifier else None
@@ -88,7 +150,7 @@ def suppress_identifier(
         _, created = Suppression.objects.get_or_create(
             workspace=workspace,
             identifier_type=kind,
-            value=ref.value.lower() if kind == "email" else ref.value,
+            value=email_key(ref.value) if kind == "email" else ref.value,
             defaults={"group": secrets.token_hex(8), "created_at": timezone.now(),
                       "created_by": actor, "source": source},
         )

@@ -6,7 +6,7 @@ from engage import services
 from engage.models import IdentifierModeChange, Membership, Workspace
 from people import services as people
 from people.errors import InvalidInput
-from people.models import Person
+from people.models import Activity, Person
 from tests.factories import UserFactory, make_person
 
 EMAIL_OR_ID = Workspace.IdentifierMode.EMAIL_OR_ID
@@ -309,3 +309,48 @@ def test_only_the_latest_change_may_be_retried_and_a_failed_one_starts_over(
     assert set(email_keys(id_workspace).values()) == {None}
     third.refresh_from_db()
     assert services.retry_identifier_mode_change(third) is True  # the latest may be
+
+
+def test_switching_to_email_or_id_drops_suppressed_emails_from_profiles(workspace):
+    make_person(workspace, "ada", email="ada@example.com")
+    people.suppress_identifier(workspace, people.Ref("id", "ada"))  # and ada@example.com
+    services.set_identifier_mode(workspace, ID)
+    # In ID only, email is an attribute like any other: the suppression list is not asked.
+    people.identify_person(workspace, people.Ref("id", "ada-2"),
+                           {"email": "ADA@example.com", "plan": "pro"})
+    make_person(workspace, "ada-3", email="ada@EXAMPLE.com")  # shared, but suppressed
+    make_person(workspace, "bob", email="bob@example.com")
+
+    services.set_identifier_mode(workspace, EMAIL_OR_ID)
+
+    workspace.refresh_from_db()
+    assert workspace.identifier_mode == EMAIL_OR_ID
+    assert email_keys(workspace) == {"ada-2": None, "ada-3": None, "bob": "bob@example.com"}
+    ada2 = Person.objects.get(customer_id="ada-2")
+    assert (ada2.email, ada2.attributes) == (None, {"plan": "pro"})
+    assert people.is_suppressed(workspace, [people.Ref("email", "ada@example.com")])
+    assert Activity.objects.filter(cio_id=ada2.cio_id, kind=Activity.Kind.ATTRIBUTES_CHANGED,
+                                   data={"changed": {"email": None}}).exists()
+    # Nobody can take the suppressed email back, in either spelling.
+    again = people.identify_person(workspace, people.Ref("id", "ada-2"),
+                                   {"email": "ada@example.com"})
+    assert again.outcome == "suppressed"
+
+
+def test_suppressed_emails_given_while_the_change_runs_are_dropped_too(workspace,
+                                                                      small_batches):
+    make_person(workspace, "ada", email="ada@example.com")
+    people.suppress_identifier(workspace, people.Ref("id", "ada"))
+    services.set_identifier_mode(workspace, ID)
+    with_emails(workspace, "bob", "cy", "dee")
+    change = services.set_identifier_mode(workspace, EMAIL_OR_ID)
+    services.run_identifier_mode_change(change.pk, max_batches=1)
+    people.identify_person(workspace, people.Ref("id", "eve"), {"email": "Ada@example.com"})
+
+    services.run_identifier_mode_change(change.pk)
+
+    workspace.refresh_from_db()
+    assert workspace.identifier_mode == EMAIL_OR_ID
+    assert email_keys(workspace) == {"bob": "bob@example.com", "cy": "cy@example.com",
+                                     "dee": "dee@example.com", "eve": None}
+    assert Person.objects.get(customer_id="eve").email is None

@@ -1,6 +1,8 @@
 """Events, anonymous events and devices."""
 
 import time_machine
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from people import services
@@ -88,3 +90,23 @@ def test_delete_device(workspace):
     assert services.delete_device(workspace, Ref("id", "u1"), token="tok").outcome == Outcome.UPDATED
     assert not Device.objects.exists()
     assert Activity.objects.filter(cio_id=person.cio_id, kind=Activity.Kind.DEVICE_REMOVED).exists()
+
+
+def suppression_statements(queries) -> list[str]:
+    return [query["sql"] for query in queries
+            if "people_suppression" in query["sql"] or "pg_advisory" in query["sql"]]
+
+
+def test_events_and_devices_ask_the_suppression_list_only_when_they_create_someone(workspace):
+    make_person(workspace, "ada")
+    with CaptureQueriesContext(connection) as existing:
+        services.track_event(workspace, services.Ref("id", "ada"), name="login")
+        services.add_device(workspace, services.Ref("id", "ada"), token="t1", platform="ios")
+    with CaptureQueriesContext(connection) as new:
+        services.track_event(workspace, services.Ref("id", "new"), name="login")
+
+    # A live person's identifiers cannot be suppressed: they would have been deleted.
+    assert suppression_statements(existing.captured_queries) == []
+    # Creating someone: lock the identifier (PostgreSQL), then one look at the list.
+    expected = 2 if connection.vendor == "postgresql" else 1
+    assert len(suppression_statements(new.captured_queries)) == expected
