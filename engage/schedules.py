@@ -6,6 +6,8 @@ SCHEDULES = [
     ("resume stalled membership jobs", "segments.tasks.resume_stalled_membership_jobs", 5),
     ("resume stalled identifier mode changes",
      "engage.tasks.resume_stalled_identifier_mode_changes", 5),
+    # Often: every change queues its own evaluation; this catches those whose enqueue failed.
+    ("queue owed segment evaluations", "segments.tasks.queue_owed_evaluations", 1),
     ("recompute time-relative segments", "segments.tasks.recompute_time_relative_segments", 10),
 ]
 

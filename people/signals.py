@@ -21,3 +21,8 @@ people_merging = Signal()
 # Sent after commit when people's attributes, events, subscription or identifiers
 # changed. Arguments: workspace_id (int), person_ids (list[int]).
 people_changed = Signal()
+
+# Sent inside the transaction of that same change, before commit. Arguments as above.
+# Receivers record what the change owes (people to re-evaluate), so that it commits with
+# the change; the work itself follows after commit.
+people_changing = Signal()

@@ -13,7 +13,7 @@ from engage.sql import insert_rows, select_models
 from people import validation as v
 from people.errors import InvalidInput, Problem
 from people.models import Activity, Person
-from people.signals import people_changed
+from people.signals import people_changed, people_changing
 
 
 @dataclass(frozen=True)
@@ -116,7 +116,10 @@ def log_activity(workspace: Workspace, cio_id: str | None, kind: str,
 
 
 def announce_change(workspace: Workspace, person_ids: list[int]) -> None:
+    """Announce changed people: what they owe now, the rest after commit, never failing it."""
     workspace_id = workspace.pk
+    people_changing.send(sender=Person, workspace_id=workspace_id, person_ids=person_ids)
     transaction.on_commit(
-        lambda: people_changed.send(sender=Person, workspace_id=workspace_id, person_ids=person_ids)
+        lambda: people_changed.send(sender=Person, workspace_id=workspace_id, person_ids=person_ids),
+        robust=True,
     )
