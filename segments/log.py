@@ -17,7 +17,6 @@ deleted, except with the segment or the workspace.
 
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
-from functools import partial
 
 from django.db import connection, transaction
 from django.db.models import Q
@@ -77,8 +76,9 @@ def write_changes(workspace_id: int, segment_ids: Collection[int], *, at,
                     values)
         written = len(values)
     if written:
-        transaction.on_commit(partial(_announce, workspace_id, sorted(set(segment_ids))),
-                              robust=True)
+        changed = sorted(set(segment_ids))
+        # A lambda, not a partial: Django names the function when it logs a failure.
+        transaction.on_commit(lambda: _announce(workspace_id, changed), robust=True)
     return written
 
 

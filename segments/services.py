@@ -11,7 +11,6 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
-from functools import partial
 
 import psycopg
 from django.conf import settings
@@ -177,7 +176,9 @@ def _recompute_postgresql(segment: Segment, now) -> Changes:
             "ORDER BY w.id ON CONFLICT DO NOTHING",
             [segment.workspace_id, segment.pk])
         if cursor.rowcount:
-            transaction.on_commit(partial(queue_evaluation, segment.workspace_id), robust=True)
+            workspace_id = segment.workspace_id
+            # A lambda, not a partial: Django names the function when it logs a failure.
+            transaction.on_commit(lambda: queue_evaluation(workspace_id), robust=True)
         log.write_changes(
             segment.workspace_id, [segment.pk], at=now,
             select="SELECT %s AS segment_id, person_id, %s AS change FROM engage_exited "
@@ -566,7 +567,7 @@ def note_changed_people(workspace_id: int, person_ids: list[int]) -> bool:
     insert_rows(PendingEvaluation, ["workspace", "person_id"],
                 [(workspace_id, person_id) for person_id in sorted(set(person_ids))],
                 skip_conflicts_on="(workspace_id, person_id)")
-    transaction.on_commit(partial(queue_evaluation, workspace_id), robust=True)
+    transaction.on_commit(lambda: queue_evaluation(workspace_id), robust=True)
     return True
 
 

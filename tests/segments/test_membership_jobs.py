@@ -104,7 +104,7 @@ def test_a_few_people_change_at_once_with_no_worker(client, editor, workspace, f
         response = client.post(ADD, {"person": [p.pk for p in free_people[:3]],
                                      "target": segment.pk}, follow=True)
     # No task was queued: the only after-commit work announces the log's new entries.
-    assert [getattr(callback, "func", callback).__name__ for callback in queued] == ["_announce"]
+    assert [callback.__qualname__ for callback in queued] == ["write_changes.<locals>.<lambda>"]
     job = MembershipJob.objects.get()
     assert (job.state, job.total, job.changed, job.unchanged) == ("done", 3, 2, 1)
     assert "Added 2 people to Beta." in response.content.decode()
