@@ -3,7 +3,12 @@
 Membership is materialised. A full recompute inserts who entered and removes who left
 in a couple of statements; a change to a few people re-evaluates every segment of the
 workspace for them with one query per level of segment references. Every entry and
-exit is written to ``MembershipChange``, in order, for campaigns to consume.
+exit is logged through ``segments.log.write_changes``, for campaigns to consume.
+
+Locks, in the one order every writer keeps: people first (``lock_people``, ``FOR KEY
+SHARE``, by id; deletions and merges hold theirs ``FOR UPDATE``), then segments (by
+id). A full recompute holds its segment's lock and never waits for a person: it skips
+one that another transaction holds and leaves them to real-time evaluation.
 """
 
 import contextlib

@@ -120,6 +120,7 @@ def announce_change(workspace: Workspace, person_ids: list[int]) -> None:
     workspace_id = workspace.pk
     people_changing.send(sender=Person, workspace_id=workspace_id, person_ids=person_ids)
     transaction.on_commit(
-        lambda: people_changed.send(sender=Person, workspace_id=workspace_id, person_ids=person_ids),
+        lambda: people_changed.send(sender=Person, workspace_id=workspace_id,
+                                    person_ids=person_ids),
         robust=True,
     )
