@@ -133,7 +133,7 @@ def test_a_reader_racing_writers_reads_every_entry_once(transactional_db):
         read.extend(change.pk for change in page.changes)
         cursor.update(page.cursor)
 
-    errors = race(flip, flip, manual_change, recompute, reader, seconds=3.0)
+    errors = race(flip, flip, manual_change, recompute, alongside=[reader])
     assert errors == []
     while page := log.read_changes(workspace, segment_ids, after=cursor).changes:
         read.extend(change.pk for change in page)
@@ -141,7 +141,7 @@ def test_a_reader_racing_writers_reads_every_entry_once(transactional_db):
 
     logged = list(MembershipChange.objects.filter(segment_id__in=segment_ids)
                   .order_by("pk").values_list("pk", flat=True))
-    assert len(logged) > 20  # the writers really wrote while the reader read
+    assert len(logged) > 30  # the writers really wrote while the reader read
     assert len(read) == len(set(read))  # nothing read twice
     assert sorted(read) == logged  # nothing skipped
     for segment_id in segment_ids:

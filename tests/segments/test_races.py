@@ -1,7 +1,7 @@
 """Membership stays exact while people change, are deleted and segments recompute at once.
 
-These tests run writers in threads, each on its own PostgreSQL connection, for a couple
-of seconds; on SQLite one writer runs at a time, so there is no race to show.
+These tests run writers in threads, each on its own PostgreSQL connection, a fixed number
+of rounds each; on SQLite one writer runs at a time, so there is no race to show.
 """
 
 import random
@@ -26,26 +26,36 @@ PRO = {"attribute": {"field": "plan", "operator": "eq", "value": "pro"}}
 LONDON = {"attribute": {"field": "city", "operator": "eq", "value": "London"}}
 
 
-def race(*workers, seconds=2.0):
-    """Run each ``worker(rng)`` in a thread, over and over, for ``seconds``; return errors."""
-    deadline = time.monotonic() + seconds
+def race(*workers, rounds=30, alongside=()):
+    """Run each ``worker(rng)`` ``rounds`` times in a thread of its own, all at once, and
+    each of ``alongside`` over and over until they are done; return the errors raised."""
+    done = threading.Event()
     errors = []
 
-    def loop(worker, seed):
+    def run(worker, seed, repeat):
         rng = random.Random(seed)
         try:
-            while time.monotonic() < deadline:
+            for _ in repeat():
                 worker(rng)
         except Exception as error:  # noqa: BLE001 (reported by the test)
             errors.append(f"{worker.__name__}: {error!r}")
         finally:
             connections.close_all()
 
-    threads = [threading.Thread(target=loop, args=(worker, seed))
+    def until_done():
+        while not done.is_set():
+            yield
+
+    threads = [threading.Thread(target=run, args=(worker, seed, lambda: range(rounds)))
                for seed, worker in enumerate(workers)]
-    for thread in threads:
+    others = [threading.Thread(target=run, args=(worker, -seed, until_done))
+              for seed, worker in enumerate(alongside, start=1)]
+    for thread in threads + others:
         thread.start()
     for thread in threads:
+        thread.join()
+    done.set()
+    for thread in others:
         thread.join()
     return errors
 
@@ -89,7 +99,7 @@ def test_recomputes_racing_flips_and_deletions_leave_membership_exact(transactio
     def delete(rng):
         if doomed:
             people.delete_person(workspace, Ref("id", doomed.pop()))
-        time.sleep(0.05)
+        time.sleep(0.02)
 
     def recompute_pro(rng):
         services.recompute_segment(Segment.objects.get(pk=pro.pk))
