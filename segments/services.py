@@ -157,6 +157,11 @@ def _recompute_postgresql(segment: Segment, now) -> Changes:
             [segment.workspace_id, *params],
         )
         cursor.execute("ANALYZE engage_wanted")
+        # Who matches and is not a member yet: usually few, found in one pass.
+        cursor.execute(
+            "CREATE TEMPORARY TABLE engage_missing ON COMMIT DROP AS "
+            f"SELECT w.id FROM engage_wanted w WHERE NOT EXISTS ({member})", [segment.pk])
+        cursor.execute("ANALYZE engage_missing")
         cursor.execute("CREATE TEMPORARY TABLE engage_exited (person_id bigint) ON COMMIT DROP")
         cursor.execute("CREATE TEMPORARY TABLE engage_entered (id bigint) ON COMMIT DROP")
         cursor.execute(
@@ -167,19 +172,17 @@ def _recompute_postgresql(segment: Segment, now) -> Changes:
         exited = cursor.rowcount
         cursor.execute(
             "INSERT INTO engage_entered SELECT p.id FROM people_person p "
-            "JOIN engage_wanted w ON w.id = p.id "
-            f"WHERE p.workspace_id = %s AND NOT EXISTS ({member}) "
-            "ORDER BY p.id FOR KEY SHARE OF p SKIP LOCKED",
-            [segment.workspace_id, segment.pk])
+            "JOIN engage_missing x ON x.id = p.id WHERE p.workspace_id = %s "
+            "ORDER BY p.id FOR KEY SHARE OF p SKIP LOCKED", [segment.workspace_id])
         entered = cursor.rowcount
         cursor.execute(
             "INSERT INTO segments_membership (segment_id, person_id, entered_at) "
             "SELECT %s, id, %s FROM engage_entered ORDER BY id", [segment.pk, now])
         cursor.execute(
             "INSERT INTO segments_pendingevaluation (workspace_id, person_id) "
-            f"SELECT %s, w.id FROM engage_wanted w WHERE NOT EXISTS ({member}) "
-            "ORDER BY w.id ON CONFLICT DO NOTHING",
-            [segment.workspace_id, segment.pk])
+            "SELECT %s, x.id FROM engage_missing x "
+            "WHERE NOT EXISTS (SELECT 1 FROM engage_entered e WHERE e.id = x.id) "
+            "ORDER BY x.id ON CONFLICT DO NOTHING", [segment.workspace_id])
         if cursor.rowcount:
             workspace_id = segment.workspace_id
             # A lambda, not a partial: Django names the function when it logs a failure.
@@ -189,7 +192,7 @@ def _recompute_postgresql(segment: Segment, now) -> Changes:
             select="SELECT %s AS segment_id, person_id, %s AS change FROM engage_exited "
                    "UNION ALL SELECT %s, id, %s FROM engage_entered",
             params=[segment.pk, EXITED, segment.pk, ENTERED])
-        cursor.execute("DROP TABLE engage_wanted, engage_exited, engage_entered")
+        cursor.execute("DROP TABLE engage_wanted, engage_missing, engage_exited, engage_entered")
     return Changes(entered=entered, exited=exited)
 
 
