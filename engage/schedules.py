@@ -4,6 +4,8 @@ SCHEDULES = [
     # (name, function, minutes between runs)
     # One schedule for every kind of background job (engage.jobs.kinds()).
     ("resume stalled jobs", "engage.tasks.resume_stalled_jobs", 1),
+    # Often: every change queues its own evaluation; this catches those whose enqueue failed.
+    ("queue owed segment evaluations", "segments.tasks.queue_owed_evaluations", 1),
     ("recompute time-relative segments", "segments.tasks.recompute_time_relative_segments", 10),
     # Runs for just under a minute, advancing journeys as they fall due.
     ("advance due journeys", "campaigns.tasks.advance_journeys", 1),

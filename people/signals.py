@@ -33,6 +33,11 @@ people_merging = Signal()
 # changed. Arguments: workspace_id (int), person_ids (list[int]).
 people_changed = Signal()
 
+# Sent inside the transaction of that same change, before commit. Arguments as above.
+# Receivers record what the change owes (people to re-evaluate), so that it commits with
+# the change; the work itself follows after commit.
+people_changing = Signal()
+
 # Sent after commit when events were stored for people (tracked, batched, or anonymous
 # events linked to the person identify named). Once a commit per call or batch run, never
 # once per event. Arguments: workspace_id (int), events (list[StoredEvent]).

@@ -12,5 +12,5 @@ class SegmentsConfig(AppConfig):
                                         dispatch_uid="segments-deleting")
         signals.people_merging.connect(receivers.move_manual_memberships,
                                        dispatch_uid="segments-merging")
-        signals.people_changed.connect(receivers.note_changed_people,
+        signals.people_changing.connect(receivers.note_changed_people,
                                        dispatch_uid="segments-changed")

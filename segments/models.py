@@ -147,10 +147,20 @@ class PendingEvaluation(models.Model):
 
 
 class EvaluationTicket(models.Model):
-    """Whether a task to evaluate the workspace's pending people is already queued."""
+    """When a task to evaluate the workspace's pending people was last queued.
+
+    Empty once that task has started: a change queued from then on queues another. A
+    ticket raised long ago while people are still pending means the task was lost (its
+    enqueue failed after the ticket was raised): the next change, or the sweeper, queues
+    it again.
+    """
 
     workspace = models.OneToOneField(Workspace, on_delete=models.CASCADE, related_name="+")
-    queued = models.BooleanField(default=False)
+    queued_at = models.DateTimeField(null=True, blank=True)
+
+    @property
+    def queued(self) -> bool:
+        return self.queued_at is not None
 
 
 class Export(models.Model):

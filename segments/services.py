@@ -3,23 +3,30 @@
 Membership is materialised. A full recompute inserts who entered and removes who left
 in a couple of statements; a change to a few people re-evaluates every segment of the
 workspace for them with one query per level of segment references. Every entry and
-exit is written to ``MembershipChange``, in order, for campaigns to consume.
+exit is logged through ``segments.log.write_changes``, for campaigns to consume.
+
+Locks, in the one order every writer keeps: people first (``lock_people``, ``FOR KEY
+SHARE``, by id; deletions and merges hold theirs ``FOR UPDATE``), then segments (by
+id). A full recompute holds its segment's lock and never waits for a person: it skips
+one that another transaction holds and leaves them to real-time evaluation.
 """
 
+import contextlib
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import timedelta
 
 import psycopg
 from django.conf import settings
-from django.db import connection, transaction
-from django.db.models import Q
+from django.db import DatabaseError, connection, transaction
+from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
 from engage.models import Workspace
 from engage.sql import in_ids, insert_rows
 from people.models import Person
-from segments import conditions
+from segments import conditions, log
 from segments.models import (
     EvaluationTicket,
     Membership,
@@ -130,9 +137,18 @@ def _recompute_postgresql(segment: Segment, now) -> Changes:
 
     The set is found by a statement of its own, which PostgreSQL may run with parallel
     workers (it never does for a statement that writes), into a temporary table dropped
-    at commit; the writes then compare the membership with it.
+    at commit; the writes then compare the membership with it. The caller holds the
+    segment's lock, so no other writer of this segment commits in between.
+
+    People who enter are locked (``FOR KEY SHARE``) so they cannot be deleted before this
+    commits. One locked by someone else (being deleted, identified or merged right now)
+    is skipped, not waited for: that would deadlock with a deletion, which locks people
+    before segments. Skipped people are owed a real-time evaluation instead, which runs
+    after their change commits.
     """
     condition, params = _condition_sql(segment, now)
+    member = ("SELECT 1 FROM segments_membership m WHERE m.segment_id = %s "
+              "AND m.person_id = w.id")
     with connection.cursor() as cursor:
         cursor.execute(
             "CREATE TEMPORARY TABLE engage_wanted ON COMMIT DROP AS "
@@ -141,35 +157,42 @@ def _recompute_postgresql(segment: Segment, now) -> Changes:
             [segment.workspace_id, *params],
         )
         cursor.execute("ANALYZE engage_wanted")
+        # Who matches and is not a member yet: usually few, found in one pass.
         cursor.execute(
-            """
-            WITH exited AS (
-                DELETE FROM segments_membership m WHERE m.segment_id = %s
-                AND NOT EXISTS (SELECT 1 FROM engage_wanted w WHERE w.id = m.person_id)
-                RETURNING m.person_id
-            ), entered AS (
-                INSERT INTO segments_membership (segment_id, person_id, entered_at)
-                SELECT %s, w.id, %s FROM engage_wanted w
-                WHERE NOT EXISTS (SELECT 1 FROM segments_membership m
-                                  WHERE m.segment_id = %s AND m.person_id = w.id)
-                ORDER BY w.id ON CONFLICT DO NOTHING RETURNING person_id
-            ), logged AS (
-                INSERT INTO segments_membershipchange
-                    (workspace_id, segment_id, person_id, change, at)
-                SELECT %s, %s, c.person_id, c.change, %s FROM (
-                    SELECT person_id, %s AS change, 0 AS step FROM exited
-                    UNION ALL SELECT person_id, %s, 1 FROM entered
-                ) c ORDER BY c.step, c.person_id
-                RETURNING change
-            )
-            SELECT COUNT(*) FILTER (WHERE change = %s), COUNT(*) FILTER (WHERE change = %s)
-            FROM logged
-            """,
-            [segment.pk, segment.pk, now, segment.pk,
-             segment.workspace_id, segment.pk, now, EXITED, ENTERED, ENTERED, EXITED],
-        )
-        entered, exited = cursor.fetchone()
-        cursor.execute("DROP TABLE engage_wanted")
+            "CREATE TEMPORARY TABLE engage_missing ON COMMIT DROP AS "
+            f"SELECT w.id FROM engage_wanted w WHERE NOT EXISTS ({member})", [segment.pk])
+        cursor.execute("ANALYZE engage_missing")
+        cursor.execute("CREATE TEMPORARY TABLE engage_exited (person_id bigint) ON COMMIT DROP")
+        cursor.execute("CREATE TEMPORARY TABLE engage_entered (id bigint) ON COMMIT DROP")
+        cursor.execute(
+            "WITH exited AS (DELETE FROM segments_membership m WHERE m.segment_id = %s "
+            "AND NOT EXISTS (SELECT 1 FROM engage_wanted w WHERE w.id = m.person_id) "
+            "RETURNING m.person_id) INSERT INTO engage_exited SELECT person_id FROM exited",
+            [segment.pk])
+        exited = cursor.rowcount
+        cursor.execute(
+            "INSERT INTO engage_entered SELECT p.id FROM people_person p "
+            "JOIN engage_missing x ON x.id = p.id WHERE p.workspace_id = %s "
+            "ORDER BY p.id FOR KEY SHARE OF p SKIP LOCKED", [segment.workspace_id])
+        entered = cursor.rowcount
+        cursor.execute(
+            "INSERT INTO segments_membership (segment_id, person_id, entered_at) "
+            "SELECT %s, id, %s FROM engage_entered ORDER BY id", [segment.pk, now])
+        cursor.execute(
+            "INSERT INTO segments_pendingevaluation (workspace_id, person_id) "
+            "SELECT %s, x.id FROM engage_missing x "
+            "WHERE NOT EXISTS (SELECT 1 FROM engage_entered e WHERE e.id = x.id) "
+            "ORDER BY x.id ON CONFLICT DO NOTHING", [segment.workspace_id])
+        if cursor.rowcount:
+            workspace_id = segment.workspace_id
+            # A lambda, not a partial: Django names the function when it logs a failure.
+            transaction.on_commit(lambda: queue_evaluation(workspace_id), robust=True)
+        log.write_changes(
+            segment.workspace_id, [segment.pk], at=now,
+            select="SELECT %s AS segment_id, person_id, %s AS change FROM engage_exited "
+                   "UNION ALL SELECT %s, id, %s FROM engage_entered",
+            params=[segment.pk, EXITED, segment.pk, ENTERED])
+        cursor.execute("DROP TABLE engage_wanted, engage_missing, engage_exited, engage_entered")
     return Changes(entered=entered, exited=exited)
 
 
@@ -181,54 +204,55 @@ def _enter(segment: Segment, now) -> int:
              "AND m.person_id = people_person.id)")
     where_params = [segment.workspace_id, *params, segment.pk]
     at = connection.ops.adapt_datetimefield_value(now)
+    entered = log.write_changes(
+        segment.workspace_id, [segment.pk], at=now,
+        select="SELECT %s AS segment_id, people_person.id AS person_id, %s AS change "
+               f"FROM people_person WHERE {where}",
+        params=[segment.pk, ENTERED, *where_params])
     with connection.cursor() as cursor:
-        cursor.execute(
-            "INSERT INTO segments_membershipchange (workspace_id, segment_id, person_id, "
-            f"change, at) SELECT %s, %s, people_person.id, %s, %s FROM people_person "
-            f"WHERE {where} ORDER BY people_person.id",
-            [segment.workspace_id, segment.pk, ENTERED, at, *where_params],
-        )
-        entered = cursor.rowcount
         cursor.execute(
             "INSERT INTO segments_membership (segment_id, person_id, entered_at) "
             f"SELECT %s, people_person.id, %s FROM people_person WHERE {where}",
             [segment.pk, at, *where_params],
         )
-        return entered
+    return entered
 
 
 def _exit(segment: Segment, now) -> int:
     """Remove the members who no longer match (SQLite)."""
-    at = connection.ops.adapt_datetimefield_value(now)
     condition, params = _condition_sql(segment, now)
     where = ("m.segment_id = %s AND NOT EXISTS (SELECT 1 FROM people_person WHERE "
              f"people_person.id = m.person_id AND {condition})")
     where_params = [segment.pk, *params]
+    exited = log.write_changes(
+        segment.workspace_id, [segment.pk], at=now,
+        select="SELECT m.segment_id AS segment_id, m.person_id AS person_id, %s AS change "
+               f"FROM segments_membership m WHERE {where}",
+        params=[EXITED, *where_params])
     with connection.cursor() as cursor:
-        cursor.execute(
-            "INSERT INTO segments_membershipchange (workspace_id, segment_id, person_id, "
-            "change, at) SELECT %s, %s, m.person_id, %s, %s FROM segments_membership m "
-            f"WHERE {where} ORDER BY m.person_id",
-            [segment.workspace_id, segment.pk, EXITED, at, *where_params],
-        )
-        exited = cursor.rowcount
         cursor.execute(
             f"DELETE FROM segments_membership WHERE id IN (SELECT m.id FROM "
             f"segments_membership m WHERE {where})",
             where_params,
         )
-        return exited
+    return exited
 
 
 def recompute_segment(segment: Segment) -> Changes:
     """Bring a data-driven segment's membership up to date, all people at once.
 
+    It holds the segment's lock from before it reads anyone until it commits, so it
+    never interleaves with real-time evaluation, deletions or another recompute of the
+    segment: the later writer always decides on what the earlier one committed.
     Segments that reference this one are recomputed after it, in the background.
     """
-    if segment.is_manual or segment.archived:
-        return Changes()
-    now = timezone.now()
     with transaction.atomic():
+        log.lock_segments([segment.pk])
+        # Read again under the lock: the conditions may have changed, or it was archived.
+        segment = Segment.objects.filter(pk=segment.pk).select_related("workspace").first()
+        if segment is None or segment.is_manual or segment.archived:
+            return Changes()
+        now = timezone.now()
         if connection.vendor == "postgresql":
             changes = _recompute_postgresql(segment, now)
         else:
@@ -279,10 +303,16 @@ def evaluate_people(workspace: Workspace, person_ids: list[int]) -> Changes:
     if not segments:
         return changes
     levels = _levels(workspace, segments)
-    now = timezone.now()
     with transaction.atomic():
         _prefer_generic_plans()
-        ids = sorted(set(person_ids))
+        # People first, then segments, as every writer locks them: these people cannot
+        # change or be deleted, and no recompute of these segments commit, until this does.
+        ids = lock_people(workspace.pk, person_ids)
+        if not ids:
+            return changes
+        log.lock_segments(segment.pk for segment in segments)
+        now = timezone.now()
+        logged = []
         # Memberships of a level change only when that level is evaluated, so the current
         # ones of every level can be read at once, before any is written.
         current_all = _current_memberships(workspace, ids)
@@ -306,16 +336,28 @@ def evaluate_people(workspace: Workspace, person_ids: list[int]) -> Changes:
                 for segment_id, person_id in leaving:
                     condition |= Q(segment_id=segment_id, person_id=person_id)
                 Membership.objects.filter(condition).delete()
-            if entering or leaving:
-                MembershipChange.objects.bulk_create(
-                    [MembershipChange(workspace=workspace, segment_id=s, person_id=p,
-                                      change=ENTERED, at=now) for s, p in entering]
-                    + [MembershipChange(workspace=workspace, segment_id=s, person_id=p,
-                                        change=EXITED, at=now) for s, p in leaving]
-                )
+            logged += [(s, p, EXITED) for s, p in leaving] + [(s, p, ENTERED) for s, p in entering]
             changes.entered += len(entering)
             changes.exited += len(leaving)
+        log.write_changes(workspace.pk, {s for s, _, _ in logged}, at=now, rows=logged)
     return changes
+
+
+def lock_people(workspace_id: int, person_ids: Iterable[int]) -> list[int]:
+    """Return which of these people exist in the workspace, locked until commit, in order.
+
+    ``FOR KEY SHARE``: they cannot be deleted meanwhile, while their attributes may
+    still be updated (a change that announces itself, so they are evaluated again).
+    """
+    ids = sorted(set(person_ids))
+    if not ids:
+        return []
+    where, params = in_ids("id", ids)
+    lock = " FOR KEY SHARE" if connection.features.has_select_for_update else ""
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT id FROM people_person WHERE workspace_id = %s AND {where} "
+                       f"ORDER BY id{lock}", [workspace_id, *params])
+        return [row[0] for row in cursor.fetchall()]
 
 
 def _current_memberships(workspace: Workspace, person_ids: list[int]) -> set[tuple[int, int]]:
@@ -424,8 +466,9 @@ def change_manual(segment: Segment, person_ids: list[int], *, add: bool,
                   dependents: bool = True) -> int:
     """Add people to a manual segment or remove them; return how many entered or left.
 
-    The segment's row is locked for the change, so two changes of the same segment at
-    once each log exactly the entries and exits they made. With ``dependents`` false the
+    The people and then the segment are locked for the change (the order every writer
+    keeps), so two changes of the same segment at once each log exactly the entries and
+    exits they made. With ``dependents`` false the
     caller recomputes the segments that reference this one itself (once, after many
     batches).
     """
@@ -433,9 +476,8 @@ def change_manual(segment: Segment, person_ids: list[int], *, add: bool,
         raise ValueError("only manual segments take people directly")
     now = timezone.now()
     with transaction.atomic():
-        Segment.objects.select_for_update().filter(pk=segment.pk).values_list("pk").first()
-        valid = set(Person.objects.filter(workspace_id=segment.workspace_id, pk__in=person_ids)
-                    .values_list("pk", flat=True))
+        valid = set(lock_people(segment.workspace_id, person_ids))
+        log.lock_segments([segment.pk])
         current = set(Membership.objects.filter(segment=segment, person_id__in=valid)
                       .values_list("person_id", flat=True))
         moving = sorted(valid - current if add else current)
@@ -447,11 +489,8 @@ def change_manual(segment: Segment, person_ids: list[int], *, add: bool,
                 ignore_conflicts=True)
         else:
             Membership.objects.filter(segment=segment, person_id__in=moving).delete()
-        MembershipChange.objects.bulk_create([
-            MembershipChange(workspace_id=segment.workspace_id, segment=segment, person_id=p,
-                             change=ENTERED if add else EXITED, at=now)
-            for p in moving
-        ])
+        log.write_changes(segment.workspace_id, [segment.pk], at=now,
+                          rows=[(segment.pk, p, ENTERED if add else EXITED) for p in moving])
         if dependents:
             recompute_dependents(segment)
     return len(moving)
@@ -467,17 +506,24 @@ def recompute_dependents(segment: Segment) -> None:
 
 
 def forget_memberships(workspace: Workspace, person_ids: list[int]) -> None:
-    """Record the exits of people about to be deleted and drop their memberships."""
-    now = timezone.now()
+    """Record the exits of people about to be deleted and drop their memberships.
+
+    The caller has locked the people; their segments are locked next, and the
+    memberships read again under those locks, so a recompute that committed meanwhile
+    is seen and no exit is logged twice.
+    """
     memberships = Membership.objects.filter(person_id__in=person_ids,
                                             segment__workspace=workspace)
-    rows = list(memberships.values_list("segment_id", "person_id"))
+    segment_ids = set(memberships.values_list("segment_id", flat=True).distinct())
+    if not segment_ids:
+        return
+    log.lock_segments(segment_ids)
+    now = timezone.now()
+    rows = sorted(memberships.values_list("segment_id", "person_id"))
     if not rows:
         return
-    MembershipChange.objects.bulk_create([
-        MembershipChange(workspace=workspace, segment_id=s, person_id=p, change=EXITED, at=now)
-        for s, p in sorted(rows)
-    ])
+    log.write_changes(workspace.pk, {s for s, _ in rows}, at=now,
+                      rows=[(s, p, EXITED) for s, p in rows])
     memberships.delete()
     segment_ids = {s for s, _ in rows}
     for dependent in (Segment.objects.filter(depends_on__in=segment_ids, archived=False)
@@ -487,31 +533,39 @@ def forget_memberships(workspace: Workspace, person_ids: list[int]) -> None:
 
 def move_manual_memberships(workspace: Workspace, primary_id: int, secondary_id: int) -> None:
     """Give the primary person the manual segments of the secondary that they lack."""
-    now = timezone.now()
     lacking = (
         Membership.objects.filter(person_id=secondary_id, segment__kind=Segment.Kind.MANUAL,
                                   segment__workspace=workspace)
         .exclude(segment__memberships__person_id=primary_id)
         .values_list("segment_id", flat=True)
     )
-    segment_ids = list(lacking)
+    candidates = list(lacking)
+    if not candidates:
+        return
+    log.lock_segments(candidates)
+    segment_ids = sorted(lacking)
+    now = timezone.now()
     Membership.objects.bulk_create(
         [Membership(segment_id=s, person_id=primary_id, entered_at=now) for s in segment_ids],
         ignore_conflicts=True)
-    MembershipChange.objects.bulk_create([
-        MembershipChange(workspace=workspace, segment_id=s, person_id=primary_id,
-                         change=ENTERED, at=now)
-        for s in segment_ids
-    ])
+    log.write_changes(workspace.pk, segment_ids, at=now,
+                      rows=[(s, primary_id, ENTERED) for s in segment_ids])
+
+
+# A ticket raised this long ago while people are still pending means its task was lost.
+TICKET_STALE = timedelta(seconds=10)
 
 
 def note_changed_people(workspace_id: int, person_ids: list[int]) -> bool:
-    """Queue people for re-evaluation; enqueue one task per burst. Tell if one was."""
-    from django_q.tasks import async_task
+    """Record people owed a re-evaluation; after commit, queue it. Tell if any was owed.
 
+    It runs in the transaction of the change, so what is owed commits with the change
+    (or not at all). Queueing the task comes after commit and may fail (a lock, a dropped
+    connection); what is owed stays recorded, and ``queue_owed_evaluations`` finds it.
+    """
     if not person_ids:
         return False
-    # This runs after every change to anyone, so it is written as three fixed statements.
+    # This runs with every change to anyone, so it is written as two fixed statements.
     with connection.cursor() as cursor:
         cursor.execute(
             f"SELECT 1 FROM {Segment._meta.db_table} WHERE workspace_id = %s AND kind = %s "
@@ -521,18 +575,58 @@ def note_changed_people(workspace_id: int, person_ids: list[int]) -> bool:
     insert_rows(PendingEvaluation, ["workspace", "person_id"],
                 [(workspace_id, person_id) for person_id in sorted(set(person_ids))],
                 skip_conflicts_on="(workspace_id, person_id)")
-    # One ticket per workspace: made queued, or flipped to queued; no row when it already was.
+    transaction.on_commit(lambda: queue_evaluation(workspace_id), robust=True)
+    return True
+
+
+def queue_evaluation(workspace_id: int, *, sweep: bool = True) -> bool:
+    """Queue the task evaluating the workspace's pending people, once per burst.
+
+    The ticket is raised first; a ticket raised already means a task is queued, unless
+    it was raised longer than ``TICKET_STALE`` ago (its enqueue failed): then it is
+    queued again. Once a task is queued, any other workspace owed an evaluation is
+    queued too (with ``sweep``): the queue works again. Tell whether a task was queued.
+    """
+    from django_q.tasks import async_task
+
+    now = timezone.now()
     ticket = EvaluationTicket._meta.db_table
+    adapt = connection.ops.adapt_datetimefield_value
     with connection.cursor() as cursor:
         cursor.execute(
-            f"INSERT INTO {ticket} (workspace_id, queued) VALUES (%s, %s) "
-            f"ON CONFLICT (workspace_id) DO UPDATE SET queued = %s "
-            f"WHERE NOT {ticket}.queued RETURNING id", [workspace_id, True, True])
-        flipped = cursor.fetchone() is not None
-    if flipped:
+            f"INSERT INTO {ticket} (workspace_id, queued_at) VALUES (%s, %s) "
+            f"ON CONFLICT (workspace_id) DO UPDATE SET queued_at = EXCLUDED.queued_at "
+            f"WHERE {ticket}.queued_at IS NULL OR {ticket}.queued_at < %s RETURNING id",
+            [workspace_id, adapt(now), adapt(now - TICKET_STALE)])
+        raised = cursor.fetchone() is not None
+    if not raised:
+        return False
+    try:
         async_task("segments.tasks.evaluate_pending", workspace_id,
                    task_name=f"evaluate-pending-{workspace_id}")
-    return bool(flipped)
+    except Exception:
+        # Lowered again, the next change queues the task at once; if even this fails,
+        # the ticket goes stale and the next change or the sweeper queues it.
+        with contextlib.suppress(DatabaseError):
+            EvaluationTicket.objects.filter(workspace_id=workspace_id,
+                                            queued_at=now).update(queued_at=None)
+        raise
+    if sweep:
+        queue_owed_evaluations(exclude=workspace_id)
+    return True
+
+
+def queue_owed_evaluations(*, exclude: int | None = None) -> int:
+    """Queue the evaluation of every workspace with people pending and no live ticket.
+
+    What the sweeper runs; return how many workspaces were queued.
+    """
+    live = EvaluationTicket.objects.filter(workspace_id=OuterRef("pk"),
+                                           queued_at__gte=timezone.now() - TICKET_STALE)
+    owed = (Workspace.objects
+            .filter(Exists(PendingEvaluation.objects.filter(workspace_id=OuterRef("pk"))))
+            .exclude(Exists(live)).exclude(pk=exclude).values_list("pk", flat=True))
+    return sum(queue_evaluation(workspace_id, sweep=False) for workspace_id in owed)
 
 
 def evaluate_pending(workspace_id: int, *, batch_size: int = 500) -> Changes:
@@ -541,18 +635,26 @@ def evaluate_pending(workspace_id: int, *, batch_size: int = 500) -> Changes:
     workspace = Workspace.objects.filter(pk=workspace_id).first()
     if workspace is None:
         return total
-    # Lower the flag first: a change queued from now on enqueues a new task.
-    EvaluationTicket.objects.filter(workspace_id=workspace_id).update(queued=False)
+    # Lower the ticket first: a change queued from now on queues a new task.
+    EvaluationTicket.objects.filter(workspace_id=workspace_id).update(queued_at=None)
+    last = 0
     while True:
         with transaction.atomic():
-            pending = list(
-                PendingEvaluation.objects.filter(workspace_id=workspace_id)
-                .select_for_update(skip_locked=True).order_by("pk")[:batch_size]
-            )
-            if not pending:
+            rows = list(PendingEvaluation.objects.filter(workspace_id=workspace_id, pk__gt=last)
+                        .order_by("pk").values_list("pk", "person_id")[:batch_size])
+            if not rows:
                 return total
-            PendingEvaluation.objects.filter(pk__in=[row.pk for row in pending]).delete()
-            changes = evaluate_people(workspace, [row.person_id for row in pending])
+            last = rows[-1][0]
+            # The people are locked before their pending rows are claimed: a change holds
+            # its person's lock while it records them pending, so the other way round the
+            # two could wait for each other.
+            lock_people(workspace_id, [person_id for _, person_id in rows])
+            claimed, params = in_ids("id", [pk for pk, _ in rows])
+            with connection.cursor() as cursor:
+                cursor.execute(f"DELETE FROM {PendingEvaluation._meta.db_table} "
+                               f"WHERE {claimed} RETURNING person_id", params)
+                person_ids = [row[0] for row in cursor.fetchall()]
+            changes = evaluate_people(workspace, person_ids)
         total.entered += changes.entered
         total.exited += changes.exited
 

@@ -15,6 +15,11 @@ def evaluate_pending(workspace_id: int) -> None:
     services.evaluate_pending(workspace_id)
 
 
+def queue_owed_evaluations() -> int:
+    """Queue the evaluations owed but not queued (their enqueue failed after commit)."""
+    return services.queue_owed_evaluations()
+
+
 def recompute_time_relative_segments() -> int:
     """Recompute the segments whose conditions depend on the current time."""
     from django_q.tasks import async_task

@@ -16,7 +16,7 @@ from engage.sql import insert_rows, select_models
 from people import validation as v
 from people.errors import InvalidInput, Problem
 from people.models import Activity, Person
-from people.signals import StoredEvent, events_stored, people_changed
+from people.signals import StoredEvent, events_stored, people_changed, people_changing
 
 
 @dataclass(frozen=True)
@@ -160,17 +160,22 @@ def log_activity(workspace: Workspace, cio_id: str | None, kind: str,
 
 
 def announce_change(workspace: Workspace, person_ids: list[int]) -> None:
+    """Announce changed people: what they owe now, the rest after commit, never failing it."""
     workspace_id = workspace.pk
+    people_changing.send(sender=Person, workspace_id=workspace_id, person_ids=person_ids)
     transaction.on_commit(
-        lambda: people_changed.send(sender=Person, workspace_id=workspace_id, person_ids=person_ids)
+        lambda: people_changed.send(sender=Person, workspace_id=workspace_id,
+                                    person_ids=person_ids),
+        robust=True,
     )
 
 
 def announce_events(workspace: Workspace, events: list[StoredEvent]) -> None:
-    """Announce after commit, in one send, events stored for people."""
+    """Announce after commit, in one send, events stored for people, never failing it."""
     if not events:
         return
     workspace_id = workspace.pk
     transaction.on_commit(
-        lambda: events_stored.send(sender=Person, workspace_id=workspace_id, events=events)
+        lambda: events_stored.send(sender=Person, workspace_id=workspace_id, events=events),
+        robust=True,
     )
