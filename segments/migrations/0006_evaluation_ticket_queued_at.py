@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('segments', '0004_membership_jobs'),
+        ('segments', '0005_job_lease'),
     ]
 
     operations = [
