@@ -1,8 +1,8 @@
 from django.contrib import admin, messages
 
 from engage import services
+from engage.admin_base import JobAdmin
 from engage.models import IdentifierModeChange, Membership, Workspace
-from people.admin import JobAdmin
 
 
 class MembershipInline(admin.TabularInline):

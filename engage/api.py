@@ -13,10 +13,10 @@ from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView, exception_handler
 
+from engage.errors import InvalidInput
 from engage.keys import hash_key
 from engage.models import Workspace
 from engage.sql import select_models
-from people.errors import InvalidInput
 
 UNAUTHORIZED = "Unauthorized request. Make sure that you provided the right credentials."
 
