@@ -1,4 +1,5 @@
-"""The People page: search, filters, keyset pages, HTMX updates."""
+"""The home page, the People page (search, filters, keyset pages, HTMX updates), a
+person's page and deletion jobs."""
 
 import json
 import uuid
@@ -8,6 +9,7 @@ from django.db.models import OuterRef, Subquery
 from django.http import HttpResponseBadRequest
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils import timezone
 from django.views.decorators.http import require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
@@ -56,6 +58,21 @@ def people_table(people, *, before: int | None = None, key: str = "pk",
     count, more = capped_count(people if counted is None else counted)
     return {"people": rows[:PAGE_SIZE], "count": count, "more": more,
             "next_before": rows[PAGE_SIZE - 1].pk if len(rows) > PAGE_SIZE else None}
+
+
+@role_required("viewer")
+def home(request):
+    """The marketer's home page: profiles, deletions this month, recent deletion jobs."""
+    workspace = request.membership.workspace
+    month_start = timezone.now().replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    this_month = Activity.objects.filter(workspace=workspace, created_at__gte=month_start)
+    return render(request, "engage/home.html", {
+        "profile_count": Person.objects.in_workspace(workspace).count(),
+        "deleted_this_month": this_month.filter(kind=Activity.Kind.DELETED).count(),
+        "suppressed_this_month": this_month.filter(kind=Activity.Kind.SUPPRESSED).count(),
+        "recent_jobs": DeletionJob.objects.filter(workspace=workspace)
+        .select_related("requested_by").order_by("-created_at")[:5],
+    })
 
 
 @role_required("viewer")
