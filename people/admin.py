@@ -8,8 +8,8 @@ from django.template.response import TemplateResponse
 from django.utils.html import format_html, format_html_join
 
 from engage.admin_base import JobAdmin, ReadOnlyAdmin, pretty_json
-from engage.models import Workspace
-from people import services
+from engage.models import IdentifierModeChange, Workspace
+from people import identifier_mode, services
 from people.models import Activity, DeletionJob, Event, Person, Suppression
 
 
@@ -188,3 +188,14 @@ class DeletionJobAdmin(JobAdmin):
     list_select_related = ["workspace", "requested_by"]
     retry_permission = "people.delete_person"
     retry_job = staticmethod(services.retry_deletion_job)
+
+
+@admin.register(IdentifierModeChange)
+class IdentifierModeChangeAdmin(JobAdmin):
+    list_display = ["pk", "workspace", "mode", "state", "progress_display", "requested_by",
+                    "created_at", "finished_at", "error"]
+    list_filter = ["workspace", "state", "mode"]
+    list_select_related = ["workspace", "requested_by"]
+    retry_permission = "engage.change_workspace"
+
+    retry_job = staticmethod(identifier_mode.retry_identifier_mode_change)

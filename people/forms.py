@@ -3,6 +3,8 @@ import json
 from django import forms
 from django.db.models import Q
 
+from engage.models import Workspace
+from people.models import Suppression
 from segments.conditions import ATTRIBUTE_OPERATORS, ConditionError, validate
 from segments.models import Segment
 
@@ -91,3 +93,36 @@ class AttributeForm(forms.Form):
             return json.loads(value)
         except ValueError:
             return value
+
+
+class IdentifierModeForm(forms.Form):
+    mode = forms.ChoiceField(choices=Workspace.IdentifierMode.choices)
+
+
+class SuppressionFilterForm(forms.Form):
+    """Search the suppression list by identifier, exactly or by its start."""
+
+    q = forms.CharField(required=False, label="Identifier", max_length=254,
+                        widget=forms.TextInput(attrs={"placeholder": "id or email"}))
+    match = forms.ChoiceField(required=False, choices=[("prefix", "starts with"),
+                                                       ("exact", "is exactly")])
+    type = forms.ChoiceField(required=False, label="Type",
+                             choices=[("", "any")] + Suppression.IdentifierType.choices)
+    before = forms.IntegerField(required=False, widget=forms.HiddenInput, min_value=1)
+
+    def search(self, suppressions):
+        """Narrow ``suppressions`` to what the form asks for (all when it is unbound)."""
+        if not self.is_bound:
+            return suppressions
+        data = self.cleaned_data
+        if data.get("type"):
+            suppressions = suppressions.filter(identifier_type=data["type"])
+        term = (data.get("q") or "").strip()
+        if term:
+            # Emails are stored lowercased; ids as they are.
+            if data.get("match") == "exact":
+                suppressions = suppressions.filter(Q(value=term) | Q(value=term.lower()))
+            else:
+                suppressions = suppressions.filter(
+                    Q(value__startswith=term) | Q(value__startswith=term.lower()))
+        return suppressions

@@ -4,6 +4,7 @@ import pytest
 
 from engage import services
 from engage.models import Membership, Workspace
+from people import identifier_mode
 from people import services as people
 from people.errors import InvalidInput
 from people.models import Person
@@ -34,7 +35,7 @@ def test_conflicts_are_emails_several_people_share_ignoring_case(id_workspace, w
     make_person(id_workspace, "eve")  # people without an email never conflict
     make_person(workspace, "zed1", email="zed@example.com")  # another workspace's
 
-    conflicts = services.identifier_conflicts(id_workspace)
+    conflicts = identifier_mode.identifier_conflicts(id_workspace)
 
     assert conflicts.total == 2
     assert [(d.email, d.count) for d in conflicts.duplicates] == [
@@ -48,7 +49,7 @@ def test_conflicts_are_bounded_but_counted(id_workspace):
         for number in range(4):
             make_person(id_workspace, f"{letter}{number}", email=f"{letter}@example.com")
 
-    conflicts = services.identifier_conflicts(id_workspace, limit=2, people_per_email=3)
+    conflicts = identifier_mode.identifier_conflicts(id_workspace, limit=2, people_per_email=3)
 
     assert conflicts.total == 3
     assert [d.email for d in conflicts.duplicates] == ["a@example.com", "b@example.com"]
@@ -60,8 +61,8 @@ def test_switching_to_email_or_id_is_refused_while_emails_are_shared(id_workspac
     make_person(id_workspace, "ada2", email="ADA@example.com")
     make_person(id_workspace, "bob", email="bob@example.com")
 
-    with pytest.raises(services.IdentifierModeError) as refusal:
-        services.set_identifier_mode(id_workspace, EMAIL_OR_ID)
+    with pytest.raises(identifier_mode.IdentifierModeError) as refusal:
+        identifier_mode.set_identifier_mode(id_workspace, EMAIL_OR_ID)
 
     assert "1 email is shared by several people" in str(refusal.value)
     assert refusal.value.conflicts.duplicates[0].email == "ada@example.com"
@@ -72,21 +73,21 @@ def test_switching_to_email_or_id_is_refused_while_emails_are_shared(id_workspac
 
 def test_switching_to_email_or_id_once_resolved_makes_email_an_identifier(id_workspace,
                                                                           monkeypatch):
-    monkeypatch.setattr(services, "EMAIL_KEY_BATCH", 2)  # several batches
+    monkeypatch.setattr(identifier_mode, "EMAIL_KEY_BATCH", 2)  # several batches
     make_person(id_workspace, "ada1", email="Ada@Example.com")
     make_person(id_workspace, "ada2", email="ada@example.com")
     for name in ["bob", "cy", "dee"]:
         make_person(id_workspace, name, email=f"{name.title()}@example.com")
     make_person(id_workspace, "eve")
     people.identify_person(id_workspace, people.Ref("id", "ada2"), {"email": "ada2@example.com"})
-    assert not services.identifier_conflicts(id_workspace)
+    assert not identifier_mode.identifier_conflicts(id_workspace)
 
-    change = services.set_identifier_mode(id_workspace, EMAIL_OR_ID)
+    change = identifier_mode.set_identifier_mode(id_workspace, EMAIL_OR_ID)
     # More people than a batch: a worker's job, and the mode is unchanged until it is done.
     assert (change.state, change.total, change.mode) == ("pending", 6, EMAIL_OR_ID)
     id_workspace.refresh_from_db()
     assert id_workspace.identifier_mode == ID
-    services.run_identifier_mode_change(change.pk)
+    identifier_mode.run_identifier_mode_change(change.pk)
 
     change.refresh_from_db()
     assert (change.state, change.done) == ("done", 6)
@@ -108,7 +109,7 @@ def test_switching_to_email_or_id_once_resolved_makes_email_an_identifier(id_wor
 def test_email_keys_are_lowercased_as_lookups_lowercase_them(id_workspace):
     make_person(id_workspace, "emile", email="ÉMILE@Example.com")
 
-    services.set_identifier_mode(id_workspace, EMAIL_OR_ID)
+    identifier_mode.set_identifier_mode(id_workspace, EMAIL_OR_ID)
 
     assert email_keys(id_workspace) == {"emile": "émile@example.com"}
     found = Person.objects.with_identifier(id_workspace, "email", "Émile@example.com")
@@ -120,8 +121,8 @@ def test_emails_differing_only_in_non_ascii_case_are_refused_too(id_workspace):
     make_person(id_workspace, "e1", email="ÉMILE@example.com")
     make_person(id_workspace, "e2", email="émile@example.com")
 
-    with pytest.raises(services.IdentifierModeError):
-        services.set_identifier_mode(id_workspace, EMAIL_OR_ID)
+    with pytest.raises(identifier_mode.IdentifierModeError):
+        identifier_mode.set_identifier_mode(id_workspace, EMAIL_OR_ID)
 
     id_workspace.refresh_from_db()
     assert id_workspace.identifier_mode == ID
@@ -131,7 +132,7 @@ def test_emails_differing_only_in_non_ascii_case_are_refused_too(id_workspace):
 def test_switching_back_to_id_frees_email(workspace):
     make_person(workspace, "ada", email="Ada@example.com")
 
-    services.set_identifier_mode(workspace, ID)
+    identifier_mode.set_identifier_mode(workspace, ID)
 
     workspace.refresh_from_db()
     assert workspace.identifier_mode == ID
@@ -141,21 +142,21 @@ def test_switching_back_to_id_frees_email(workspace):
         people.make_ref(workspace, "email", "ada@example.com")
     # Several people may share an email again.
     make_person(workspace, "ada2", email="ada@example.com")
-    assert services.identifier_conflicts(workspace).total == 1
+    assert identifier_mode.identifier_conflicts(workspace).total == 1
 
 
 @pytest.fixture
 def small_batches(monkeypatch):
-    monkeypatch.setattr(services, "EMAIL_KEY_BATCH", 2)
+    monkeypatch.setattr(identifier_mode, "EMAIL_KEY_BATCH", 2)
 
 
 def test_a_change_resumes_where_it_stopped_and_keys_people_added_meanwhile(
         id_workspace, small_batches):
     for name in ["ada", "bob", "cy", "dee"]:
         make_person(id_workspace, name, email=f"{name.title()}@example.com")
-    change = services.set_identifier_mode(id_workspace, EMAIL_OR_ID)
+    change = identifier_mode.set_identifier_mode(id_workspace, EMAIL_OR_ID)
 
-    services.run_identifier_mode_change(change.pk, max_batches=1)  # then the worker dies
+    identifier_mode.run_identifier_mode_change(change.pk, max_batches=1)  # then the worker dies
     change.refresh_from_db()
     assert (change.state, change.done, change.total) == ("running", 2, 4)
     assert email_keys(id_workspace) == {"ada": "ada@example.com", "bob": "bob@example.com",
@@ -164,7 +165,7 @@ def test_a_change_resumes_where_it_stopped_and_keys_people_added_meanwhile(
     people.identify_person(id_workspace, people.Ref("id", "eve"), {"email": "Eve@example.com"})
     people.identify_person(id_workspace, people.Ref("id", "ada"), {"email": "ada2@example.com"})
 
-    services.run_identifier_mode_change(change.pk)  # any worker carries on
+    identifier_mode.run_identifier_mode_change(change.pk)  # any worker carries on
 
     change.refresh_from_db()
     assert (change.state, change.done) == ("done", 5)  # eve, added meanwhile, too
@@ -178,11 +179,11 @@ def test_a_change_resumes_where_it_stopped_and_keys_people_added_meanwhile(
 def test_an_email_shared_while_the_change_runs_fails_it_and_nothing_stays(
         id_workspace, small_batches):
     with_emails(id_workspace, "ada", "bob", "cy")
-    change = services.set_identifier_mode(id_workspace, EMAIL_OR_ID)
-    services.run_identifier_mode_change(change.pk, max_batches=1)
+    change = identifier_mode.set_identifier_mode(id_workspace, EMAIL_OR_ID)
+    identifier_mode.run_identifier_mode_change(change.pk, max_batches=1)
     make_person(id_workspace, "ada-again", email="ADA@example.com")  # allowed in ID only
 
-    services.run_identifier_mode_change(change.pk)
+    identifier_mode.run_identifier_mode_change(change.pk)
 
     change.refresh_from_db()
     assert change.state == "failed" and "share an email" in change.error
@@ -192,21 +193,21 @@ def test_an_email_shared_while_the_change_runs_fails_it_and_nothing_stays(
     # Once the people are told apart, a new switch goes through.
     people.identify_person(id_workspace, people.Ref("id", "ada-again"),
                            {"email": "ada.2@example.com"})
-    change = services.set_identifier_mode(id_workspace, EMAIL_OR_ID)
-    services.run_identifier_mode_change(change.pk)
+    change = identifier_mode.set_identifier_mode(id_workspace, EMAIL_OR_ID)
+    identifier_mode.run_identifier_mode_change(change.pk)
     id_workspace.refresh_from_db()
     assert id_workspace.identifier_mode == EMAIL_OR_ID
 
 
 def test_one_change_at_a_time(id_workspace, small_batches):
     with_emails(id_workspace, "ada", "bob", "cy")
-    change = services.set_identifier_mode(id_workspace, EMAIL_OR_ID)
-    assert services.running_mode_change(id_workspace) == change
+    change = identifier_mode.set_identifier_mode(id_workspace, EMAIL_OR_ID)
+    assert identifier_mode.running_mode_change(id_workspace) == change
 
     for mode in (EMAIL_OR_ID, ID):
-        with pytest.raises(services.IdentifierModeError, match="being changed already"):
-            services.set_identifier_mode(id_workspace, mode)
-    assert services.running_mode_change(id_workspace) == change
+        with pytest.raises(identifier_mode.IdentifierModeError, match="being changed already"):
+            identifier_mode.set_identifier_mode(id_workspace, mode)
+    assert identifier_mode.running_mode_change(id_workspace) == change
 
 
 def test_switching_to_id_frees_email_at_once_and_clears_keys_in_batches(
@@ -214,12 +215,12 @@ def test_switching_to_id_frees_email_at_once_and_clears_keys_in_batches(
     with_emails(workspace, "ada", "bob", "cy")
     make_person(workspace, "dee")
 
-    change = services.set_identifier_mode(workspace, ID)
+    change = identifier_mode.set_identifier_mode(workspace, ID)
 
     workspace.refresh_from_db()
     assert workspace.identifier_mode == ID and change.total == 4
     make_person(workspace, "ada2", email="ada@example.com")  # email is free already
-    services.run_identifier_mode_change(change.pk)
+    identifier_mode.run_identifier_mode_change(change.pk)
     change.refresh_from_db()
     assert (change.state, change.done) == ("done", 5)
     assert set(email_keys(workspace).values()) == {None}
@@ -231,11 +232,12 @@ def test_a_stalled_change_is_resumed_by_the_schedule(id_workspace, small_batches
 
     from django.utils import timezone
 
-    from engage import jobs, tasks
+    from engage import jobs
+    from people import tasks
 
     with_emails(id_workspace, "ada", "bob", "cy")
-    change = services.set_identifier_mode(id_workspace, EMAIL_OR_ID)
-    services.run_identifier_mode_change(change.pk, max_batches=1)  # then the worker dies
+    change = identifier_mode.set_identifier_mode(id_workspace, EMAIL_OR_ID)
+    identifier_mode.run_identifier_mode_change(change.pk, max_batches=1)  # then the worker dies
     type(change).objects.filter(pk=change.pk).update(
         updated_at=timezone.now() - jobs.STALLED_AFTER - timedelta(minutes=1))
 
@@ -250,7 +252,7 @@ def test_a_stalled_change_is_resumed_by_the_schedule(id_workspace, small_batches
 
 def test_an_unknown_mode_is_an_error(workspace):
     with pytest.raises(ValueError):
-        services.set_identifier_mode(workspace, "phone")
+        identifier_mode.set_identifier_mode(workspace, "phone")
 
 
 def test_the_email_update_option(workspace):
@@ -281,31 +283,31 @@ def test_the_last_admin_cannot_be_demoted_or_removed(workspace):
 def test_only_the_latest_change_may_be_retried_and_a_failed_one_starts_over(
         id_workspace, small_batches):
     with_emails(id_workspace, "ada", "bob", "cy")
-    first = services.set_identifier_mode(id_workspace, EMAIL_OR_ID)
-    services.run_identifier_mode_change(first.pk, max_batches=1)
+    first = identifier_mode.set_identifier_mode(id_workspace, EMAIL_OR_ID)
+    identifier_mode.run_identifier_mode_change(first.pk, max_batches=1)
     make_person(id_workspace, "ada2", email="Ada@example.com")
-    services.run_identifier_mode_change(first.pk)
+    identifier_mode.run_identifier_mode_change(first.pk)
     first.refresh_from_db()
     assert (first.state, first.cursor, first.done) == ("failed", 0, 0)  # keys undone
 
     people.identify_person(id_workspace, people.Ref("id", "ada2"), {"email": "a2@example.com"})
-    second = services.set_identifier_mode(id_workspace, EMAIL_OR_ID)
-    services.run_identifier_mode_change(second.pk)
-    third = services.set_identifier_mode(id_workspace, ID)
-    services.run_identifier_mode_change(third.pk, max_batches=1)
+    second = identifier_mode.set_identifier_mode(id_workspace, EMAIL_OR_ID)
+    identifier_mode.run_identifier_mode_change(second.pk)
+    third = identifier_mode.set_identifier_mode(id_workspace, ID)
+    identifier_mode.run_identifier_mode_change(third.pk, max_batches=1)
 
     # Retrying the first would switch back to Email or ID behind the admin's back.
-    assert services.retry_identifier_mode_change(first) is False
+    assert identifier_mode.retry_identifier_mode_change(first) is False
     first.refresh_from_db()
     assert first.state == "failed"
     # Even if it ran (a task delivered late), it changes nothing.
     type(first).objects.filter(pk=first.pk).update(state="running", error="")
-    services.run_identifier_mode_change(first.pk)
+    identifier_mode.run_identifier_mode_change(first.pk)
     first.refresh_from_db()
     assert first.state == "failed" and "superseded" in first.error
-    services.run_identifier_mode_change(third.pk)
+    identifier_mode.run_identifier_mode_change(third.pk)
     id_workspace.refresh_from_db()
     assert id_workspace.identifier_mode == ID
     assert set(email_keys(id_workspace).values()) == {None}
     third.refresh_from_db()
-    assert services.retry_identifier_mode_change(third) is True  # the latest may be
+    assert identifier_mode.retry_identifier_mode_change(third) is True  # the latest may be
