@@ -5,70 +5,26 @@ from django.db.models import Q
 
 from engage.models import Workspace
 from people.models import Suppression
-from segments.conditions import ATTRIBUTE_OPERATORS, ConditionError, validate
-from segments.models import Segment
 
 
-class PeopleFilterForm(forms.Form):
-    """The People page's search and filters, read as a segment condition tree."""
+class PeopleSearchForm(forms.Form):
+    """The People page's search: an exact id, email or cio_id, and the keyset page.
+
+    Apps above add filters in a subclass (``PEOPLE_FILTER_FORM``, see people.selection)
+    that narrows the people in ``filter``.
+    """
 
     q = forms.CharField(required=False, label="Search",
                         widget=forms.TextInput(attrs={"placeholder": "id, email or cio_id"}))
-    segment = forms.ModelChoiceField(queryset=Segment.objects.none(), required=False,
-                                     label="In segment")
-    not_segment = forms.ModelChoiceField(queryset=Segment.objects.none(), required=False,
-                                         label="Not in segment")
-    field = forms.CharField(required=False, label="Attribute",
-                            widget=forms.TextInput(attrs={"placeholder": "plan, items[].price"}))
-    operator = forms.ChoiceField(required=False, choices=[("", "-")] + [
-        (op, op.replace("_", " ")) for op in sorted(ATTRIBUTE_OPERATORS)])
-    value = forms.CharField(required=False)
     before = forms.IntegerField(required=False, widget=forms.HiddenInput, min_value=1)
 
     def __init__(self, *args, workspace, **kwargs):
         super().__init__(*args, **kwargs)
         self.workspace = workspace
-        segments = Segment.objects.in_workspace(workspace).order_by("name")
-        self.fields["segment"].queryset = segments
-        self.fields["not_segment"].queryset = segments
 
-    def _attribute(self) -> dict | None:
-        field, operator = self.cleaned_data.get("field"), self.cleaned_data.get("operator")
-        if not field and not operator:
-            return None
-        condition = {"field": field, "operator": operator}
-        value = self.cleaned_data.get("value")
-        if operator == "in":
-            condition["value"] = [item.strip() for item in value.split(",") if item.strip()]
-        elif operator not in ("exists", "not_exists", "is_timestamp"):
-            condition["value"] = value
-        return {"attribute": condition}
-
-    def clean(self):
-        cleaned = super().clean()
-        attribute = self._attribute()
-        if attribute is not None:
-            try:
-                validate(attribute, workspace=self.workspace)
-            except ConditionError as error:
-                self.add_error("field", "; ".join(message for _, message in error.problems))
-        return cleaned
-
-    def condition_tree(self) -> dict | None:
-        """Return the filters as one condition tree, or None when nothing filters."""
-        if not self.is_bound or not self.is_valid():
-            return None
-        nodes = []
-        if self.cleaned_data.get("segment"):
-            nodes.append({"segment": {"id": self.cleaned_data["segment"].pk}})
-        if self.cleaned_data.get("not_segment"):
-            nodes.append({"not": {"segment": {"id": self.cleaned_data["not_segment"].pk}}})
-        attribute = self._attribute()
-        if attribute:
-            nodes.append(attribute)
-        if not nodes:
-            return None
-        return nodes[0] if len(nodes) == 1 else {"and": nodes}
+    def filter(self, people):
+        """Narrow ``people`` to those the (valid or unbound) form asks for."""
+        return self.search(people)
 
     def search(self, people):
         """Narrow ``people`` to an exact id, email or cio_id, if one was typed."""

@@ -9,6 +9,7 @@ from django.shortcuts import redirect, render
 from django_htmx.http import HttpResponseClientRefresh
 
 from engage.models import IdentifierModeChange
+from engage.pages import capped_count, keyset_page
 from engage.settings_forms import EmailUpdateForm
 from engage.workspaces import role_required
 from people import identifier_mode
@@ -17,7 +18,6 @@ from people.models import Suppression
 
 CONFLICTS_SHOWN = 50
 SUPPRESSIONS_PAGE = 50
-COUNT_CAP = 10_000
 
 
 def _identifiers_page(request, *, conflicts=None, error="", status=200):
@@ -74,13 +74,9 @@ def suppression_list(request):
     if not form.is_bound or form.is_valid():
         matching = form.search(Suppression.objects.in_workspace(workspace))
         before = form.cleaned_data.get("before") if form.is_bound else None
-        page = matching.filter(pk__lt=before) if before else matching
-        rows = list(page.select_related("created_by").order_by("-pk")[:SUPPRESSIONS_PAGE + 1])
-        context["suppressions"] = rows[:SUPPRESSIONS_PAGE]
-        if len(rows) > SUPPRESSIONS_PAGE:
-            context["next_before"] = rows[SUPPRESSIONS_PAGE - 1].pk
-        count = matching.order_by()[:COUNT_CAP + 1].count()
-        context["count"], context["more"] = min(count, COUNT_CAP), count > COUNT_CAP
+        context["suppressions"], context["next_before"] = keyset_page(
+            matching.select_related("created_by"), size=SUPPRESSIONS_PAGE, before=before)
+        context["count"], context["more"] = capped_count(matching)
     template = "engage/settings/suppression_list.html"
     if request.htmx and not request.htmx.boosted:
         template += "#suppression-table"

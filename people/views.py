@@ -2,62 +2,33 @@
 person's page and deletion jobs."""
 
 import json
-import uuid
 
 from django.contrib import messages
-from django.db.models import OuterRef, Subquery
 from django.http import HttpResponseBadRequest
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_POST
-from django_htmx.http import HttpResponseClientRedirect
 
+from engage.pages import (
+    htmx_redirect,
+    keyset_page,
+    new_submit_token,
+    remember_job,
+    started_job,
+)
 from engage.workspaces import role_required
 from people import services
-from people.forms import AttributeForm, PeopleFilterForm
-from people.models import Activity, DeletionJob, Event, Person, Suppression
+from people.forms import AttributeForm
+from people.models import Activity, DeletionJob, Person, Suppression
+from people.selection import (
+    DELETION_TOKENS,
+    filter_form,
+    filtered_people,
+    people_table,
+    selected_people,
+)
 from people.services import start_deletion_job
-from segments.models import Segment
-
-PAGE_SIZE = 50
-COUNT_CAP = 10_000
-
-
-def filtered_people(workspace, form: PeopleFilterForm):
-    """Return the workspace's people that the People page's filters select."""
-    people = Person.objects.in_workspace(workspace)
-    tree = form.condition_tree()
-    if tree is not None:
-        from segments.conditions import matching_people
-
-        people = matching_people(workspace, tree)
-    return form.search(people)
-
-
-def capped_count(people) -> tuple[int, bool]:
-    """Count up to COUNT_CAP people; tell whether there are more (no full COUNT(*))."""
-    count = people.order_by()[:COUNT_CAP + 1].count()
-    return min(count, COUNT_CAP), count > COUNT_CAP
-
-
-def people_table(people, *, before: int | None = None, key: str = "pk",
-                 counted=None) -> dict:
-    """Return the People table's context for ``people``: one keyset page and a capped count.
-
-    The segment page shows its members with the same table: its people are ordered by
-    ``key``, the membership's person id (equal to pk, in the membership index's order),
-    and counted through ``counted``, the memberships themselves.
-    """
-    last_seen = (Event.objects.filter(person=OuterRef("pk")).order_by("-timestamp")
-                 .values("timestamp")[:1])
-    page = people.order_by(f"-{key}")
-    if before:
-        page = page.filter(pk__lt=before)  # ``key`` equals pk, in the order it names
-    rows = list(page.annotate(last_seen=Subquery(last_seen))[:PAGE_SIZE + 1])
-    count, more = capped_count(people if counted is None else counted)
-    return {"people": rows[:PAGE_SIZE], "count": count, "more": more,
-            "next_before": rows[PAGE_SIZE - 1].pk if len(rows) > PAGE_SIZE else None}
 
 
 @role_required("viewer")
@@ -78,10 +49,10 @@ def home(request):
 @role_required("viewer")
 def person_list(request):
     workspace = request.membership.workspace
-    form = PeopleFilterForm(request.GET or None, workspace=workspace)
+    form = filter_form(request.GET or None, workspace=workspace)
     people = filtered_people(workspace, form) if form.is_valid() or not form.is_bound else None
     context = {"form": form, "people": [], "count": 0, "more": False, "next_before": None,
-               "token": uuid.uuid4().hex}
+               "token": new_submit_token()}
     if people is not None:
         before = form.cleaned_data.get("before") if form.is_bound else None
         context.update(people_table(people, before=before))
@@ -91,46 +62,25 @@ def person_list(request):
     return render(request, template, context)
 
 
-def selected_people(request, workspace):
-    """Return the people a deletion form names: ticked rows, or all that match the filters."""
-    if request.POST.get("select_all") == "1":
-        form = PeopleFilterForm(request.POST, workspace=workspace)
-        if not form.is_valid():
-            return None, ""
-        return filtered_people(workspace, form), "People page: all people matching the filters"
-    try:
-        ids = [int(value) for value in request.POST.getlist("person")]
-    except ValueError:
-        return None, ""
-    return (Person.objects.in_workspace(workspace).filter(pk__in=ids),
-            "People page: selected people")
-
-
 @role_required("editor")
 @require_POST
 def person_bulk_delete(request):
     """Start a deletion job for the confirmed set (a double submit starts only one)."""
     workspace = request.membership.workspace
-    token = request.POST.get("token", "")
-    started = request.session.get("deletion_tokens", {})
-    if token and token in started:
-        return _to_job(request, started[token])
+    if (started := started_job(request, DELETION_TOKENS)) is not None:
+        return _to_job(request, started)
     people, description = selected_people(request, workspace)
     if people is None:
         return HttpResponseBadRequest("the selection could not be read")
     suppress = request.POST.get("suppress") == "1"
     job = start_deletion_job(workspace, people, suppress=suppress, actor=request.user,
                              description=description, source=Suppression.Source.UI)
-    if token:
-        request.session["deletion_tokens"] = {**started, token: job.pk}
+    remember_job(request, DELETION_TOKENS, job.pk)
     return _to_job(request, job.pk)
 
 
 def _to_job(request, job_id):
-    url = reverse("deletionjob-detail", args=[job_id])
-    if request.htmx:
-        return HttpResponseClientRedirect(url)
-    return redirect(url)
+    return htmx_redirect(request, reverse("deletionjob-detail", args=[job_id]))
 
 
 @role_required("viewer")
@@ -161,7 +111,7 @@ def person_bulk_delete_confirm(request):
     selection = [(key, value) for key in request.POST if key not in ("csrfmiddlewaretoken",)
                  for value in request.POST.getlist(key)]
     return render(request, "people/person_list.html#delete-dialog", {
-        "selected_count": people.count(), "selection": selection, "token": uuid.uuid4().hex,
+        "selected_count": people.count(), "selection": selection, "token": new_submit_token(),
     })
 
 
@@ -185,18 +135,18 @@ def person_detail(request, cio_id):
     person, gone = _person_or_gone(request, cio_id)
     if gone:
         return gone
-    events = person.events.order_by("-pk")
     before = request.GET.get("events_before", "")
-    if before.isdigit():
-        events = events.filter(pk__lt=int(before))
-    events = list(events[:EVENTS_PAGE + 1])
+    events, events_before = keyset_page(person.events.all(), size=EVENTS_PAGE,
+                                        before=int(before) if before.isdigit() else None)
     context = {
         "person": person,
         "attributes_json": json.dumps(person.attributes, indent=2, sort_keys=True,
                                       ensure_ascii=False),
-        "events": events[:EVENTS_PAGE],
-        "events_before": events[EVENTS_PAGE - 1].pk if len(events) > EVENTS_PAGE else None,
-        "segments": Segment.objects.filter(memberships__person=person).order_by("name"),
+        "events": events,
+        "events_before": events_before,
+        # Through the relation the segments app declares on people: this app imports none.
+        "segments": [membership.segment for membership in person.segment_memberships
+                     .select_related("segment").order_by("segment__name")],
         "devices": person.devices.order_by("-last_used"),
         "activity": Activity.objects.filter(workspace=person.workspace, cio_id=person.cio_id)
         .order_by("-created_at")[:50],

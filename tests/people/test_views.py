@@ -22,9 +22,9 @@ def test_people_page_needs_a_login(client, db):
 
 def test_people_page_lists_newest_first_with_keyset_pages(client, viewer, workspace, settings,
                                                           monkeypatch):
-    from people import views
+    from people import selection
 
-    monkeypatch.setattr(views, "PAGE_SIZE", 3)
+    monkeypatch.setattr(selection, "PAGE_SIZE", 3)
     for number in range(7):
         make_person(workspace, f"u{number}")
 
@@ -87,9 +87,9 @@ def test_htmx_requests_get_only_the_table(client, viewer, workspace):
 
 
 def test_counts_are_capped_not_exact_on_large_sets(client, viewer, workspace, monkeypatch):
-    from people import views
+    from engage import pages
 
-    monkeypatch.setattr(views, "COUNT_CAP", 3)
+    monkeypatch.setattr(pages, "COUNT_CAP", 3)
     for number in range(5):
         make_person(workspace, f"u{number}")
     response = client.get(URL)
