@@ -41,6 +41,7 @@ def main() -> None:
     from django.db import connection
 
     from engage import services
+    from people import identifier_mode
 
     call_command("migrate", verbosity=0)
     workspace, _ = services.create_workspace(name="identifier mode bench", identifier_mode="id")
@@ -56,17 +57,17 @@ def main() -> None:
 
     timed(f"load {args.people:,} people with an email (SQL)", load)
     timed("duplicate-email check (in the request)",
-          lambda: services.identifier_conflicts(workspace))
+          lambda: identifier_mode.identifier_conflicts(workspace))
     change = timed("request: switch to Email or ID (check, start)",
-                   lambda: services.set_identifier_mode(workspace, "email_or_id"))
+                   lambda: identifier_mode.set_identifier_mode(workspace, "email_or_id"))
     change = timed(f"worker: fill {change.total:,} email keys, switch",
-                   lambda: services.run_identifier_mode_change(change.pk))
+                   lambda: identifier_mode.run_identifier_mode_change(change.pk))
     workspace.refresh_from_db()
     print(f"    -> {change.state}, mode {workspace.identifier_mode}")
     change = timed("request: switch to ID only",
-                   lambda: services.set_identifier_mode(workspace, "id"))
+                   lambda: identifier_mode.set_identifier_mode(workspace, "id"))
     change = timed(f"worker: clear {change.total:,} email keys",
-                   lambda: services.run_identifier_mode_change(change.pk))
+                   lambda: identifier_mode.run_identifier_mode_change(change.pk))
     print(f"    -> {change.state}")
 
 

@@ -1,8 +1,7 @@
 from django.contrib import admin, messages
 
 from engage import services
-from engage.models import IdentifierModeChange, Membership, Workspace
-from people.admin import JobAdmin
+from engage.models import Membership, Workspace
 
 
 class MembershipInline(admin.TabularInline):
@@ -24,7 +23,7 @@ class WorkspaceAdmin(admin.ModelAdmin):
 
     def get_readonly_fields(self, request, obj=None):
         # Switching the identifier mode must check for duplicate emails and fill their
-        # keys: it is done on the Settings page (engage.services.set_identifier_mode).
+        # keys: it is done on the Settings page (people.identifier_mode).
         if obj is not None:
             return [*self.readonly_fields, "identifier_mode"]
         return self.readonly_fields
@@ -70,14 +69,3 @@ class WorkspaceAdmin(admin.ModelAdmin):
     @admin.action(description="Regenerate the App API key", permissions=["change"])
     def regenerate_app_key(self, request, queryset):
         self._regenerate(request, queryset, "app")
-
-
-@admin.register(IdentifierModeChange)
-class IdentifierModeChangeAdmin(JobAdmin):
-    list_display = ["pk", "workspace", "mode", "state", "progress_display", "requested_by",
-                    "created_at", "finished_at", "error"]
-    list_filter = ["workspace", "state", "mode"]
-    list_select_related = ["workspace", "requested_by"]
-    retry_permission = "engage.change_workspace"
-
-    retry_job = staticmethod(services.retry_identifier_mode_change)

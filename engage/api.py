@@ -18,11 +18,11 @@ from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView, exception_handler, set_rollback
 
+from engage import json_checks
+from engage.errors import InvalidInput, Problem
 from engage.keys import hash_key
 from engage.models import Workspace
 from engage.sql import select_models
-from people import validation
-from people.errors import InvalidInput, Problem
 
 UNAUTHORIZED = "Unauthorized request. Make sure that you provided the right credentials."
 INTERNAL_ERROR = "internal server error"
@@ -218,12 +218,12 @@ class EngageJSONParser(JSONParser):
         try:
             data = json.loads(text, parse_constant=_refuse_constant)
         except RecursionError:
-            problem = validation.nesting_problem(text)
+            problem = json_checks.nesting_problem(text)
             raise InvalidInput([problem] if problem else [Problem(
                 "body", "too_deep", "the body is nested too deeply")]) from None
         except ValueError as error:
             raise exceptions.ParseError(f"JSON parse error - {error}") from None
-        if problem := validation.depth_problem(data):
+        if problem := json_checks.depth_problem(data):
             raise InvalidInput([problem])
         return data
 

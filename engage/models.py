@@ -172,7 +172,7 @@ class IdentifierModeChange(BackgroundJob):
     switches at once and the email keys are cleared after.
     """
 
-    task = "engage.tasks.run_identifier_mode_change"
+    task = "people.tasks.run_identifier_mode_change"
     batch_size = 2000
     walks = True
 

@@ -86,6 +86,9 @@ MIDDLEWARE = [
 ]
 
 ROOT_URLCONF = "engage.urls"
+# The People page's filters: the segments app's, by segment and attribute, on top of the
+# people app's search (people.selection).
+PEOPLE_FILTER_FORM = "segments.forms.PeopleFilterForm"
 
 TEMPLATES = [
     {

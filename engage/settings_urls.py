@@ -1,6 +1,7 @@
-"""Workspace settings pages: identifier mode, API credentials, suppressions, members."""
+"""Workspace settings pages: overview, email updates by id, API credentials, members; the
+people app adds the identifier mode and the suppression list (people.settings_urls)."""
 
-from django.urls import path
+from django.urls import include, path
 
 from engage import settings_views as views
 
@@ -8,12 +9,12 @@ app_name = "settings"
 
 urlpatterns = [
     path("", views.index, name="index"),
-    path("identifiers/", views.identifiers, name="identifiers"),
+    # The identifier mode and suppression list pages are the people app's.
+    path("", include("people.settings_urls")),
     path("identifiers/email-update/", views.email_update, name="email-update"),
     path("credentials/", views.credentials, name="credentials"),
     path("credentials/<str:kind>/regenerate/", views.credentials_regenerate,
          name="credentials-regenerate"),
-    path("suppressions/", views.suppression_list, name="suppression-list"),
     path("members/", views.member_list, name="member-list"),
     path("members/add/", views.member_add, name="member-add"),
     path("members/<int:pk>/role/", views.member_role, name="member-role"),

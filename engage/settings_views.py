@@ -1,7 +1,8 @@
-"""Workspace settings pages: identifier mode, API credentials, suppressions, members.
+"""Workspace settings pages: email updates by id, API credentials, members.
 
-Members of every role see the settings overview and the suppression list; the rest is
-for admins.
+The settings pages about people (the identifier mode, the suppression list) are the people
+app's (``people.settings_views``), under the same URL namespace.
+Members of every role see the settings overview; the rest is for admins.
 """
 
 from django.contrib import messages
@@ -9,23 +10,12 @@ from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
-from django_htmx.http import HttpResponseClientRefresh
 
 from engage import services
-from engage.models import IdentifierModeChange, Membership
-from engage.settings_forms import (
-    EmailUpdateForm,
-    IdentifierModeForm,
-    MemberAddForm,
-    MemberRoleForm,
-    SuppressionFilterForm,
-)
+from engage.models import Membership
+from engage.settings_forms import EmailUpdateForm, MemberAddForm, MemberRoleForm
 from engage.workspaces import role_required
-from people.models import Suppression
 
-CONFLICTS_SHOWN = 50
-SUPPRESSIONS_PAGE = 50
-COUNT_CAP = 10_000
 KEY_KINDS = {"track": "Track API", "app": "App API"}
 
 
@@ -34,52 +24,7 @@ def index(request):
     return render(request, "engage/settings/index.html")
 
 
-# --- identifier mode -------------------------------------------------------------------
-
-
-def _identifiers_page(request, *, conflicts=None, error="", status=200):
-    workspace = request.membership.workspace
-    change = services.running_mode_change(workspace)
-    if request.htmx and request.GET.get("progress"):
-        if change is None:  # done (or failed): the whole page says what became of it
-            return HttpResponseClientRefresh()
-        return render(request, "engage/settings/identifiers.html#mode-change",
-                      {"change": change})
-    last = None
-    if change is None:
-        last = IdentifierModeChange.objects.filter(workspace=workspace).order_by(
-            "-created_at").first()
-        if conflicts is None and not workspace.email_is_identifier:
-            conflicts = services.identifier_conflicts(workspace, limit=CONFLICTS_SHOWN)
-    return render(request, "engage/settings/identifiers.html", {
-        "conflicts": conflicts, "error": error, "change": change,
-        "failed": last if last is not None and last.state == last.State.FAILED else None,
-        "email_update_form": EmailUpdateForm(
-            initial={"allow_email_update_by_id": workspace.allow_email_update_by_id}),
-    }, status=status)
-
-
-@role_required("admin")
-def identifiers(request):
-    if request.method != "POST":
-        return _identifiers_page(request)
-    form = IdentifierModeForm(request.POST)
-    if not form.is_valid():
-        return _identifiers_page(request, error="Choose an identifier mode.", status=400)
-    workspace = request.membership.workspace
-    try:
-        change = services.set_identifier_mode(workspace, form.cleaned_data["mode"],
-                                              actor=request.user)
-    except services.IdentifierModeError as refusal:
-        return _identifiers_page(request, conflicts=refusal.conflicts, error=str(refusal),
-                                 status=409)
-    if change is not None and not change.is_finished:
-        messages.info(request, "The switch is under way, a batch of people at a time: "
-                               "this page follows it.")
-    else:
-        messages.success(
-            request, f"People are now identified by {workspace.get_identifier_mode_display()}.")
-    return redirect("settings:identifiers")
+# --- identifier mode: the page is people.settings_views.identifiers -------------------
 
 
 @role_required("admin")
@@ -113,31 +58,6 @@ def credentials_regenerate(request, kind):
     # The key goes into this response only: never into the session, a message or a log.
     context["new_key"] = services.regenerate_api_key(request.membership.workspace, kind=kind)
     return render(request, "engage/settings/credentials_regenerate.html", context)
-
-
-# --- suppressions ----------------------------------------------------------------------
-
-
-@role_required("viewer")
-def suppression_list(request):
-    workspace = request.membership.workspace
-    form = SuppressionFilterForm(request.GET or None)
-    context = {"form": form, "suppressions": [], "next_before": None, "count": 0,
-               "more": False}
-    if not form.is_bound or form.is_valid():
-        matching = form.search(Suppression.objects.in_workspace(workspace))
-        before = form.cleaned_data.get("before") if form.is_bound else None
-        page = matching.filter(pk__lt=before) if before else matching
-        rows = list(page.select_related("created_by").order_by("-pk")[:SUPPRESSIONS_PAGE + 1])
-        context["suppressions"] = rows[:SUPPRESSIONS_PAGE]
-        if len(rows) > SUPPRESSIONS_PAGE:
-            context["next_before"] = rows[SUPPRESSIONS_PAGE - 1].pk
-        count = matching.order_by()[:COUNT_CAP + 1].count()
-        context["count"], context["more"] = min(count, COUNT_CAP), count > COUNT_CAP
-    template = "engage/settings/suppression_list.html"
-    if request.htmx and not request.htmx.boosted:
-        template += "#suppression-table"
-    return render(request, template, context)
 
 
 # --- members ---------------------------------------------------------------------------

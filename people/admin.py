@@ -7,30 +7,11 @@ from django.db.models import Q
 from django.template.response import TemplateResponse
 from django.utils.html import format_html, format_html_join
 
-from engage.models import Workspace
-from people import services
+from engage.admin_base import JobAdmin, ReadOnlyAdmin, pretty_json
+from engage.models import IdentifierModeChange, Workspace
+from people import identifier_mode, services
 from people.models import Activity, DeletionJob, Event, Person, Suppression
 from people.validation import email_key
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """Support staff look; every change goes through the services, as actions."""
-
-    show_full_result_count = False
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
-
-def pretty_json(value) -> str:
-    return format_html("<pre style='white-space: pre-wrap'>{}</pre>",
-                       json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False))
 
 
 @admin.register(Person)
@@ -200,35 +181,6 @@ class ActivityAdmin(ReadOnlyAdmin):
         return pretty_json(activity.data)
 
 
-class JobAdmin(ReadOnlyAdmin):
-    """Background jobs (engage.models.BackgroundJob): progress, and retry where they stopped."""
-
-    actions = ["retry"]
-    retry_permission = ""  # the permission a user needs to retry, as "app.codename"
-
-    @staticmethod
-    def retry_job(job) -> bool | None:
-        """Run the job again where it stopped; False if it may not be retried now."""
-        raise NotImplementedError
-
-    @admin.display(description="Progress")
-    def progress_display(self, job):
-        return f"{job.done} / {job.total} ({job.progress}%)"
-
-    def has_retry_permission(self, request):
-        return request.user.has_perm(self.retry_permission)
-
-    @admin.action(description="Retry (continue where it stopped)", permissions=["retry"])
-    def retry(self, request, queryset):
-        jobs = list(queryset.exclude(state=self.model.State.DONE))
-        retried = [job for job in jobs if self.retry_job(job) is not False]
-        self.message_user(request, f"Retrying {len(retried)} jobs.", messages.SUCCESS)
-        if len(retried) < len(jobs):
-            self.message_user(request, f"Left {len(jobs) - len(retried)} alone: a later job "
-                                       "superseded them or another is running.",
-                              messages.WARNING)
-
-
 @admin.register(DeletionJob)
 class DeletionJobAdmin(JobAdmin):
     list_display = ["pk", "workspace", "description", "state", "progress_display", "deleted",
@@ -237,3 +189,14 @@ class DeletionJobAdmin(JobAdmin):
     list_select_related = ["workspace", "requested_by"]
     retry_permission = "people.delete_person"
     retry_job = staticmethod(services.retry_deletion_job)
+
+
+@admin.register(IdentifierModeChange)
+class IdentifierModeChangeAdmin(JobAdmin):
+    list_display = ["pk", "workspace", "mode", "state", "progress_display", "requested_by",
+                    "created_at", "finished_at", "error"]
+    list_filter = ["workspace", "state", "mode"]
+    list_select_related = ["workspace", "requested_by"]
+    retry_permission = "engage.change_workspace"
+
+    retry_job = staticmethod(identifier_mode.retry_identifier_mode_change)

@@ -12,6 +12,7 @@ from engage.api import AppView, TrackV1View, TrackV2View, app_exception_handler,
 from engage.schema import APP_RESPONSES, TRACK_RESPONSES, Empty, SingleError
 from people import batch, services
 from people import validation as v
+from people.api_params import ID_TYPE, app_ref, id_type_param
 from people.errors import InvalidInput
 from people.models import Person, Suppression
 from people.validation import email_key
@@ -292,26 +293,6 @@ def customer_payload(person: Person) -> dict:
     }
 
 
-def id_type_param(request, workspace) -> str:
-    """Return the request's ``id_type`` (default ``id``), or raise a 400 naming it."""
-    id_type = request.query_params.get("id_type", "id")
-    if id_type not in ("id", "email", "cio_id"):
-        raise services.InvalidInput.single(
-            "id_type", "invalid", f"unknown id_type '{id_type}': use id, email or cio_id")
-    if id_type == "email" and not workspace.email_is_identifier:
-        raise services.InvalidInput.single(
-            "id_type", "invalid", "email is not an identifier in this workspace")
-    return id_type
-
-
-def app_ref(workspace, id_type: str, value: str) -> services.Ref:
-    """Return a reference from an App API identifier (cio_ids may carry their prefix)."""
-    if id_type == "cio_id":
-        value = value.removeprefix("cio_")
-    return services.make_ref(workspace, id_type, value, field="")
-
-
-ID_TYPE = OpenApiParameter("id_type", str, enum=["id", "email", "cio_id"], default="id")
 Customer = inline_serializer("Customer", fields={
     "id": serializers.CharField(allow_null=True),
     "attributes": serializers.DictField(child=serializers.CharField(),
@@ -369,28 +350,3 @@ class CustomersAttributesView(AppView):
             .prefetch_related("devices")
         )
         return Response({"customers": [{"customer": customer_payload(p)} for p in people]})
-
-
-class CustomersByEmailView(AppView):
-    @extend_schema(
-        summary="People with an email", parameters=[OpenApiParameter("email", str, required=True)],
-        responses={200: inline_serializer("CustomersByEmail", fields={
-            "results": serializers.ListField(child=inline_serializer("CustomerIdentifiers", fields={
-                "email": serializers.CharField(allow_null=True),
-                "id": serializers.CharField(allow_null=True),
-                "cio_id": serializers.CharField()}))}),
-            **APP_RESPONSES},
-    )
-    def get(self, request):
-        email = request.query_params.get("email", "").strip()
-        if not email:
-            raise services.InvalidInput.single("email", "required", "email is required")
-        if v.has_unstorable(email):
-            raise services.InvalidInput.single(
-                "email", "invalid_value",
-                "email cannot contain NUL characters or unpaired surrogates")
-        people = Person.objects.with_identifier(self.workspace, "email", email)[:100]
-        return Response({"results": [
-            {"email": person.email, "id": person.customer_id, "cio_id": person.cio_id}
-            for person in people
-        ]})

@@ -1,7 +1,8 @@
 """django-q2 entry points for people: ids in, one service call out."""
 
 from engage import jobs
-from people import services
+from engage.models import IdentifierModeChange
+from people import identifier_mode, services
 from people.models import DeletionJob
 
 
@@ -13,3 +14,13 @@ def run_deletion_job(job_id: int) -> None:
 def resume_stalled_deletion_jobs() -> int:
     """Hand out again the jobs whose worker died or whose task was lost."""
     return jobs.resume_stalled(DeletionJob)
+
+
+def run_identifier_mode_change(change_id: int) -> None:
+    """Carry out an identifier mode change; mark it failed if an error stops it."""
+    jobs.run_task(IdentifierModeChange, change_id, identifier_mode.run_identifier_mode_change)
+
+
+def resume_stalled_identifier_mode_changes() -> int:
+    """Hand out again the identifier mode changes whose worker died or whose task was lost."""
+    return jobs.resume_stalled(IdentifierModeChange)

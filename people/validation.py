@@ -10,6 +10,12 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.core.validators import EmailValidator
 
+from engage.json_checks import (  # noqa: F401 - shared with the API's parser
+    MAX_JSON_DEPTH,
+    depth_problem,
+    json_path,
+    nesting_problem,
+)
 from people.errors import InvalidInput, Problem
 
 MAX_IDENTIFIER_BYTES = 150
@@ -20,7 +26,6 @@ MAX_EVENT_NAME_BYTES = 100
 MAX_EVENT_DATA_BYTES = 100_000
 MAX_EMAIL_LENGTH = 254
 # Deeper JSON is refused: nothing engage keeps needs it, and it costs stack to walk.
-MAX_JSON_DEPTH = 64
 # Unix seconds past this (the year 5138) are almost surely milliseconds.
 MAX_UNIX_SECONDS = 100_000_000_000
 
@@ -57,13 +62,6 @@ def has_unstorable(value: Any) -> bool:
     return False
 
 
-def json_path(parent: str, key: str | int) -> str:
-    """Return the path of ``key`` under ``parent``: ``a.b`` for a key, ``a[0]`` for an index."""
-    if isinstance(key, int):
-        return f"{parent}[{key}]"
-    return f"{parent}.{key}" if parent else str(key)
-
-
 def value_problem(value: Any, *, field: str) -> Problem | None:
     """Return the first thing in a JSON value that cannot be stored, naming where it is.
 
@@ -94,63 +92,6 @@ def value_problem(value: Any, *, field: str) -> Problem | None:
                 children.append((child, json_path(path, key), depth + 1))
             pending.extend(reversed(children))
     return None
-
-
-def nesting_problem(text: str, *, limit: int = MAX_JSON_DEPTH) -> Problem | None:
-    """Return where JSON text nests deeper than ``limit``, read without parsing it.
-
-    For text too deep for the parser itself; the place named is cut to its first steps.
-    """
-    path: list[str | int] = []
-    expect_key = False
-    for token in _JSON_TOKEN.finditer(text):
-        kind = token.group()
-        if kind in "{[":
-            if len(path) >= limit:
-                return _too_deep(path, limit)
-            path.append("" if kind == "{" else 0)
-            expect_key = kind == "{"
-        elif kind in "}]":
-            if path:
-                path.pop()
-            expect_key = False
-        elif kind == ",":
-            if path and isinstance(path[-1], int):
-                path[-1] += 1
-            else:
-                expect_key = True
-        elif kind.startswith('"') and expect_key and path:
-            try:
-                path[-1] = json.loads(kind)
-            except ValueError:
-                path[-1] = kind.strip('"')
-            expect_key = False
-    return None
-
-
-def depth_problem(value: Any, *, limit: int = MAX_JSON_DEPTH) -> Problem | None:
-    """Return where a parsed JSON value nests deeper than ``limit``, if it does."""
-    pending = [(value, ())]
-    while pending:
-        item, path = pending.pop()
-        if isinstance(item, dict | list):
-            if len(path) >= limit:
-                return _too_deep(list(path), limit)
-            pairs = item.items() if isinstance(item, dict) else enumerate(item)
-            pending.extend((child, (*path, key)) for key, child in pairs
-                           if isinstance(child, dict | list))
-    return None
-
-
-def _too_deep(path: list, limit: int) -> Problem:
-    field = ""
-    for step in path[:3]:
-        field = json_path(field, step)
-    return Problem(field or "body", "too_deep",
-                   f"{field or 'the body'} is nested more than {limit} levels deep")
-
-
-_JSON_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|[{}\[\],]')
 
 
 def email_key(email: str) -> str:

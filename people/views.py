@@ -1,75 +1,65 @@
-"""The People page: search, filters, keyset pages, HTMX updates."""
+"""The home page, the People page (search, filters, keyset pages, HTMX updates), a
+person's page and deletion jobs."""
 
 import json
-import uuid
 
 from django.contrib import messages
-from django.db.models import OuterRef, Subquery
-from django.http import HttpResponseBadRequest, QueryDict
+from django.http import HttpResponseBadRequest
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
-from django.utils.cache import patch_vary_headers
-from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
-from django_htmx.http import HttpResponseClientRedirect
 
+from engage.pages import (
+    htmx_redirect,
+    keyset_page,
+    new_submit_token,
+    remember_job,
+    safe_back,
+    started_job,
+    swaps_a_partial,
+    varies_with_htmx,
+)
 from engage.workspaces import role_required
 from people import services
 from people.confirmation import SelectionChanged, start_if_confirmed
-from people.forms import AttributeForm, PeopleFilterForm
-from people.models import Activity, DeletionJob, Event, Person, Suppression
+from people.forms import AttributeForm
+from people.models import Activity, DeletionJob, Person, Suppression
+from people.selection import (
+    DELETION_TOKENS,
+    deletion_job_url,
+    filter_form,
+    filtered_people,
+    people_table,
+    selected_people,
+)
 from people.services import start_deletion_job
-from segments.models import Segment
-
-PAGE_SIZE = 50
-COUNT_CAP = 10_000
 
 
-def filtered_people(workspace, form: PeopleFilterForm):
-    """Return the workspace's people that the People page's filters select."""
-    people = Person.objects.in_workspace(workspace)
-    tree = form.condition_tree()
-    if tree is not None:
-        from segments.conditions import matching_people
-
-        people = matching_people(workspace, tree)
-    return form.search(people)
-
-
-def capped_count(people) -> tuple[int, bool]:
-    """Count up to COUNT_CAP people; tell whether there are more (no full COUNT(*))."""
-    count = people.order_by()[:COUNT_CAP + 1].count()
-    return min(count, COUNT_CAP), count > COUNT_CAP
-
-
-def people_table(people, *, before: int | None = None, key: str = "pk",
-                 counted=None) -> dict:
-    """Return the People table's context for ``people``: one keyset page and a capped count.
-
-    The segment page shows its members with the same table: its people are ordered by
-    ``key``, the membership's person id (equal to pk, in the membership index's order),
-    and counted through ``counted``, the memberships themselves.
-    """
-    last_seen = (Event.objects.filter(person=OuterRef("pk")).order_by("-timestamp")
-                 .values("timestamp")[:1])
-    page = people.order_by(f"-{key}")
-    if before:
-        page = page.filter(pk__lt=before)  # ``key`` equals pk, in the order it names
-    rows = list(page.annotate(last_seen=Subquery(last_seen))[:PAGE_SIZE + 1])
-    count, more = capped_count(people if counted is None else counted)
-    return {"people": rows[:PAGE_SIZE], "count": count, "more": more,
-            "next_before": rows[PAGE_SIZE - 1].pk if len(rows) > PAGE_SIZE else None}
+@role_required("viewer")
+def home(request):
+    """The marketer's home page: profiles, deletions this month, recent deletion jobs."""
+    workspace = request.membership.workspace
+    month_start = timezone.now().replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    this_month = Activity.objects.filter(workspace=workspace, created_at__gte=month_start)
+    return render(request, "engage/home.html", {
+        "profile_count": Person.objects.in_workspace(workspace).count(),
+        "deleted_this_month": this_month.filter(kind=Activity.Kind.DELETED).count(),
+        "suppressed_this_month": this_month.filter(kind=Activity.Kind.SUPPRESSED).count(),
+        "recent_jobs": DeletionJob.objects.filter(workspace=workspace)
+        .select_related("requested_by").order_by("-created_at")[:5],
+    })
 
 
 @role_required("viewer")
 @never_cache
 def person_list(request):
     workspace = request.membership.workspace
-    form = PeopleFilterForm(request.GET or None, workspace=workspace)
+    form = filter_form(request.GET or None, workspace=workspace)
     people = filtered_people(workspace, form) if form.is_valid() or not form.is_bound else None
     context = {"form": form, "people": [], "count": 0, "more": False, "next_before": None,
-               "token": uuid.uuid4().hex}
+               "token": new_submit_token()}
     if people is not None:
         before = form.cleaned_data.get("before") if form.is_bound else None
         context.update(people_table(people, before=before))
@@ -79,53 +69,32 @@ def person_list(request):
     return varies_with_htmx(render(request, template, context))
 
 
-def selected_people(request, workspace):
-    """Return the people a deletion form names: ticked rows, or all that match the filters."""
-    if request.POST.get("select_all") == "1":
-        form = PeopleFilterForm(request.POST, workspace=workspace)
-        if not form.is_valid():
-            return None, ""
-        return filtered_people(workspace, form), "People page: all people matching the filters"
-    try:
-        ids = [int(value) for value in request.POST.getlist("person")]
-    except ValueError:
-        return None, ""
-    return (Person.objects.in_workspace(workspace).filter(pk__in=ids),
-            "People page: selected people")
-
-
 @role_required("editor")
 @require_POST
 def person_bulk_delete(request):
     """Start a deletion job for the confirmed set (a double submit starts only one)."""
     workspace = request.membership.workspace
-    token = request.POST.get("token", "")
-    started = request.session.get("deletion_tokens", {})
-    if token and token in started:
-        return _to_job(request, started[token])
+    if (started := started_job(request, DELETION_TOKENS)) is not None:
+        return _to_job(request, started)
     people, description = selected_people(request, workspace)
     if people is None:
         return HttpResponseBadRequest("the selection could not be read")
     suppress = request.POST.get("suppress") == "1"
     if request.POST.get("select_all") == "1":  # name the filters on the job's page
         description = ("People page: all people "
-                       + PeopleFilterForm(request.POST, workspace=workspace).describe())
+                       + filter_form(request.POST, workspace=workspace).describe())
     try:
         job = start_if_confirmed(lambda: start_deletion_job(
             workspace, people, suppress=suppress, actor=request.user, description=description,
             source=Suppression.Source.UI), confirmed=request.POST.get("count"))
     except SelectionChanged as changed:
         return delete_dialog(request, changed.count, changed=True)
-    if token:
-        request.session["deletion_tokens"] = {**started, token: job.pk}
+    remember_job(request, DELETION_TOKENS, job.pk)
     return _to_job(request, job.pk)
 
 
 def _to_job(request, job_id):
-    url = deletion_job_url(job_id, back=request.POST.get("from"))
-    if request.htmx:
-        return HttpResponseClientRedirect(url)
-    return redirect(url)
+    return htmx_redirect(request, deletion_job_url(job_id, back=request.POST.get("from")))
 
 
 @role_required("viewer")
@@ -178,18 +147,18 @@ def person_detail(request, cio_id):
     person, gone = _person_or_gone(request, cio_id)
     if gone:
         return gone
-    events = person.events.order_by("-pk")
     before = request.GET.get("events_before", "")
-    if before.isdigit():
-        events = events.filter(pk__lt=int(before))
-    events = list(events[:EVENTS_PAGE + 1])
+    events, events_before = keyset_page(person.events.all(), size=EVENTS_PAGE,
+                                        before=int(before) if before.isdigit() else None)
     context = {
         "person": person,
         "attributes_json": json.dumps(person.attributes, indent=2, sort_keys=True,
                                       ensure_ascii=False),
-        "events": events[:EVENTS_PAGE],
-        "events_before": events[EVENTS_PAGE - 1].pk if len(events) > EVENTS_PAGE else None,
-        "segments": Segment.objects.filter(memberships__person=person).order_by("name"),
+        "events": events,
+        "events_before": events_before,
+        # Through the relation the segments app declares on people: this app imports none.
+        "segments": [membership.segment for membership in person.segment_memberships
+                     .select_related("segment").order_by("segment__name")],
         "devices": person.devices.order_by("-last_used"),
         "activity": Activity.objects.filter(workspace=person.workspace, cio_id=person.cio_id)
         .order_by("-created_at")[:50],
@@ -239,39 +208,6 @@ def person_delete(request, cio_id):
     return redirect("person-detail", cio_id=cio_id)
 
 
-# --- pages that HTMX also fetches as partials, and the deletion dialog -----------------
-
-
-def swaps_a_partial(request) -> bool:
-    """Tell whether to answer with a partial: an HTMX swap, not a boost or a history restore."""
-    htmx = request.htmx
-    return bool(htmx) and not htmx.boosted and not htmx.history_restore_request
-
-
-def varies_with_htmx(response):
-    """Keep a URL's partial and full page apart in every cache (its view is never_cache)."""
-    patch_vary_headers(response, ["HX-Request"])
-    return response
-
-
-def safe_back(url: str | None) -> str | None:
-    """Return ``url`` if it is a path on this site, to link back to; else None."""
-    if url and url.startswith("/") and url_has_allowed_host_and_scheme(url, allowed_hosts=None):
-        return url
-    return None
-
-
-def deletion_job_url(job_id: int, *, back: str | None) -> str:
-    """Return a deletion job's page, linking back to ``back`` when that is a path here."""
-    url = reverse("deletionjob-detail", args=[job_id])
-    back = safe_back(back)
-    if back:
-        query = QueryDict(mutable=True)
-        query["from"] = back
-        url += "?" + query.urlencode()
-    return url
-
-
 def delete_dialog(request, selected_count: int, *, changed: bool = False):
     """Render the deletion dialog for the posted selection, counted ``selected_count``.
 
@@ -279,7 +215,7 @@ def delete_dialog(request, selected_count: int, *, changed: bool = False):
     back to the page the selection was made on.
     """
     context = {
-        "selected_count": selected_count, "changed": changed, "token": uuid.uuid4().hex,
+        "selected_count": selected_count, "changed": changed, "token": new_submit_token(),
         "selection": [(key, value) for key in request.POST
                       if key not in ("csrfmiddlewaretoken", "token", "count", "suppress")
                       for value in request.POST.getlist(key)],

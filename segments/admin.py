@@ -6,7 +6,7 @@ services, and the only actions here (recompute, archive, retry a job) call the s
 
 from django.contrib import admin, messages
 
-from people.admin import JobAdmin, ReadOnlyAdmin, pretty_json
+from engage.admin_base import JobAdmin, ReadOnlyAdmin, pretty_json
 from segments import operations, services
 from segments.models import MembershipJob, Segment
 

@@ -7,14 +7,15 @@ from django.db.models import F
 from django.http import FileResponse, Http404
 from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from rest_framework import serializers
 from rest_framework.exceptions import NotFound
 from rest_framework.response import Response
 
 from engage.api import AppView, TrackV1View, ok
 from engage.schema import APP_NOT_FOUND, APP_RESPONSES, TRACK_NOT_FOUND
 from people import validation
-from people.api import ID_TYPE, CustomersByEmailView, app_ref, id_type_param
+from people.api_params import ID_TYPE, app_ref, id_type_param
 from people.errors import InvalidInput
 from people.models import Person
 from people.validation import email_key
@@ -183,6 +184,31 @@ class CustomerSegmentsView(AppView):
             raise NotFound("no person has this identifier")
         segments = Segment.objects.filter(memberships__person=person).order_by("pk")
         return Response({"segments": [segment_payload(segment) for segment in segments]})
+
+
+class CustomersByEmailView(AppView):
+    @extend_schema(
+        summary="People with an email", parameters=[OpenApiParameter("email", str, required=True)],
+        responses={200: inline_serializer("CustomersByEmail", fields={
+            "results": serializers.ListField(child=inline_serializer("CustomerIdentifiers", fields={
+                "email": serializers.CharField(allow_null=True),
+                "id": serializers.CharField(allow_null=True),
+                "cio_id": serializers.CharField()}))}),
+            **APP_RESPONSES},
+    )
+    def get(self, request):
+        email = request.query_params.get("email", "").strip()
+        if not email:
+            raise InvalidInput.single("email", "required", "email is required")
+        if validation.has_unstorable(email):
+            raise InvalidInput.single(
+                "email", "invalid_value",
+                "email cannot contain NUL characters or unpaired surrogates")
+        people = Person.objects.with_identifier(self.workspace, "email", email)[:100]
+        return Response({"results": [
+            {"email": person.email, "id": person.customer_id, "cio_id": person.cio_id}
+            for person in people
+        ]})
 
 
 class CustomersView(CustomersByEmailView):

@@ -1,6 +1,7 @@
-"""Segment routes of the Track API (manual membership) and the App API."""
+"""The segments app's API routes: the Track API's manual membership, the App API's segments,
+searches and exports, and the download of an export's file. Its pages are ``ui_urls``."""
 
-from django.urls import path, re_path
+from django.urls import include, path, re_path
 
 from segments import api
 
@@ -24,4 +25,10 @@ app_api_patterns = [
     path("exports/<int:export_id>", api.ExportDetailView.as_view(), name="export-detail"),
     path("exports/<int:export_id>/download", api.ExportDownloadView.as_view(),
          name="export-download"),
+]
+
+urlpatterns = [
+    path("api/v1/", include((track_v1_patterns, "segments_track_v1"))),
+    path("v1/", include((app_api_patterns, "segments_app_v1"))),
+    path("exports/<str:token>/people.csv", api.export_file, name="export-file"),
 ]

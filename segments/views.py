@@ -2,44 +2,37 @@
 adding the People page's selection to a manual segment or removing it from one."""
 
 import json
-import uuid
 
 from django.contrib import messages
 from django.http import Http404, HttpResponseBadRequest
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
-from django_htmx.http import HttpResponseClientRedirect
 
-from engage.workspaces import role_required
-from people.confirmation import SelectionChanged, start_if_confirmed
-from people.views import (
-    deletion_job_url,
-    people_table,
-    selected_people,
+from engage.pages import (
+    htmx_redirect,
+    new_submit_token,
+    remember_job,
+    started_job,
     swaps_a_partial,
     varies_with_htmx,
 )
+from engage.workspaces import role_required
+from people.confirmation import SelectionChanged, start_if_confirmed
+from people.selection import DELETION_TOKENS, deletion_job_url, people_table, selected_people
 from segments import operations
 from segments.forms import DeleteProfilesForm, ManualSegmentChoiceForm
 from segments.models import MembershipJob, Segment
 from segments.services import set_archived
 
-# The session key person_bulk_delete uses: one deletion job per confirmation, whichever
-# page confirmed it.
-DELETION_TOKENS = "deletion_tokens"
-# Likewise, one membership job per confirmed Add to / Remove from segment dialog.
+# One membership job per confirmed Add to / Remove from segment dialog (as DELETION_TOKENS
+# keeps one deletion job per confirmed Delete Profiles dialog).
 MEMBERSHIP_TOKENS = "membership_tokens"
 
 
 def _segment(request, pk) -> Segment:
     return get_object_or_404(Segment.objects.in_workspace(request.membership.workspace), pk=pk)
-
-
-def _go(request, url):
-    """Redirect, the HTMX way when HTMX asked."""
-    return HttpResponseClientRedirect(url) if request.htmx else redirect(url)
 
 
 @role_required("viewer")
@@ -85,10 +78,8 @@ def segment_delete_profiles(request, pk):
     back = reverse("segments:detail", args=[segment.pk])
     changed = False
     if request.method == "POST":
-        token = request.POST.get("token", "")
-        started = request.session.get(DELETION_TOKENS, {})
-        if token and token in started:
-            return _go(request, deletion_job_url(started[token], back=back))
+        if (started := started_job(request, DELETION_TOKENS)) is not None:
+            return htmx_redirect(request, deletion_job_url(started, back=back))
         form = DeleteProfilesForm(request.POST, segment=segment)
         if form.is_valid():
             try:
@@ -98,12 +89,11 @@ def segment_delete_profiles(request, pk):
             except SelectionChanged:
                 changed = True
             else:
-                if token:
-                    request.session[DELETION_TOKENS] = {**started, token: job.pk}
-                return _go(request, deletion_job_url(job.pk, back=back))
+                remember_job(request, DELETION_TOKENS, job.pk)
+                return htmx_redirect(request, deletion_job_url(job.pk, back=back))
     else:
         form = DeleteProfilesForm(segment=segment)
-    dialog = {"segment": segment, "delete_form": form, "token": uuid.uuid4().hex,
+    dialog = {"segment": segment, "delete_form": form, "token": new_submit_token(),
               "member_count": operations.memberships(segment).count(), "changed": changed}
     if request.htmx:
         return render(request, "segments/segment_detail.html#delete-profiles-dialog", dialog)
@@ -120,7 +110,7 @@ def segment_archive(request, pk, *, archived: bool):
     set_archived(segment, archived)
     messages.success(request, f"Archived {segment.name}: its members no longer change."
                      if archived else f"Unarchived {segment.name}.")
-    return _go(request, reverse("segments:detail", args=[segment.pk]))
+    return htmx_redirect(request, reverse("segments:detail", args=[segment.pk]))
 
 
 def _membership_context(request, form, *, add: bool) -> dict | None:
@@ -131,7 +121,7 @@ def _membership_context(request, form, *, add: bool) -> dict | None:
         "add": add,
         "form": form,
         "selected_count": people.count(),
-        "token": request.POST.get("token") or uuid.uuid4().hex,
+        "token": request.POST.get("token") or new_submit_token(),
         "selection": [(key, value) for key in request.POST
                       if key not in ("csrfmiddlewaretoken", "target", "token")
                       for value in request.POST.getlist(key)],
@@ -167,10 +157,8 @@ def people_change(request, *, add: bool):
     job's progress. A double submit of the same dialog starts one job.
     """
     workspace = request.membership.workspace
-    token = request.POST.get("token", "")
-    started = request.session.get(MEMBERSHIP_TOKENS, {})
-    if token and token in started:
-        return _go(request, reverse("segments:job", args=[started[token]]))
+    if (started := started_job(request, MEMBERSHIP_TOKENS)) is not None:
+        return htmx_redirect(request, reverse("segments:job", args=[started]))
     form = ManualSegmentChoiceForm(request.POST, workspace=workspace)
     if not form.is_valid():
         target = request.POST.get("target", "")
@@ -189,12 +177,11 @@ def people_change(request, *, add: bool):
     segment = form.cleaned_data["target"]
     job = operations.start_membership_job(segment, people, add=add, actor=request.user,
                                           description=description)
-    if token:
-        request.session[MEMBERSHIP_TOKENS] = {**started, token: job.pk}
+    remember_job(request, MEMBERSHIP_TOKENS, job.pk)
     if not job.is_finished:
-        return _go(request, reverse("segments:job", args=[job.pk]))
+        return htmx_redirect(request, reverse("segments:job", args=[job.pk]))
     messages.success(request, _outcome(job))
-    return _go(request, reverse("segments:detail", args=[segment.pk]))
+    return htmx_redirect(request, reverse("segments:detail", args=[segment.pk]))
 
 
 def _outcome(job: MembershipJob) -> str:

@@ -67,7 +67,7 @@ def test_a_viewer_sees_no_admin_settings_and_a_forged_regenerate_is_refused(view
 
 def test_an_admin_switches_to_email_or_id_and_the_page_follows_the_change(page, id_workspace,
                                                                          monkeypatch):
-    from engage import services
+    from people import identifier_mode
     from tests.factories import make_person
 
     for number in range(5):
@@ -83,10 +83,10 @@ def test_an_admin_switches_to_email_or_id_and_the_page_follows_the_change(page, 
     expect(page.locator("#mode-change-state")).to_contain_text("0 of 5 people (0%)")
     expect(page.locator("#switch-mode")).to_have_count(0)
 
-    change = services.running_mode_change(id_workspace)
-    services.run_identifier_mode_change(change.pk, max_batches=1)
+    change = identifier_mode.running_mode_change(id_workspace)
+    identifier_mode.run_identifier_mode_change(change.pk, max_batches=1)
     expect(page.locator("#mode-change-state")).to_contain_text("2 of 5 people (40%)")
-    services.run_identifier_mode_change(change.pk)
+    identifier_mode.run_identifier_mode_change(change.pk)
     # Done: the page reloads itself and shows the new mode.
     expect(page.locator("#identifier-mode")).to_have_text("Email or ID")
     expect(page.locator("#mode-change")).to_have_count(0)

@@ -283,14 +283,14 @@ def test_the_identifier_mode_is_switched_in_settings_not_in_the_admin(su_client)
 
 def test_identifier_mode_changes_are_listed_and_a_stopped_one_retried(
         client, id_workspace, monkeypatch):
-    from engage import services
     from engage.models import IdentifierModeChange
+    from people import identifier_mode
     from tests.factories import make_person
 
     monkeypatch.setattr(IdentifierModeChange, "batch_size", 2)
     for name in ["ada", "bob", "cy"]:
         make_person(id_workspace, name, email=f"{name}@example.com")
-    change = services.set_identifier_mode(id_workspace, "email_or_id")
+    change = identifier_mode.set_identifier_mode(id_workspace, "email_or_id")
     IdentifierModeChange.objects.filter(pk=change.pk).update(state="failed", error="lost")
     client.force_login(UserFactory(is_staff=True, is_superuser=True))
     url = reverse("admin:engage_identifiermodechange_changelist")

@@ -86,7 +86,7 @@ def test_a_new_kind_is_started_run_and_resumed_from_its_declaration_alone(
 def test_the_three_progress_pages_share_one_shell_in_their_own_words(client, workspace):
     from django.urls import reverse
 
-    from engage import services
+    from people import identifier_mode
     from engage.models import Membership
     from people import services as people
     from segments import services as segments
@@ -101,7 +101,7 @@ def test_the_three_progress_pages_share_one_shell_in_their_own_words(client, wor
     segment = segments.create_segment(workspace, name="Beta")
     membership = jobs.start(MembershipJob(workspace=workspace, segment=segment,
                                           action="add", description="everyone"), everyone)
-    change = services.set_identifier_mode(workspace, "id")
+    change = identifier_mode.set_identifier_mode(workspace, "id")
     IdentifierModeChange.objects.filter(pk=change.pk).update(state="running")
 
     pages = {

@@ -7,8 +7,8 @@ from django.test import Client
 from django.urls import reverse
 from rest_framework.test import APIClient
 
-from engage import settings_views
 from engage.models import IdentifierModeChange, Membership, Workspace
+from people import identifier_mode, settings_views
 from people import services as people
 from people.models import Person
 from tests.api.conftest import basic
@@ -265,7 +265,6 @@ def test_switching_back_to_id(client, admin, workspace):
 
 def test_a_large_switch_runs_as_a_job_the_page_follows(client, id_admin, id_workspace,
                                                        monkeypatch):
-    from engage import services
 
     monkeypatch.setattr(IdentifierModeChange, "batch_size", 2)
     for name in ["ada", "bob", "cy"]:
@@ -277,14 +276,14 @@ def test_a_large_switch_runs_as_a_job_the_page_follows(client, id_admin, id_work
     assert "The switch is under way" in page
     assert "0 of 3 people (0%)" in page and 'hx-trigger="every 1s"' in page
     assert 'id="switch-mode"' not in page  # no second switch while this one runs
-    change = services.running_mode_change(id_workspace)
+    change = identifier_mode.running_mode_change(id_workspace)
     assert change.requested_by == id_admin
-    services.run_identifier_mode_change(change.pk, max_batches=1)
+    identifier_mode.run_identifier_mode_change(change.pk, max_batches=1)
     progress = client.get(IDENTIFIERS, {"progress": "1"}, HTTP_HX_REQUEST="true")
     assert "2 of 3 people (66%)" in progress.content.decode()
     assert "<h1>" not in progress.content.decode()  # the partial only
 
-    services.run_identifier_mode_change(change.pk)
+    identifier_mode.run_identifier_mode_change(change.pk)
     done = client.get(IDENTIFIERS, {"progress": "1"}, HTTP_HX_REQUEST="true")
     assert done["HX-Refresh"] == "true"  # the whole page shows the outcome
     page = client.get(IDENTIFIERS).content.decode()
@@ -292,14 +291,13 @@ def test_a_large_switch_runs_as_a_job_the_page_follows(client, id_admin, id_work
 
 
 def test_a_switch_that_failed_says_why(client, id_admin, id_workspace, monkeypatch):
-    from engage import services
-
     monkeypatch.setattr(IdentifierModeChange, "batch_size", 2)
     for name in ["ada", "bob", "cy"]:
         make_person(id_workspace, name, email=f"{name}@example.com")
     client.post(IDENTIFIERS, {"mode": "email_or_id"})
     make_person(id_workspace, "ada2", email="Ada@example.com")
-    services.run_identifier_mode_change(services.running_mode_change(id_workspace).pk)
+    identifier_mode.run_identifier_mode_change(
+        identifier_mode.running_mode_change(id_workspace).pk)
 
     page = client.get(IDENTIFIERS).content.decode()
     assert 'id="mode-change-failed"' in page and "share an email" in page

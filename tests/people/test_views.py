@@ -29,9 +29,9 @@ def test_people_page_needs_a_login(client, db):
 
 def test_people_page_lists_newest_first_with_keyset_pages(client, viewer, workspace, settings,
                                                           monkeypatch):
-    from people import views
+    from people import selection
 
-    monkeypatch.setattr(views, "PAGE_SIZE", 3)
+    monkeypatch.setattr(selection, "PAGE_SIZE", 3)
     for number in range(7):
         make_person(workspace, f"u{number}")
 
@@ -68,6 +68,24 @@ def test_segment_and_attribute_filters(client, viewer, workspace):
     assert response.context["count"] == 1
 
 
+def test_the_people_page_stands_on_the_search_alone_when_no_app_adds_filters(
+        client, editor, workspace, settings, django_capture_on_commit_callbacks):
+    settings.PEOPLE_FILTER_FORM = "people.forms.PeopleSearchForm"
+    beta = segments.create_segment(workspace, name="Beta")
+    ada = make_person(workspace, "ada", email="ada@example.com")
+    make_person(workspace, "bob")
+    segments.add_to_segment(beta, [ada.pk])
+
+    page = client.get(URL)
+    assert [field.name for field in page.context["form"].visible_fields()] == ["q"]
+    assert ids_in(page) == ["bob", "ada"]
+    assert ids_in(client.get(URL, {"q": "ada@example.com"})) == ["ada"]
+    assert ids_in(client.get(URL, {"segment": beta.pk})) == ["bob", "ada"]  # not a filter here
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post(DELETE, {"q": "bob", "select_all": "1", "token": "t1"})
+    assert list(workspace.people.values_list("customer_id", flat=True)) == ["ada"]
+
+
 def test_a_bad_attribute_filter_is_explained(client, viewer, workspace):
     make_person(workspace, "ada")
     response = client.get(URL, {"field": "a..b", "operator": "exists"})
@@ -94,9 +112,9 @@ def test_htmx_requests_get_only_the_table(client, viewer, workspace):
 
 
 def test_counts_are_capped_not_exact_on_large_sets(client, viewer, workspace, monkeypatch):
-    from people import views
+    from engage import pages
 
-    monkeypatch.setattr(views, "COUNT_CAP", 3)
+    monkeypatch.setattr(pages, "COUNT_CAP", 3)
     for number in range(5):
         make_person(workspace, f"u{number}")
     response = client.get(URL)

@@ -167,9 +167,9 @@ def test_editors_get_the_actions_menu_and_the_people_tables_actions(client, edit
 
 def test_a_segments_page_pages_its_members_and_htmx_gets_only_the_table(
         client, viewer, workspace, monkeypatch):
-    from people import views as people_views
+    from people import selection
 
-    monkeypatch.setattr(people_views, "PAGE_SIZE", 2)
+    monkeypatch.setattr(selection, "PAGE_SIZE", 2)
     beta = manual_segment(workspace, "Beta", [make_person(workspace, f"u{n}") for n in range(3)])
     make_person(workspace, "outsider")
     first = client.get(detail(beta))
