@@ -86,8 +86,8 @@ def test_a_new_kind_is_started_run_and_resumed_from_its_declaration_alone(
 def test_the_three_progress_pages_share_one_shell_in_their_own_words(client, workspace):
     from django.urls import reverse
 
-    from people import identifier_mode
     from engage.models import Membership
+    from people import identifier_mode
     from people import services as people
     from segments import services as segments
     from tests.factories import make_member
