@@ -1,4 +1,5 @@
-"""Limits on JSON that any API body must keep: how deep it nests, and where it breaks them.
+"""What any input must keep to be stored: text without NUL or unpaired surrogates, and
+JSON no deeper than a limit.
 
 The API's parser checks the text before parsing it (deep JSON can exhaust the parser),
 and services check parsed values; both name the place, as ``a.b[0].c``.
@@ -11,6 +12,22 @@ from typing import Any
 from engage.errors import Problem
 
 MAX_JSON_DEPTH = 64
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def has_unstorable(value: Any) -> bool:
+    """Tell whether a value holds a NUL or an unpaired surrogate anywhere.
+
+    Neither can be stored as text (PostgreSQL refuses NUL; surrogates are not UTF-8).
+    """
+    if isinstance(value, str):
+        return _UNSTORABLE.search(value) is not None
+    if isinstance(value, dict):
+        return any(has_unstorable(key) or has_unstorable(item) for key, item in value.items())
+    if isinstance(value, list):
+        return any(has_unstorable(item) for item in value)
+    return False
+
 
 
 def json_path(parent: str, key: str | int) -> str:

@@ -7,7 +7,7 @@ from django.core.exceptions import BadRequest
 from django.core.handlers.wsgi import LimitedStream
 from django.http import HttpResponse
 
-from people.validation import has_unstorable
+from engage.json_checks import has_unstorable
 
 API_PREFIXES = ("/api/v1/", "/api/v2/", "/v1/")
 

@@ -2,7 +2,6 @@
 
 import json
 import math
-import re
 import unicodedata
 from datetime import UTC, datetime
 from typing import Any
@@ -11,8 +10,10 @@ from django.core.exceptions import ValidationError
 from django.core.validators import EmailValidator
 
 from engage.json_checks import (  # noqa: F401 - shared with the API's parser
+    _UNSTORABLE,
     MAX_JSON_DEPTH,
     depth_problem,
+    has_unstorable,
     json_path,
     nesting_problem,
 )
@@ -43,23 +44,6 @@ def byte_length(value: str) -> int:
 def json_bytes(value: Any) -> int:
     return byte_length(json.dumps(value, separators=(",", ":"), ensure_ascii=False,
                                   default=str))
-
-
-_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
-
-
-def has_unstorable(value: Any) -> bool:
-    """Tell whether a value holds a NUL or an unpaired surrogate anywhere.
-
-    Neither can be stored as text (PostgreSQL refuses NUL; surrogates are not UTF-8).
-    """
-    if isinstance(value, str):
-        return _UNSTORABLE.search(value) is not None
-    if isinstance(value, dict):
-        return any(has_unstorable(key) or has_unstorable(item) for key, item in value.items())
-    if isinstance(value, list):
-        return any(has_unstorable(item) for item in value)
-    return False
 
 
 def value_problem(value: Any, *, field: str) -> Problem | None:

@@ -82,7 +82,7 @@ def test_the_people_page_stands_on_the_search_alone_when_no_app_adds_filters(
     assert ids_in(client.get(URL, {"q": "ada@example.com"})) == ["ada"]
     assert ids_in(client.get(URL, {"segment": beta.pk})) == ["bob", "ada"]  # not a filter here
     with django_capture_on_commit_callbacks(execute=True):
-        client.post(DELETE, {"q": "bob", "select_all": "1", "token": "t1"})
+        client.post(DELETE, {"q": "bob", "select_all": "1", "token": "t1", "count": "1"})
     assert list(workspace.people.values_list("customer_id", flat=True)) == ["ada"]
 
 
