@@ -287,3 +287,28 @@ def test_a_changed_date_is_a_new_occurrence(workspace, travel):
     date_triggers.scan_date_campaigns()
 
     assert entered(campaign) == [f"date:{ada.pk}:2026-02-06"]
+
+
+@pytest.mark.django_db
+def test_sql_selects_only_people_whose_date_and_zone_can_fire(workspace, travel):
+    campaign = date_campaign(workspace, recurrence="yearly", timezone="person",
+                             fallback_timezone="UTC")
+    feb5 = int(datetime(1990, 2, 5, 12, tzinfo=UTC).timestamp())
+    berlin = make_person(workspace, "berlin", renewal_at="1990-02-05",
+                         timezone="Europe/Berlin")
+    berlin_unix = make_person(workspace, "unix", renewal_at=feb5, timezone="Europe/Berlin")
+    make_person(workspace, "text_unix", renewal_at=str(feb5), timezone="Asia/Tokyo")
+    make_person(workspace, "other_day", renewal_at="1990-06-05", timezone="Europe/Berlin")
+    make_person(workspace, "no_zone", renewal_at="1990-02-05")  # UTC: 09:00 is later
+    make_person(workspace, "no_date", timezone="Europe/Berlin")
+    trigger = date_triggers.dates.DateTrigger.from_definition(
+        campaign.definition["trigger"]["date"])
+    after = datetime(2026, 2, 5, 7, 59, tzinfo=UTC)  # 09:00 in Berlin, not in Tokyo
+
+    candidates = date_triggers.Candidates(campaign, trigger, after,
+                                          after + timedelta(minutes=1), now=after)
+
+    assert [row[0] for row in candidates.batch(0)] == [berlin.pk, berlin_unix.pk]
+    quiet = date_triggers.Candidates(campaign, trigger, after + timedelta(minutes=2),
+                                     after + timedelta(minutes=3), now=after)
+    assert quiet.keys == [] and quiet.batch(0) == []
