@@ -143,8 +143,8 @@ class Candidates:
         number, kind, text = ref.number_sql(), ref.type_sql(), ref.text_sql()
         bounds = f"{number} BETWEEN {dates.MIN_UNIX} AND {dates.MAX_UNIX}"
         if connection.vendor == "postgresql":
-            utc_date = ("to_char(to_timestamp(CAST({n} AS double precision)) AT TIME ZONE "
-                        "'UTC', 'YYYY-MM-DD')").format(n=number)
+            utc_date = (f"to_char(to_timestamp(CAST({number} AS double precision)) "
+                        "AT TIME ZONE 'UTC', 'YYYY-MM-DD')")
         else:
             utc_date = f"strftime('%%Y-%%m-%%d', {number}, 'unixepoch')"
         written = (f"(CASE WHEN {bounds} THEN {utc_date} "
