@@ -219,3 +219,22 @@ class Delivery(models.Model):
 
     def __str__(self):
         return f"{self.kind} {self.step_id} ({self.state})"
+
+
+class DateTriggerScan(models.Model):
+    """How far the scan of a date-triggered campaign has come (``campaigns.date_triggers``).
+
+    Occurrences firing up to ``scanned_until`` have been entered. A window being scanned
+    (``scanned_until``, ``window_end``] keeps the last person id done in ``cursor``, so a
+    scan cut short goes on where it stopped; ``lease_until`` keeps overlapping scans off it.
+    """
+
+    campaign = models.OneToOneField(Campaign, on_delete=models.CASCADE, primary_key=True,
+                                    related_name="+")
+    scanned_until = models.DateTimeField()
+    window_end = models.DateTimeField(null=True, blank=True)
+    cursor = models.BigIntegerField(default=0)
+    lease_until = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self):
+        return f"{self.campaign_id} until {self.scanned_until}"

@@ -21,3 +21,10 @@ def advance_journeys(seconds: float = SWEEP_SECONDS) -> int:
             return advanced
         if not done:
             time.sleep(IDLE_PAUSE)
+
+
+def scan_date_triggers() -> int:
+    """Enter people into date-triggered campaigns whose occurrences fell due."""
+    from campaigns import date_triggers
+
+    return date_triggers.scan_date_campaigns()
