@@ -7,6 +7,7 @@ SCHEDULES = [
     ("recompute time-relative segments", "segments.tasks.recompute_time_relative_segments", 10),
     # Runs for just under a minute, advancing journeys as they fall due.
     ("advance due journeys", "campaigns.tasks.advance_journeys", 1),
+    ("enter people owed by events", "campaigns.tasks.enter_due_events", 1),
 ]
 
 # Schedules that an earlier engage declared and that the ones above replace.
