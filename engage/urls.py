@@ -13,6 +13,7 @@ urlpatterns = [
     # The APIs first: integrators' calls are most of the traffic, and Django tries the
     # patterns in order.
     path("api/v1/", include((segment_urls.track_v1_patterns, "segments_track_v1"))),
+    path("api/v1/", include("campaigns.track_urls")),
     path("api/v1/", include("people.urls")),
     path("api/v2/", include((track_v2_patterns, "track_v2"))),
     path("v1/", include((segment_urls.app_api_patterns, "segments_app_v1"))),
