@@ -16,6 +16,7 @@ match the campaign's filters yet is tried again every minute for 30 minutes afte
 event arrived, then given up; the frequency decides whether they enter again.
 """
 
+import logging
 import secrets
 import uuid
 from datetime import datetime, timedelta
@@ -32,6 +33,8 @@ from people import services as people
 from people.models import Event, Person
 from people.signals import StoredEvent
 from segments import conditions
+
+log = logging.getLogger(__name__)
 
 MAX_EVENT_AGE = timedelta(hours=72)  # older events never trigger (Customer.io's rule)
 FILTER_RETRY = timedelta(minutes=30)  # how long a person may take to match the filters
@@ -75,9 +78,7 @@ def _queue(ids: list[int]) -> None:
     try:
         async_task("campaigns.tasks.enter_events", ids)
     except Exception:  # the broker is down: the sweeper enters them within a minute
-        import logging
-
-        logging.getLogger(__name__).exception("could not queue %s pending entries", len(ids))
+        log.exception("could not queue %s pending entries", len(ids))
 
 
 def enter_pending(ids: list[int] | None = None, *, now: datetime | None = None,
