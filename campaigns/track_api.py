@@ -13,7 +13,7 @@ from rest_framework.views import APIView
 
 from campaigns import triggers
 from engage.api import AlwaysJSON, TrackV1View, ok, track_v1_exception_handler
-from engage.schema import TRACK_RESPONSES
+from engage.schema import TRACK_RESPONSES, Empty, TrackErrors
 
 MAX_WEBHOOK_BYTES = 32 * 1024  # as a v2 operation
 REQUEST_ID_HEADERS = ("HTTP_IDEMPOTENCY_KEY", "HTTP_X_REQUEST_ID")
@@ -63,7 +63,8 @@ class WebhookTriggerView(APIView):
         return track_v1_exception_handler
 
     @extend_schema(summary="Send data to a data campaign", request=OpenApiTypes.ANY,
-                   responses=TRACK_RESPONSES,
+                   responses={200: Empty, 400: TrackErrors, 404: TrackErrors,
+                              413: TrackErrors},
                    description="The body (any JSON, at most 32 KB) is `{{trigger.*}}` in "
                                "the campaign's steps. 404 when no running campaign has this "
                                "URL. An `Idempotency-Key` header makes a resent call harmless.")
