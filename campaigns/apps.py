@@ -12,3 +12,4 @@ class CampaignsConfig(AppConfig):
                                         dispatch_uid="campaigns-deleting")
         signals.people_merging.connect(receivers.move_journeys,
                                        dispatch_uid="campaigns-merging")
+        signals.events_stored.connect(receivers.note_events, dispatch_uid="campaigns-events")

@@ -25,7 +25,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from django.db import connection, transaction
 from django.utils import timezone
 
-from campaigns import liquid
+from campaigns import liquid, triggers
 from campaigns.models import Campaign, Delivery, Journey, JourneyStep
 from campaigns.workflow import Workflow
 from engage.sql import insert_rows
@@ -181,7 +181,8 @@ class Run:
                     else self.workflow.first())
             if step is None:
                 return self.end(End(Journey.State.FINISHED, "finished"), None)
-            move = STEP_RUNNERS[step["type"]](self, step)
+            # A data campaign's step acts on the person it names (campaigns.triggers).
+            move = triggers.bind_person(self, step) or STEP_RUNNERS[step["type"]](self, step)
             if isinstance(move, Wait):
                 if move.outcome and not journey.step_data.get("waiting"):
                     self.record(step, move.outcome, move.data)

@@ -53,6 +53,8 @@ class Campaign(models.Model):
     # What finds a campaign for what just happened, without reading every definition.
     trigger_event = models.CharField(max_length=255, null=True, blank=True)  # noqa: DJ001 - NULL: no event trigger
     trigger_form = models.CharField(max_length=100, null=True, blank=True)  # noqa: DJ001 - NULL: no form trigger
+    # The secret of a webhook-triggered campaign's URL (campaigns.triggers); NULL otherwise.
+    webhook_token = models.CharField(max_length=64, null=True, blank=True, unique=True)  # noqa: DJ001 - NULL: no URL
     definition = models.JSONField()
     # Raised by every saved edit: an edit made against an older version is refused, so
     # two editors never overwrite each other silently.
@@ -238,3 +240,32 @@ class DateTriggerScan(models.Model):
 
     def __str__(self):
         return f"{self.campaign_id} until {self.scanned_until}"
+
+
+class PendingEntry(models.Model):
+    """An event owed to an event-triggered campaign: entered, retried or given up.
+
+    Written when the event is announced, before the task that enters it is queued, so
+    a failed enqueue or a dead worker loses nothing: a sweeper takes rows that are due.
+    A person who does not match the campaign's filters yet is retried until ``deadline``.
+    """
+
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="+",
+                                  db_index=False)
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="+",
+                                 db_index=False)
+    # No foreign key: deleting people removes their events in bulk; a row whose event is
+    # gone is dropped when it is next tried.
+    event_id = models.BigIntegerField()
+    next_try_at = models.DateTimeField()
+    deadline = models.DateTimeField()
+    created_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["campaign", "event_id"], name="pending_entry_unique"),
+        ]
+        indexes = [models.Index(fields=["next_try_at"], name="pending_entry_due_idx")]
+
+    def __str__(self):
+        return f"{self.campaign_id}:{self.event_id}"

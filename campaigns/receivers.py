@@ -9,3 +9,9 @@ def forget_people(sender, workspace, person_ids, cio_ids, suppress, **kwargs):
 
 def move_journeys(sender, workspace, primary_id, secondary_id, **kwargs):
     services.move_journeys(workspace, primary_id, secondary_id)
+
+
+def note_events(sender, workspace_id, events, **kwargs):
+    from campaigns import triggers
+
+    triggers.note_events(workspace_id, events)

@@ -28,3 +28,20 @@ def scan_date_triggers() -> int:
     from campaigns import date_triggers
 
     return date_triggers.scan_date_campaigns()
+
+
+def enter_events(pending_ids: list[int]) -> int:
+    """Enter the people that newly stored events trigger (pending entries by id)."""
+    from campaigns import triggers
+
+    return triggers.enter_pending(pending_ids)
+
+
+def enter_due_events() -> int:
+    """Retry pending event entries that are due: queued ones lost, filters not met yet."""
+    from campaigns import triggers
+
+    settled = 0
+    while done := triggers.enter_pending():
+        settled += done
+    return settled

@@ -10,6 +10,7 @@ SCHEDULES = [
     # Runs for just under a minute, advancing journeys as they fall due.
     ("advance due journeys", "campaigns.tasks.advance_journeys", 1),
     ("enter people on their dates", "campaigns.tasks.scan_date_triggers", 1),
+    ("enter people owed by events", "campaigns.tasks.enter_due_events", 1),
 ]
 
 # Schedules that an earlier engage declared and that the ones above replace.

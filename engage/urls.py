@@ -12,6 +12,7 @@ urlpatterns = [
     # The APIs first (in each app's routes): integrators' calls are most of the traffic,
     # and Django tries the patterns in order.
     path("", include("segments.urls")),
+    path("api/v1/", include("campaigns.track_urls")),
     path("", include("people.urls")),
     path("login/", auth_views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
