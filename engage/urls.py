@@ -17,6 +17,7 @@ urlpatterns = [
     path("api/v2/", include((track_v2_patterns, "track_v2"))),
     path("v1/", include((segment_urls.app_api_patterns, "segments_app_v1"))),
     path("v1/", include((app_api_patterns, "app_v1"))),
+    path("v1/", include("campaigns.urls")),
     path("", views.home, name="home"),
     path("login/", auth_views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
