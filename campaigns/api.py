@@ -239,12 +239,14 @@ def _version(request, body: dict) -> int | None:
     """Return the version an edit was made against: If-Match, or a ``version`` field."""
     header = request.headers.get("If-Match")
     value = body.pop("version", None)
-    if header is not None:
+    if header is not None and header.strip() != "*":  # "*": whatever version is saved
         value = header.strip().removeprefix("W/").strip('"')
         if not value.isdigit():
             raise InvalidInput.single("If-Match", "invalid",
                                       'If-Match must carry the version, as "3"')
         return int(value)
+    if header is not None:
+        return None
     if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
         raise InvalidInput.single("version", "invalid", "version must be a whole number")
     return value

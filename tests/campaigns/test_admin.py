@@ -154,3 +154,16 @@ def test_deliveries_are_found_by_cio_id_or_recipient(su_client, workspace, vip):
     assert f"/admin/campaigns/delivery/{delivery.pk}/change/" not in nobody
     detail = su_client.get(url("delivery", "change", delivery.pk)).content.decode()
     assert "ada@example.com" in detail and "queued" in detail.lower()
+
+
+def test_the_journey_and_delivery_lists_take_a_fixed_number_of_queries(
+        su_client, workspace, vip, django_assert_max_num_queries):
+    people = [make_person(workspace, f"p{n}", email=f"p{n}@example.com") for n in range(6)]
+    add_to_segment(vip, [person.pk for person in people])
+    services.start_campaign(campaign_for(workspace, vip))
+    while engine.advance_due():
+        pass
+    su_client.get(url("journey"))  # warm the session and content types
+    for model in ("journey", "delivery"):
+        with django_assert_max_num_queries(8):
+            assert su_client.get(url(model)).status_code == 200

@@ -224,6 +224,24 @@ def test_put_takes_the_version_as_a_field_and_without_one_overwrites(app, worksp
     assert (campaign.name, campaign.version) == ("Three", 3)
 
 
+def test_if_match_any_saves_whatever_the_version(app, workspace, vip):
+    campaign = services.create_campaign(workspace, definition(vip))
+    services.update_campaign(campaign, definition(vip, name="Two"))
+    response = send(app, "put", f"/v1/campaigns/{campaign.pk}", definition(vip, name="Mine"),
+                    HTTP_IF_MATCH="*")
+    assert response.status_code == 200 and response.json()["campaign"]["version"] == 3
+
+
+def test_listing_campaigns_is_one_query_however_many(app, workspace, vip,
+                                                     django_assert_max_num_queries):
+    for n in range(5):
+        services.create_campaign(workspace, definition(vip, name=f"C{n}"))
+    app.get("/v1/campaigns")  # warm the throttle's cache row
+    # The key (1) and the throttle's database cache (6), then one for the campaigns.
+    with django_assert_max_num_queries(8):
+        assert len(app.get("/v1/campaigns").json()["campaigns"]) == 5
+
+
 @pytest.mark.parametrize("headers, body_version", [
     ({"HTTP_IF_MATCH": '"two"'}, None), ({}, "2"), ({}, True)])
 def test_a_malformed_version_is_400(app, workspace, vip, headers, body_version):
