@@ -14,6 +14,7 @@ urlpatterns = [
     path("", include("segments.urls")),
     path("api/v1/", include("campaigns.track_urls")),
     path("", include("people.urls")),
+    path("v1/", include("campaigns.urls")),
     path("login/", auth_views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("workspace/", views.switch, name="workspace-switch"),

@@ -1,0 +1,27 @@
+"""App API routes for campaigns, and a person's journeys."""
+
+from django.urls import path, re_path
+
+from campaigns import api
+
+app_name = "campaigns_app_v1"
+
+urlpatterns = [
+    path("campaigns", api.CampaignListView.as_view(), name="campaign-list"),
+    path("campaigns/<int:campaign_id>", api.CampaignDetailView.as_view(),
+         name="campaign-detail"),
+    path("campaigns/<int:campaign_id>/definition", api.CampaignDefinitionView.as_view(),
+         name="campaign-definition"),
+    path("campaigns/<int:campaign_id>/metrics", api.CampaignMetricsView.as_view(),
+         name="campaign-metrics"),
+    path("campaigns/<int:campaign_id>/actions", api.CampaignActionsView.as_view(),
+         name="campaign-actions"),
+    path("campaigns/<int:campaign_id>/start", api.StartView.as_view(), name="campaign-start"),
+    path("campaigns/<int:campaign_id>/stop", api.StopView.as_view(), name="campaign-stop"),
+    path("campaigns/<int:campaign_id>/archive", api.ArchiveView.as_view(),
+         name="campaign-archive"),
+    path("campaigns/<int:campaign_id>/unarchive", api.UnarchiveView.as_view(),
+         name="campaign-unarchive"),
+    re_path(r"^customers/(?P<customer_id>[\s\S]+)/journeys$", api.CustomerJourneysView.as_view(),
+            name="customer-journeys"),
+]
