@@ -10,7 +10,7 @@ from django.db.models import Q
 
 from campaigns import services
 from campaigns.models import Campaign, Delivery, Journey, JourneyStep
-from people.admin import ReadOnlyAdmin, pretty_json
+from engage.admin_base import ReadOnlyAdmin, pretty_json
 
 
 def _by_cio_id(queryset, search_term):

@@ -12,7 +12,6 @@ problem shape, with the definition's place as the field), so a client that reads
 saved ``version``; a lifecycle step the campaign's state refuses answers 409.
 """
 
-import base64
 
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
@@ -23,12 +22,11 @@ from rest_framework.response import Response
 from campaigns import metrics, services
 from campaigns.definition import DefinitionError, iter_steps
 from campaigns.models import Campaign, Journey
-from engage.api import AppView, app_exception_handler, ok
+from engage.api import PAGING, AppView, app_exception_handler, next_page, ok, page_cursor
 from engage.schema import APP_RESPONSES, SingleError
-from people.api import ID_TYPE, app_ref, id_type_param
+from people.api_params import ID_TYPE, app_ref, id_type_param
 from people.errors import InvalidInput
 from people.models import Person
-from segments.api import PAGING, _cursor
 
 # --- shapes ----------------------------------------------------------------------------
 
@@ -134,10 +132,12 @@ CampaignWrapper = inline_serializer("CampaignWrapper", fields={"campaign": Campa
 DefinitionErrors = inline_serializer("DefinitionErrors", fields={
     "meta": inline_serializer("DefinitionErrorsMeta", fields={
         "error": serializers.CharField()}),
-    "errors": serializers.ListField(child=inline_serializer("DefinitionProblem", fields={
-        "field": serializers.CharField(help_text="The place, as workflow.steps[2].url."),
-        "reason": serializers.ChoiceField(["invalid", "unconfigured"]),
-        "message": serializers.CharField()})),
+    # Only when the definition itself is at fault (a body that is no JSON object has none).
+    "errors": serializers.ListField(required=False, child=inline_serializer(
+        "DefinitionProblem", fields={
+            "field": serializers.CharField(help_text="The place, as workflow.steps[2].url."),
+            "reason": serializers.ChoiceField(["invalid", "unconfigured"]),
+            "message": serializers.CharField()})),
 })
 StaleVersion = inline_serializer("StaleVersion", fields={
     "meta": inline_serializer("StaleVersionMeta", fields={"error": serializers.CharField()}),
@@ -359,14 +359,10 @@ class CustomerJourneysView(CampaignView):
         person = Person.objects.with_identifier(self.workspace, ref.kind, ref.value).first()
         if person is None:
             raise NotFound("no person has this identifier")
-        after, limit = _cursor(request, default_limit=100, max_limit=1000)
+        after, limit = page_cursor(request, default_limit=100, max_limit=1000)
         rows = list(Journey.objects.in_workspace(self.workspace)
                     .filter(person=person, pk__gt=after).select_related("campaign")
                     .order_by("pk")[:limit + 1])
         more, rows = len(rows) > limit, rows[:limit]
         return Response({"journeys": [journey_payload(journey) for journey in rows],
-                         "next": _next_cursor(rows[-1].pk) if more else ""})
-
-
-def _next_cursor(pk: int) -> str:
-    return base64.urlsafe_b64encode(str(pk).encode()).decode()
+                         "next": next_page(rows[-1].pk) if more else ""})

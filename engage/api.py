@@ -9,6 +9,7 @@ from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.http import JsonResponse, QueryDict
 from django.views import defaults
+from drf_spectacular.utils import OpenApiParameter
 from rest_framework import exceptions, status
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
 from rest_framework.negotiation import DefaultContentNegotiation
@@ -297,3 +298,28 @@ class AppView(WorkspaceAPIView):
 
 def ok() -> Response:
     return Response({}, status=status.HTTP_200_OK)
+
+
+# --- keyset pages: ``start`` is the ``next`` of the previous page, opaque to clients -------
+
+PAGING = [OpenApiParameter("start", str, description="The `next` of the previous page."),
+          OpenApiParameter("limit", int)]
+
+
+def page_cursor(request, *, default_limit: int, max_limit: int) -> tuple[int, int]:
+    """Return (the key to start after, the page size) a paged App API request asks for."""
+    start = request.query_params.get("start") or ""
+    try:
+        after = int(base64.urlsafe_b64decode(start.encode()).decode()) if start else 0
+        limit = int(request.query_params.get("limit") or default_limit)
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise InvalidInput.single("start", "invalid", "start must be the next of a previous "
+                                                      "page, and limit a number") from None
+    if not 1 <= limit <= max_limit:
+        raise InvalidInput.single("limit", "invalid", f"limit must be 1 to {max_limit}")
+    return after, limit
+
+
+def next_page(key: int) -> str:
+    """Return the ``next`` of a page whose last row has ``key``."""
+    return base64.urlsafe_b64encode(str(key).encode()).decode()

@@ -1,7 +1,5 @@
 """Segments over the Track API (manual membership) and the App API (reads, create, search)."""
 
-import base64
-import binascii
 
 from django.db.models import F
 from django.http import FileResponse, Http404
@@ -12,7 +10,7 @@ from rest_framework import serializers
 from rest_framework.exceptions import NotFound
 from rest_framework.response import Response
 
-from engage.api import AppView, TrackV1View, ok
+from engage.api import PAGING, AppView, TrackV1View, next_page, ok, page_cursor
 from engage.schema import APP_NOT_FOUND, APP_RESPONSES, TRACK_NOT_FOUND
 from people import validation
 from people.api_params import ID_TYPE, app_ref, id_type_param
@@ -24,8 +22,6 @@ from segments.conditions import ConditionError, matching_people, validate
 from segments.models import Export, Membership, Segment
 
 MAX_IDS = 1000
-PAGING = [OpenApiParameter("start", str, description="The `next` of the previous page."),
-          OpenApiParameter("limit", int)]
 
 
 def _segment(workspace, segment_id) -> Segment:
@@ -134,25 +130,11 @@ class SegmentDetailView(AppView):
         return Response({"segment": segment_payload(_segment(self.workspace, segment_id))})
 
 
-def _cursor(request, *, default_limit: int, max_limit: int) -> tuple[int, int]:
-    start = request.query_params.get("start") or ""
-    try:
-        after = int(base64.urlsafe_b64decode(start.encode()).decode()) if start else 0
-        limit = int(request.query_params.get("limit") or default_limit)
-    except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise InvalidInput.single("start", "invalid", "start must be the next of a previous "
-                                                      "page, and limit a number") from None
-    if not 1 <= limit <= max_limit:
-        raise InvalidInput.single("limit", "invalid", f"limit must be 1 to {max_limit}")
-    return after, limit
-
-
 def _page(people, limit: int) -> dict:
     rows = list(people.values("pk", "customer_id", "email", "cio_id")[:limit + 1])
     more = len(rows) > limit
     rows = rows[:limit]
-    next_cursor = (base64.urlsafe_b64encode(str(rows[-1]["pk"]).encode()).decode()
-                   if more and rows else "")
+    next_cursor = next_page(rows[-1]["pk"]) if more and rows else ""
     return {
         "identifiers": [{"id": row["customer_id"] or "", "email": row["email"],
                          "cio_id": row["cio_id"]} for row in rows],
@@ -166,7 +148,7 @@ class SegmentMembershipView(AppView):
                    responses={200: OpenApiTypes.OBJECT, **APP_NOT_FOUND})
     def get(self, request, segment_id):
         segment = _segment(self.workspace, segment_id)
-        after, limit = _cursor(request, default_limit=1000, max_limit=30000)
+        after, limit = page_cursor(request, default_limit=1000, max_limit=30000)
         member_ids = Membership.objects.filter(segment=segment).values("person_id")
         people = (Person.objects.filter(workspace=self.workspace, pk__in=member_ids,
                                         pk__gt=after).order_by("pk"))
@@ -226,7 +208,7 @@ class CustomersView(CustomersByEmailView):
             validate(tree, workspace=self.workspace)
         except ConditionError as error:
             raise InvalidInput.single("filter", "invalid", str(error)) from None
-        after, limit = _cursor(request, default_limit=50, max_limit=1000)
+        after, limit = page_cursor(request, default_limit=50, max_limit=1000)
         people_matching = matching_people(self.workspace, tree).filter(pk__gt=after).order_by("pk")
         return Response(_page(people_matching, limit))
 
