@@ -56,6 +56,9 @@ class Campaign(models.Model):
     # The secret of a webhook-triggered campaign's URL (campaigns.triggers); NULL otherwise.
     webhook_token = models.CharField(max_length=64, null=True, blank=True, unique=True)  # noqa: DJ001 - NULL: no URL
     definition = models.JSONField()
+    # Segments trigger: how far the membership log has been read (segment id -> last log
+    # id, ``segments.log.read_changes``'s cursor).
+    log_cursor = models.JSONField(default=dict, blank=True)
     # Raised by every saved edit: an edit made against an older version is refused, so
     # two editors never overwrite each other silently.
     version = models.PositiveIntegerField(default=1)

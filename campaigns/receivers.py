@@ -15,3 +15,10 @@ def note_events(sender, workspace_id, events, **kwargs):
     from campaigns import triggers
 
     triggers.note_events(workspace_id, events)
+
+
+def read_membership_log(sender, workspace_id, segment_ids, **kwargs):
+    """Have a worker read what the membership log just got (after commit)."""
+    from django_q.tasks import async_task
+
+    async_task("campaigns.tasks.enter_from_segments", workspace_id, list(segment_ids))

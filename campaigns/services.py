@@ -15,6 +15,7 @@ from django.db.models import (
 from django.utils import timezone
 
 from campaigns import definition as definitions
+from campaigns import segment_triggers
 from campaigns.models import Campaign, Delivery, Journey, JourneyStep
 from campaigns.workflow import Workflow
 from engage.models import Workspace
@@ -144,6 +145,10 @@ def start_campaign(campaign: Campaign, *, audience: str = Audience.CURRENT_AND_F
         current.first_started_at = current.first_started_at or now
         current.stopped_at = None
         current.save(update_fields=["state", "started_at", "first_started_at", "stopped_at"])
+        if current.trigger == Campaign.Trigger.SEGMENTS:
+            # From here on the log tells who comes to match; who matches now is entered
+            # below (current and future), or not at all (future only).
+            segment_triggers.start_at_head(current)
     if current.trigger == Campaign.Trigger.SEGMENTS and audience == Audience.CURRENT_AND_FUTURE:
         enter_current_matches(current)
     return current

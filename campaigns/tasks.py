@@ -45,3 +45,17 @@ def enter_due_events() -> int:
     while done := triggers.enter_pending():
         settled += done
     return settled
+
+
+def enter_from_segments(workspace_id: int, segment_ids: list[int]) -> int:
+    """Enter the people whom a change of these segments made match a campaign's trigger."""
+    from campaigns import segment_triggers
+
+    return segment_triggers.enter_for_workspace(workspace_id, segment_ids)
+
+
+def sweep_segment_triggers() -> int:
+    """Read the membership log for every running segment-triggered campaign."""
+    from campaigns import segment_triggers
+
+    return segment_triggers.enter_for_all()

@@ -9,6 +9,8 @@ SCHEDULES = [
     ("recompute time-relative segments", "segments.tasks.recompute_time_relative_segments", 10),
     # Runs for just under a minute, advancing journeys as they fall due.
     ("advance due journeys", "campaigns.tasks.advance_journeys", 1),
+    ("enter people who came to match segment triggers",
+     "campaigns.tasks.sweep_segment_triggers", 1),
     ("enter people on their dates", "campaigns.tasks.scan_date_triggers", 1),
     ("enter people owed by events", "campaigns.tasks.enter_due_events", 1),
 ]

@@ -1,0 +1,109 @@
+"""The segments trigger: people enter when they come to match the campaign's segments.
+
+A running campaign reads the membership log of its trigger segments through the log's
+consumer contract (``segments.log``): its cursor is kept on the campaign and moves in
+the transaction that enters the people a page of the log made match, so a page is never
+lost and never entered twice (entry keys make a replay harmless too). Who enters is
+decided on the trigger and filters as they are when the page is read: someone who
+entered a segment and left it again before the page was read does not enter.
+
+The log is read when segments announce a change (``memberships_changed``), and by a
+schedule every minute, which catches what an announcement failed to deliver.
+"""
+
+from django.db import transaction
+from django.db.models import Max
+from django.utils import timezone
+
+from campaigns import engine
+from campaigns.models import Campaign
+from segments.log import ENTERED, EXITED, read_changes
+from segments.models import MembershipChange
+
+PAGE = 2000
+
+
+def trigger_segments(campaign: Campaign) -> dict[int, bool]:
+    """Return the campaign's trigger segments: segment id -> whether people must be in it."""
+    trigger = campaign.definition["trigger"].get("segments") or {"segments": []}
+    return {item["id"]: item["in"] for item in trigger["segments"]}
+
+
+def log_head(campaign: Campaign) -> dict[str, int]:
+    """Return a cursor at the end of the log of the campaign's trigger segments."""
+    heads = (MembershipChange.objects.filter(workspace=campaign.workspace_id,
+                                             segment_id__in=trigger_segments(campaign))
+             .values("segment_id").annotate(last=Max("pk")))
+    return {str(row["segment_id"]): row["last"] for row in heads}
+
+
+def start_at_head(campaign: Campaign) -> None:
+    """Have the campaign read only what the log gets from now on (future additions)."""
+    Campaign.objects.filter(pk=campaign.pk).update(log_cursor=log_head(campaign))
+
+
+def entry_key(campaign: Campaign, person_id: int, change_id: int) -> str:
+    """Return the entry key of a person whose log entry ``change_id`` made them match.
+
+    Frequency "once": one key per person ever. "rematch": one per time they come to
+    match. "interval": at most one per N-day period.
+    """
+    frequency = campaign.definition["frequency"]
+    if frequency["mode"] == "once":
+        return f"p{person_id}"
+    if frequency["mode"] == "interval":
+        period = int(timezone.now().timestamp()) // (frequency["days"] * 86_400)
+        return f"p{person_id}:i{period}"
+    return f"p{person_id}:m{change_id}"
+
+
+def enter_from_log(campaign_id: int) -> int:
+    """Read the campaign's trigger segments' log to its end, entering whoever came to match."""
+    from campaigns.services import trigger_tree
+    from segments.conditions import matching_people
+
+    entered = 0
+    while True:
+        with transaction.atomic():
+            campaign = (Campaign.objects.select_for_update(skip_locked=True)
+                        .filter(pk=campaign_id, state=Campaign.State.RUNNING,
+                                trigger=Campaign.Trigger.SEGMENTS).first())
+            if campaign is None:
+                return entered  # not running, or another worker is reading its log now
+            wanted = trigger_segments(campaign)
+            page = read_changes(campaign.workspace, wanted, after=campaign.log_cursor,
+                                limit=PAGE)
+            if not page.changes:
+                return entered
+            # Entering a segment one must be in, or leaving one one must not be in.
+            came = {}
+            for change in page.changes:
+                if (change.change == ENTERED) == wanted[change.segment_id]:
+                    came[change.person_id] = change.pk
+                elif change.change == EXITED and wanted[change.segment_id]:
+                    came.pop(change.person_id, None)
+            matching = (matching_people(campaign.workspace, trigger_tree(campaign.definition))
+                        .filter(pk__in=list(came)).values_list("pk", "cio_id"))
+            entered += engine.enter(campaign, [
+                engine.Entry(entry_key(campaign, pk, came[pk]), pk, cio_id)
+                for pk, cio_id in matching])
+            Campaign.objects.filter(pk=campaign.pk).update(
+                log_cursor={str(key): value for key, value in page.cursor.items()})
+
+
+def enter_for_workspace(workspace_id: int, segment_ids: list[int]) -> int:
+    """Read the log for every running campaign triggered by one of ``segment_ids``."""
+    entered = 0
+    for campaign in Campaign.objects.filter(workspace_id=workspace_id,
+                                            state=Campaign.State.RUNNING,
+                                            trigger=Campaign.Trigger.SEGMENTS):
+        if set(trigger_segments(campaign)) & set(segment_ids):
+            entered += enter_from_log(campaign.pk)
+    return entered
+
+
+def enter_for_all() -> int:
+    """Read the log for every running segment-triggered campaign (the schedule's sweep)."""
+    return sum(enter_from_log(pk) for pk in Campaign.objects.filter(
+        state=Campaign.State.RUNNING, trigger=Campaign.Trigger.SEGMENTS)
+        .values_list("pk", flat=True))
