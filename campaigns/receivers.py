@@ -12,9 +12,10 @@ def move_journeys(sender, workspace, primary_id, secondary_id, **kwargs):
 
 
 def note_events(sender, workspace_id, events, **kwargs):
-    from campaigns import triggers
+    from campaigns import goals, triggers
 
     triggers.note_events(workspace_id, events)
+    goals.note_goal_events(workspace_id, events)
 
 
 def read_membership_log(sender, workspace_id, segment_ids, **kwargs):

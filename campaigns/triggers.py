@@ -125,7 +125,7 @@ def _enter_events(campaign: Campaign, items: list[tuple[int, int, datetime]],
                                    "dedup_id", "received_at")}
     events = {pk: event for pk, event in events.items()
               if event.timestamp >= event.received_at - MAX_EVENT_AGE}
-    passing = _events_passing(campaign, trigger.get("filters") or [], list(events))
+    passing = events_passing(campaign.workspace_id, trigger.get("filters") or [], list(events))
     matching = _people_matching(campaign, {events[pk].person_id for pk in passing}, now)
     later = [pending_of[pk][0] for pk in passing
              if events[pk].person_id not in matching and pending_of[pk][1] > now]
@@ -144,11 +144,12 @@ def _enter_events(campaign: Campaign, items: list[tuple[int, int, datetime]],
     return [pk for pk, _, _ in items if pk not in postponed], later
 
 
-def _events_passing(campaign: Campaign, filters: list[dict], event_ids: list[int]) -> set[int]:
-    """Return the events whose data passes the trigger's filters (the segments' compiler)."""
+def events_passing(workspace_id: int, filters: list[dict], event_ids: list[int]) -> set[int]:
+    """Return the events whose data passes event filters (a trigger's, a goal's), compiled
+    by the segments' compiler so that they mean what segment conditions mean."""
     if not filters or not event_ids:
         return set(event_ids)
-    compiler = conditions.Compiler(correlated=True, workspace_id=campaign.workspace_id)
+    compiler = conditions.Compiler(correlated=True, workspace_id=workspace_id)
     where = [_filter_sql(compiler, condition) for condition in filters]
     ids_sql, ids_params = in_ids("ev.id", event_ids)
     with connection.cursor() as cursor:

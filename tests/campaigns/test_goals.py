@@ -1,0 +1,113 @@
+"""Conversion goals: the journey and the last message before the goal convert."""
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import time_machine
+
+from campaigns import engine, services
+from campaigns.models import Campaign, Delivery, Journey
+from people import services as people
+from segments.services import create_segment
+from tests.factories import make_person
+
+pytestmark = pytest.mark.django_db
+START = datetime(2026, 6, 1, 9, 0, tzinfo=UTC)
+MAIL = {"type": "email", "from": "shop@example.com", "subject": "Come back",
+        "body_html": "<p>Hi</p>"}
+
+
+@pytest.fixture
+def travel():
+    with time_machine.travel(START, tick=False) as traveller:
+        yield traveller
+
+
+def campaign_with_goal(workspace, *, exit="goal", within_days=3, filters=()):
+    segment = create_segment(workspace, name="Carts")
+    campaign = services.create_campaign(workspace, {
+        "name": "Abandoned cart", "trigger": {"segments": {"segments": [{"id": segment.pk}]}},
+        "goal": {"event": {"name": "purchase", "filters": list(filters)},
+                 "within_days": within_days},
+        "exit": exit,
+        "workflow": {"steps": [{"id": "first", **MAIL},
+                               {"id": "wait", "type": "delay", "duration": {"days": 2}},
+                               {"id": "second", **MAIL}]}})
+    Campaign.objects.filter(pk=campaign.pk).update(state=Campaign.State.RUNNING)
+    campaign.refresh_from_db()
+    return campaign
+
+
+def journey_of(campaign, person) -> Journey:
+    engine.enter(campaign, [engine.Entry(f"p{person.pk}", person.pk, person.cio_id)])
+    while engine.advance_due():
+        pass
+    return Journey.objects.get(campaign=campaign, person=person)
+
+
+def purchase(workspace, person, django_capture_on_commit_callbacks, **data):
+    with django_capture_on_commit_callbacks(execute=True):  # goals follow stored events
+        people.track_event(workspace, people.Ref("id", person.customer_id), name="purchase",
+                           data=data)
+
+
+def test_the_goal_converts_the_journey_and_the_last_message_and_exits(
+        workspace, travel, django_capture_on_commit_callbacks):
+    campaign = campaign_with_goal(workspace)
+    ada = make_person(workspace, "ada", email="ada@example.com")
+    journey = journey_of(campaign, ada)
+    travel.shift(timedelta(hours=5))
+
+    purchase(workspace, ada, django_capture_on_commit_callbacks, total=40)
+
+    journey.refresh_from_db()
+    assert journey.converted_at == START + timedelta(hours=5)
+    assert (journey.state, journey.exit_reason) == ("exited", "goal")
+    first = Delivery.objects.get(journey=journey, step_id="first")
+    assert first.converted_at == journey.converted_at
+    travel.shift(timedelta(days=3))
+    while engine.advance_due():
+        pass
+    assert not Delivery.objects.filter(step_id="second").exists()  # gone before the next one
+
+
+def test_the_goal_counts_only_within_its_days_of_a_message(
+        workspace, travel, django_capture_on_commit_callbacks):
+    campaign = campaign_with_goal(workspace, exit="never", within_days=1)
+    ada = make_person(workspace, "ada", email="ada@example.com")
+    journey = journey_of(campaign, ada)
+    travel.shift(timedelta(days=1, hours=1))
+
+    purchase(workspace, ada, django_capture_on_commit_callbacks)
+
+    journey.refresh_from_db()
+    assert journey.converted_at is None and journey.state == "active"
+
+
+def test_goal_filters_decide_which_events_count(workspace, travel,
+                                                django_capture_on_commit_callbacks):
+    campaign = campaign_with_goal(workspace, exit="never", filters=[
+        {"field": "total", "operator": "gte", "value": 50}])
+    ada = make_person(workspace, "ada", email="ada@example.com")
+    journey = journey_of(campaign, ada)
+
+    purchase(workspace, ada, django_capture_on_commit_callbacks, total=20)
+    journey.refresh_from_db()
+    assert journey.converted_at is None
+
+    purchase(workspace, ada, django_capture_on_commit_callbacks, total=80)
+    journey.refresh_from_db()
+    assert journey.converted_at is not None and journey.state == "active"
+
+
+def test_exiting_on_the_goal_needs_no_message(workspace, travel,
+                                              django_capture_on_commit_callbacks):
+    campaign = campaign_with_goal(workspace)
+    bob = make_person(workspace, "bob", email="bob@example.com", unsubscribed=True)
+    journey = journey_of(campaign, bob)  # unsubscribed: the first message is skipped
+
+    purchase(workspace, bob, django_capture_on_commit_callbacks)
+
+    journey.refresh_from_db()
+    assert journey.converted_at is None
+    assert (journey.state, journey.exit_reason) == ("exited", "goal")
