@@ -336,8 +336,10 @@ def forget_people(workspace: Workspace, person_ids: list[int], cio_ids: list[str
     }
     if suppress:
         ending |= {"cio_id": None, "context": {}}
-    # One statement for the journeys and one for the deliveries, per batch of people.
-    Journey.objects.filter(workspace=workspace, person_id__in=person_ids).update(**ending)
+    # One statement for the journeys, and one for the deliveries of people who had any.
+    if not Journey.objects.filter(workspace=workspace, person_id__in=person_ids).update(
+            **ending):
+        return  # no journeys, so no deliveries: people who never were in a campaign
     unsent = Q(state__in=[Delivery.State.QUEUED, Delivery.State.DRAFTED])
     skipping = {
         "state": Case(When(unsent, then=Value(Delivery.State.SKIPPED)), default=F("state"),
