@@ -3,9 +3,10 @@
 
     python3 dev.py start     set up, then run the web server and a worker until Ctrl-C
     python3 dev.py test      set up, then run the whole test suite (pytest arguments pass through)
+    python3 dev.py lint      set up the test environment, then check the code with ruff
     python3 dev.py screenshots   refresh docs/screenshots/ (the README's) from the browser tests
 
-Both create a virtual environment in .venv and install engage into it the first time
+Each creates a virtual environment in .venv and installs engage into it the first time
 (and again whenever pyproject.toml changes). The database is DATABASE_URL, or the
 embedded SQLite file under var/.
 """
@@ -140,6 +141,13 @@ def test(args: list[str]) -> int:
     return subprocess.run([PYTHON, "-m", "pytest", *args], cwd=ROOT, env=env).returncode
 
 
+def lint() -> int:
+    """Check the whole repository with ruff (configured in pyproject.toml)."""
+    ensure_environment("test")
+    ruff = VENV / ("Scripts/ruff.exe" if os.name == "nt" else "bin/ruff")
+    return subprocess.run([ruff, "check", "."], cwd=ROOT).returncode
+
+
 def screenshots() -> int:
     """Refresh the README's screenshots: the browser tests that show them, saving them."""
     folder = ROOT / "docs" / "screenshots"
@@ -154,6 +162,8 @@ def main(argv: list[str]) -> int:
         return start()
     if command == "test":
         return test(argv[1:])
+    if command == "lint":
+        return lint()
     if command == "screenshots":
         return screenshots()
     print(__doc__)

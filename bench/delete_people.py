@@ -265,8 +265,8 @@ def floor_delete(ws: int, *, suppress: bool, batch_size: int) -> dict:
             else:
                 cur.execute(
                     f"INSERT INTO {activity} (workspace_id, cio_id, kind, data, forgotten, "
-                    f"created_at) SELECT workspace_id, cio_id, 'deleted', '{{\"source\": \"ui\"}}', "
-                    f"false, %s FROM {person} WHERE id = ANY(%s)",
+                    f"created_at) SELECT workspace_id, cio_id, 'deleted', "
+                    f"'{{\"source\": \"ui\"}}', false, %s FROM {person} WHERE id = ANY(%s)",
                     [now, ids],
                 )
             cur.execute(f"DELETE FROM {person} WHERE id = ANY(%s)", [ids])

@@ -559,7 +559,7 @@ class Wrk:
             raise
         # communicate() reaped it: its CPU is in this process's children's rusage.
         cls.process = None
-        line = next((l for l in out.splitlines() if l.startswith("WRKJSON ")), None)
+        line = next((row for row in out.splitlines() if row.startswith("WRKJSON ")), None)
         if line is None:
             raise RuntimeError(f"wrk printed no result:\n{out}\n{err}")
         return json.loads(line[len("WRKJSON "):]), 0.0, err.strip()
@@ -774,8 +774,9 @@ def summarise_profile(path: Path, top: int = 15) -> dict:
             bucket = "idle: waiting for a request"
         elif leaf.startswith("ClientCursorMixin._execute_send "):
             bucket = "sending a query (socket write; the worker may lose the CPU here)"
-        elif leaf.startswith(("Connection.wait ", "BaseConnection._exec_command ", "wait_c",
-                              "wait_epoll", "wait_select", "wait_poll")) or "psycopg/waiting" in leaf:
+        elif "psycopg/waiting" in leaf or leaf.startswith((
+                "Connection.wait ", "BaseConnection._exec_command ", "wait_c",
+                "wait_epoll", "wait_select", "wait_poll")):
             bucket = "blocked on PostgreSQL (query result or COMMIT)"
         else:
             bucket = "running: " + (_layer(leaf) or "other (C builtins, stdlib)")
@@ -961,7 +962,7 @@ def _parallel_copy(conns: list, parts: list[list[tuple[str, str, bytes]]]) -> No
             errors.append(error)
 
     threads = [threading.Thread(target=worker, args=(conn, part))
-               for conn, part in zip(conns, parts)]
+               for conn, part in zip(conns, parts, strict=True)]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -1207,9 +1208,9 @@ def main() -> int:
         "date": started.isoformat(timespec="seconds"),
         "command": " ".join([".venv/bin/python", "bench/ingest.py", *sys.argv[1:]]),
         "cores": os.cpu_count(),
-        "cpu": next((l.split(":", 1)[1].strip() for l in
+        "cpu": next((line.split(":", 1)[1].strip() for line in
                      Path("/proc/cpuinfo").read_text().splitlines()
-                     if l.startswith("model name")), platform.processor()),
+                     if line.startswith("model name")), platform.processor()),
         "postgres": postgres_version(),
         "python": platform.python_version(),
         "git": subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT,

@@ -337,7 +337,8 @@ class CustomersAttributesView(AppView):
         id_type = id_type_param(request, self.workspace)
         ids = request.data.get("ids") if isinstance(request.data, dict) else None
         if not isinstance(ids, list) or not 1 <= len(ids) <= 100:
-            raise services.InvalidInput.single("ids", "invalid", "ids must be a list of 1 to 100 identifiers")
+            raise services.InvalidInput.single(
+                "ids", "invalid", "ids must be a list of 1 to 100 identifiers")
         refs = [app_ref(self.workspace, id_type, str(value)) for value in ids]
         column = {"id": "customer_id", "email": "email_key", "cio_id": "cio_id"}[id_type]
         if id_type == "email":

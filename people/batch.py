@@ -35,8 +35,8 @@ from people.services.identify import (
     is_stale,
     read_identify_body,
 )
-from people.signals import StoredEvent
 from people.services.suppression import suppressed_now
+from people.signals import StoredEvent
 
 MAX_OPERATION_BYTES = 32 * 1024
 MAX_BATCH_BYTES = 500 * 1024

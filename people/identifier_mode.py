@@ -17,6 +17,7 @@ from people.models import Person, Suppression
 from people.services import forget_suppressed_emails
 from people.validation import email_key
 
+
 @dataclass(frozen=True)
 class DuplicateEmail:
     """An email (lowercased) that several people of a workspace share."""

@@ -50,11 +50,11 @@ class Person(models.Model):
         Workspace, on_delete=models.CASCADE, related_name="people", db_index=False
     )
     cio_id = models.CharField(max_length=32, default=generate_cio_id, editable=False)
-    customer_id = models.CharField("id", max_length=150, null=True, blank=True)
-    email = models.CharField(max_length=254, null=True, blank=True)
+    customer_id = models.CharField("id", max_length=150, null=True, blank=True)  # noqa: DJ001 - NULL: no id, unique only when set
+    email = models.CharField(max_length=254, null=True, blank=True)  # noqa: DJ001 - NULL: no email
     # The lowercased email, set only where email is an identifier, so that the database
     # keeps it unique per workspace, case-insensitively.
-    email_key = models.CharField(max_length=254, null=True, blank=True, editable=False)
+    email_key = models.CharField(max_length=254, null=True, blank=True, editable=False)  # noqa: DJ001 - NULL: not an identifier, unique only when set
     attributes = models.JSONField(default=dict, blank=True)
     unsubscribed = models.BooleanField(default=False)
     created_at = models.DateTimeField()
@@ -115,12 +115,12 @@ class Event(models.Model):
         Person, on_delete=models.CASCADE, null=True, blank=True, related_name="events",
         db_index=False,
     )
-    anonymous_id = models.CharField(max_length=150, null=True, blank=True)
+    anonymous_id = models.CharField(max_length=150, null=True, blank=True)  # noqa: DJ001 - NULL: not anonymous, indexed only when set
     name = models.CharField(max_length=100)
     type = models.CharField(max_length=8, choices=Type.choices, default=Type.EVENT)
     timestamp = models.DateTimeField()
     data = models.JSONField(default=dict, blank=True)
-    dedup_id = models.CharField(max_length=64, null=True, blank=True)
+    dedup_id = models.CharField(max_length=64, null=True, blank=True)  # noqa: DJ001 - NULL: no event id, unique only when set
     received_at = models.DateTimeField()
 
     objects = EventQuerySet.as_manager()
@@ -241,7 +241,7 @@ class Activity(models.Model):
         Workspace, on_delete=models.CASCADE, related_name="+", db_index=False
     )
     # Null once the person is forgotten (deleted and suppressed).
-    cio_id = models.CharField(max_length=32, null=True, blank=True)
+    cio_id = models.CharField(max_length=32, null=True, blank=True)  # noqa: DJ001 - NULL: forgotten
     kind = models.CharField(max_length=24, choices=Kind.choices)
     data = models.JSONField(default=dict, blank=True)
     forgotten = models.BooleanField(default=False)

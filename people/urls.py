@@ -29,8 +29,8 @@ track_v1_patterns = [
 app_api_patterns = [
     path("customers/attributes", api.CustomersAttributesView.as_view(),
          name="customers-attributes"),
-    re_path(r"^customers/(?P<customer_id>[\s\S]+)/attributes$", api.CustomerAttributesView.as_view(),
-            name="customer-attributes"),
+    re_path(r"^customers/(?P<customer_id>[\s\S]+)/attributes$",
+            api.CustomerAttributesView.as_view(), name="customer-attributes"),
 ]
 
 track_v2_patterns = [

@@ -115,7 +115,8 @@ def identifier_problems(kind: str, value: Any, *, field: str) -> list[Problem]:
     if not text.strip():
         return [Problem(field, "empty", f"{field} cannot be empty")]
     if has_unstorable(text):
-        return [Problem(field, "invalid_value", f"{field} cannot contain NUL characters or unpaired surrogates")]
+        return [Problem(field, "invalid_value",
+                        f"{field} cannot contain NUL characters or unpaired surrogates")]
     if byte_length(text) > MAX_IDENTIFIER_BYTES:
         return [
             Problem(
@@ -141,7 +142,8 @@ def attribute_problems(attributes: dict, *, field_prefix: str = "") -> list[Prob
     for name, value in attributes.items():
         field = f"{field_prefix}{name}"
         if not name:
-            problems.append(Problem(field or "attributes", "empty", "attribute names cannot be empty"))
+            problems.append(
+                Problem(field or "attributes", "empty", "attribute names cannot be empty"))
         elif byte_length(name) > MAX_ATTRIBUTE_NAME_BYTES:
             problems.append(
                 Problem(
@@ -167,8 +169,9 @@ def attribute_problems(attributes: dict, *, field_prefix: str = "") -> list[Prob
                 )
             )
         if has_unstorable(name):
-            problems.append(Problem(field, "invalid_value",
-                                    f"attribute '{name}' cannot contain NUL characters or unpaired surrogates"))
+            problems.append(Problem(
+                field, "invalid_value",
+                f"attribute '{name}' cannot contain NUL characters or unpaired surrogates"))
         elif problem := value_problem(value, field=field):
             problems.append(problem)
         if (not field_prefix and name == SUBSCRIPTION_PREFERENCES
@@ -251,7 +254,8 @@ def event_problems(name: Any, data: Any, *, field_prefix: str = "") -> list[Prob
         problems.append(Problem(f"{field_prefix}name", "invalid_value",
                                 "event name cannot contain NUL characters or unpaired surrogates"))
     if data is not None and not isinstance(data, dict):
-        problems.append(Problem(f"{field_prefix}data", "invalid_type", "event data must be an object"))
+        problems.append(
+            Problem(f"{field_prefix}data", "invalid_type", "event data must be an object"))
     elif data and (problem := value_problem(data, field=f"{field_prefix}data")):
         problems.append(problem)
     elif data and json_bytes(data) > MAX_EVENT_DATA_BYTES:

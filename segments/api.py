@@ -98,7 +98,8 @@ def _conditions_problem(error: ConditionError) -> InvalidInput:
 
 
 class SegmentListView(AppView):
-    @extend_schema(summary="List segments", operation_id="v1_segments_list", responses={200: OpenApiTypes.OBJECT, **APP_RESPONSES})
+    @extend_schema(summary="List segments", operation_id="v1_segments_list",
+                   responses={200: OpenApiTypes.OBJECT, **APP_RESPONSES})
     def get(self, request):
         segments = Segment.objects.in_workspace(self.workspace).order_by("pk")
         return Response({"segments": [segment_payload(segment) for segment in segments]})

@@ -71,6 +71,9 @@ class Membership(models.Model):
             models.UniqueConstraint(fields=["segment", "person"], name="membership_unique"),
         ]
 
+    def __str__(self):
+        return f"Person {self.person_id} in segment {self.segment_id}"
+
 
 class MembershipJob(BackgroundJob):
     """People added to a manual segment or removed from it, in batches in the background."""
@@ -132,6 +135,9 @@ class MembershipChange(models.Model):
             models.Index(fields=["workspace", "id"], name="membershipchange_ws_idx"),
         ]
 
+    def __str__(self):
+        return f"Person {self.person_id} {self.change} segment {self.segment_id}"
+
 
 class PendingEvaluation(models.Model):
     """A person whose memberships must be re-evaluated (coalesces bursts of changes)."""
@@ -145,6 +151,9 @@ class PendingEvaluation(models.Model):
             models.UniqueConstraint(fields=["workspace", "person_id"], name="pending_unique"),
         ]
 
+    def __str__(self):
+        return f"Person {self.person_id} awaiting evaluation"
+
 
 class EvaluationTicket(models.Model):
     """When a task to evaluate the workspace's pending people was last queued.
@@ -157,6 +166,10 @@ class EvaluationTicket(models.Model):
 
     workspace = models.OneToOneField(Workspace, on_delete=models.CASCADE, related_name="+")
     queued_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self):
+        state = f"queued at {self.queued_at:%Y-%m-%d %H:%M:%S}" if self.queued else "not queued"
+        return f"Evaluation ticket of workspace {self.workspace_id}: {state}"
 
     @property
     def queued(self) -> bool:

@@ -70,12 +70,12 @@ def test_a_viewer_is_offered_no_deletion(viewer_page, workspace):
     viewer_page.goto(f"/people/{ada.cio_id}/")
     expect(viewer_page.locator("#delete-person")).to_have_count(0)
     # A forged POST, with the page's own CSRF token, is refused.
-    status = viewer_page.evaluate("""async () => {
+    status = viewer_page.evaluate("""async (person) => {
         const token = document.querySelector('[name=csrfmiddlewaretoken]').value;
-        const body = new URLSearchParams({person: '%s', csrfmiddlewaretoken: token});
+        const body = new URLSearchParams({person, csrfmiddlewaretoken: token});
         const response = await fetch('/people/delete/', {method: 'POST', body});
         return response.status;
-    }""" % ada.pk)
+    }""", str(ada.pk))
     assert status == 403
     assert Person.objects.filter(pk=ada.pk).exists()
 

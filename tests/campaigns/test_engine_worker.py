@@ -51,7 +51,8 @@ def test_killed_workers_apply_every_step_exactly_once(cluster, workspace, broker
     for _ in range(KILLS):
         workers = [cluster(**broker).start() for _ in range(2)]
         sweep()
-        assert wait_for(lambda: JourneyStep.objects.count() >= steps_done + 300, timeout=90)
+        assert wait_for(lambda done=steps_done: JourneyStep.objects.count() >= done + 300,
+                        timeout=90)
         for worker in workers:
             worker.kill()  # SIGKILL, mid-batch
         steps_done = JourneyStep.objects.count()

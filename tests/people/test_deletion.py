@@ -250,7 +250,8 @@ def test_merge_moves_only_the_last_30_days_of_events(workspace):
 
 def test_merge_needs_both_people(workspace):
     make_person(workspace, "s1")
-    result = services.merge_people(workspace, primary=Ref("id", "nobody"), secondary=Ref("id", "s1"))
+    result = services.merge_people(workspace, primary=Ref("id", "nobody"),
+                                   secondary=Ref("id", "s1"))
     assert result.outcome == Outcome.NOT_FOUND
     assert Person.objects.filter(customer_id="s1").exists()
 

@@ -68,8 +68,8 @@ def test_a_killed_worker_loses_nothing_and_the_job_finishes_with_the_right_count
     cluster(ENGAGE_DELETE_BATCH_SIZE=500, **broker).start()
     assert wait_for(lambda: DeletionJob.objects.get(pk=job.pk).is_finished,
                     timeout=RESUMED_WITHIN, interval=0.2)
-    print(f"{'redis' if broker else 'orm'} broker: the job finished {time.monotonic() - killed_at:.1f} s after "
-          "its worker was killed")
+    print(f"{'redis' if broker else 'orm'} broker: the job finished "
+          f"{time.monotonic() - killed_at:.1f} s after its worker was killed")
 
     job.refresh_from_db()
     assert (job.state, job.total, job.done, job.deleted, job.already_gone, job.suppressed) == (

@@ -85,9 +85,11 @@ def test_delete_device(workspace):
     person = make_person(workspace, "u1")
     services.add_device(workspace, Ref("id", "u1"), token="tok", platform="ios")
 
-    assert services.delete_device(workspace, Ref("id", "u2"), token="tok").outcome == Outcome.NOT_FOUND
+    result = services.delete_device(workspace, Ref("id", "u2"), token="tok")
+    assert result.outcome == Outcome.NOT_FOUND
     assert Device.objects.exists()
-    assert services.delete_device(workspace, Ref("id", "u1"), token="tok").outcome == Outcome.UPDATED
+    result = services.delete_device(workspace, Ref("id", "u1"), token="tok")
+    assert result.outcome == Outcome.UPDATED
     assert not Device.objects.exists()
     assert Activity.objects.filter(cio_id=person.cio_id, kind=Activity.Kind.DEVICE_REMOVED).exists()
 

@@ -32,7 +32,8 @@ def test_identifier_over_150_bytes(workspace):
 
 def test_body_id_over_150_bytes(workspace):
     problems = problems_of(
-        lambda: services.identify_person(workspace, Ref("email", "a@example.com"), {"id": "x" * 151})
+        lambda: services.identify_person(
+            workspace, Ref("email", "a@example.com"), {"id": "x" * 151})
     )
     assert problems[0].field == "id"
     assert_nothing_written()

@@ -255,8 +255,9 @@ def test_person_page_shows_everything_about_them(client, viewer, workspace):
 
 def test_editors_set_attributes_through_identify(client, editor, workspace):
     ada = make_person(workspace, "ada", plan="free")
-    client.post(reverse("person-set-attribute", args=[ada.cio_id]), {"name": "plan", "value": "pro"})
-    client.post(reverse("person-set-attribute", args=[ada.cio_id]), {"name": "seats", "value": "3"})
+    set_attribute = reverse("person-set-attribute", args=[ada.cio_id])
+    client.post(set_attribute, {"name": "plan", "value": "pro"})
+    client.post(set_attribute, {"name": "seats", "value": "3"})
     ada.refresh_from_db()
     assert ada.attributes == {"plan": "pro", "seats": 3}
     response = client.post(reverse("person-set-attribute", args=[ada.cio_id]),

@@ -188,7 +188,9 @@ def test_workspaces_without_data_driven_segments_queue_nothing(workspace):
     assert not PendingEvaluation.objects.exists()
 
 
-def test_evaluating_people_reads_all_segments_at_once(workspace, live, django_assert_max_num_queries):
+def test_evaluating_people_reads_all_segments_at_once(
+    workspace, live, django_assert_max_num_queries
+):
     for number in range(10):
         live(services.create_segment, workspace, name=f"S{number}", conditions_tree={
             "attribute": {"field": "score", "operator": "gt", "value": number}})

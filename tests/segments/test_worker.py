@@ -28,7 +28,7 @@ def test_membership_follows_an_identify_with_a_running_worker(worker, workspace)
         started = time.monotonic()
         person = people.identify_person(workspace, Ref("id", "ada"), {"plan": plan}).person
         member = Membership.objects.filter(segment=segment, person=person)
-        assert wait_for(lambda: member.exists() == (plan == "pro"))
+        assert wait_for(lambda member=member, plan=plan: member.exists() == (plan == "pro"))
         latencies.append(time.monotonic() - started)
     print("membership followed the identify after", ", ".join(f"{s:.2f}s" for s in latencies))
     # Within 2 seconds, as promised; the best of three keeps a busy CI machine from

@@ -131,7 +131,8 @@ class Command(BaseCommand):
                 when = signed_up + (now - signed_up) * rng.random()
                 kind = rng.random()
                 if kind < 0.5:
-                    services.track_event(workspace, ref, name="login", timestamp=int(when.timestamp()))
+                    services.track_event(workspace, ref, name="login",
+                                         timestamp=int(when.timestamp()))
                 elif kind < 0.8:
                     services.track_event(workspace, ref, name=rng.choice(PAGES), type="page",
                                          timestamp=int(when.timestamp()))

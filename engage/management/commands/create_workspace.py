@@ -29,7 +29,8 @@ class Command(BaseCommand):
         try:
             ZoneInfo(timezone)
         except (ZoneInfoNotFoundError, ValueError):
-            raise CommandError(f"{timezone!r} is not a time zone name (e.g. Europe/Berlin).")
+            raise CommandError(
+                f"{timezone!r} is not a time zone name (e.g. Europe/Berlin).") from None
         user = None
         if owner:
             user = get_user_model().objects.filter(username=owner).first()
