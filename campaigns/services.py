@@ -367,4 +367,7 @@ def move_journeys(workspace: Workspace, primary_id: int, secondary_id: int) -> N
         state=Journey.State.EXITED, exit_reason="merged", ended_at=now, next_run_at=None,
         lease_until=None)
     cio_id = Person.objects.filter(pk=primary_id).values("cio_id")[:1]
+    moved = list(theirs.values_list("pk", flat=True))
     theirs.update(person_id=primary_id, cio_id=Subquery(cio_id))
+    # Their messages follow them, so the primary's deletion or suppression finds them.
+    Delivery.objects.filter(journey_id__in=moved).update(cio_id=Subquery(cio_id))

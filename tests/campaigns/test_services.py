@@ -136,3 +136,16 @@ def test_a_merge_moves_journeys_without_a_second_one_in_a_campaign(workspace, se
     assert (duplicate.state, duplicate.exit_reason, duplicate.person_id) == (
         "exited", "merged", None)
     assert (moved.person_id, moved.cio_id, moved.state) == (primary.pk, primary.cio_id, "active")
+
+
+def test_messages_of_moved_journeys_follow_the_primary_person(workspace, segment):
+    other = services.create_campaign(workspace, welcome(segment, name="Other"))
+    primary = make_person(workspace, "p1")
+    secondary = make_person(workspace, "s1")
+    sent = delivery(journey(other, secondary, "s"), Delivery.State.SENT)
+
+    people.merge_people(workspace, primary=Ref("id", "p1"), secondary=Ref("id", "s1"))
+    people.suppress_identifier(workspace, Ref("id", "p1"))
+
+    sent.refresh_from_db()
+    assert (sent.cio_id, sent.recipient) == (None, "")  # forgotten with the primary
