@@ -13,7 +13,9 @@ from tests.workers import cluster, needs_shared_database, real_tasks, redis_url,
 
 pytestmark = needs_shared_database
 
-PEOPLE = 1500
+PEOPLE = 1200
+# Generous bounds: on a loaded 2-core machine a cluster takes seconds to start.
+ROUND_TIMEOUT = 240
 KILLS = 3
 
 
@@ -51,8 +53,8 @@ def test_killed_workers_apply_every_step_exactly_once(cluster, workspace, broker
     for _ in range(KILLS):
         workers = [cluster(**broker).start() for _ in range(2)]
         sweep()
-        assert wait_for(lambda done=steps_done: JourneyStep.objects.count() >= done + 300,
-                        timeout=90)
+        assert wait_for(lambda done=steps_done: JourneyStep.objects.count() >= done + 150,
+                        timeout=ROUND_TIMEOUT)
         for worker in workers:
             worker.kill()  # SIGKILL, mid-batch
         steps_done = JourneyStep.objects.count()
@@ -63,7 +65,7 @@ def test_killed_workers_apply_every_step_exactly_once(cluster, workspace, broker
 
     workers = [cluster(**broker).start() for _ in range(2)]
     sweep()
-    assert wait_for(lambda: not Journey.objects.filter(state="active").exists(), timeout=180,
+    assert wait_for(lambda: not Journey.objects.filter(state="active").exists(), timeout=600,
                     interval=0.5), Journey.objects.filter(state="active").count()
 
     assert Journey.objects.filter(state="finished").count() == PEOPLE
