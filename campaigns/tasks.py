@@ -8,13 +8,25 @@ from campaigns import engine
 # runs within about a second while a worker runs, without a task per journey.
 SWEEP_SECONDS = 55
 IDLE_PAUSE = 0.5
+RESUME_EVERY = 10
 
 
 def advance_journeys(seconds: float = SWEEP_SECONDS) -> int:
-    """Advance due journeys for ``seconds``, pausing briefly when none are due."""
+    """Advance due journeys for ``seconds``, pausing briefly when none are due.
+
+    Every RESUME_EVERY seconds it also hands out again background jobs whose worker died
+    (a lapsed lease), so that while any worker runs, a job is picked up again well within
+    a minute, not only when the one-minute schedule next fires.
+    """
+    from engage import jobs
+
     deadline = time.monotonic() + seconds
+    next_resume = time.monotonic()
     advanced = 0
     while True:
+        if time.monotonic() >= next_resume:
+            jobs.resume_every_stalled()
+            next_resume = time.monotonic() + RESUME_EVERY
         done = engine.advance_due()
         advanced += done
         if time.monotonic() >= deadline:

@@ -9,7 +9,7 @@ import time_machine
 from django.db import connection, connections
 from django.utils import timezone
 
-from campaigns import engine, services
+from campaigns import engine, services, tasks
 from campaigns.models import Campaign, Delivery, Journey, JourneyStep
 from people.models import Event, Person, Suppression
 from segments.services import add_to_segment, create_segment, remove_from_segment
@@ -365,3 +365,25 @@ def test_two_workers_never_apply_one_step_twice(workspace, vip):
     assert Event.objects.filter(name="second").count() == 300
     assert JourneyStep.objects.count() == 900
     assert timezone.now()  # the database is still answering after the race
+
+
+@pytest.mark.django_db
+def test_the_journey_sweeper_also_resumes_jobs_whose_worker_died(
+        workspace, django_capture_on_commit_callbacks):
+    from engage import jobs
+    from tests.chores.models import Chore
+
+    for number in range(3):
+        make_person(workspace, f"u{number}")
+    with django_capture_on_commit_callbacks(execute=False):
+        chore = jobs.start(Chore(description="everyone"), Person.objects.all())
+    died_at = timezone.now() - jobs.LEASE - timedelta(seconds=1)  # its lease has lapsed
+    Chore.objects.filter(pk=chore.pk).update(state="running", lease_owner="killed",
+                                             updated_at=died_at,
+                                             leased_until=died_at + jobs.LEASE)
+
+    with django_capture_on_commit_callbacks(execute=True):  # the resumed task runs inline
+        tasks.advance_journeys(seconds=0)
+
+    chore.refresh_from_db()
+    assert (chore.state, chore.done) == ("done", 3)
