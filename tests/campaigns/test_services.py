@@ -140,7 +140,7 @@ def test_a_merge_moves_journeys_without_a_second_one_in_a_campaign(workspace, se
 
 def test_messages_of_moved_journeys_follow_the_primary_person(workspace, segment):
     other = services.create_campaign(workspace, welcome(segment, name="Other"))
-    primary = make_person(workspace, "p1")
+    make_person(workspace, "p1")
     secondary = make_person(workspace, "s1")
     sent = delivery(journey(other, secondary, "s"), Delivery.State.SENT)
 
