@@ -25,7 +25,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from django.db import connection, transaction
 from django.utils import timezone
 
-from campaigns import liquid, triggers
+from campaigns import liquid
+from campaigns.definition import DATA_TRIGGERS
 from campaigns.models import Campaign, Delivery, Journey, JourneyStep
 from campaigns.workflow import Workflow
 from engage.sql import insert_rows
@@ -182,7 +183,7 @@ class Run:
             if step is None:
                 return self.end(End(Journey.State.FINISHED, "finished"), None)
             # A data campaign's step acts on the person it names (campaigns.triggers).
-            move = triggers.bind_person(self, step) or STEP_RUNNERS[step["type"]](self, step)
+            move = bind_person(self, step) or STEP_RUNNERS[step["type"]](self, step)
             if isinstance(move, Wait):
                 if move.outcome and not journey.step_data.get("waiting"):
                     self.record(step, move.outcome, move.data)
@@ -311,6 +312,41 @@ class Run:
 
 
 # --- the steps -------------------------------------------------------------------------
+
+
+def bind_person(run: "Run", step: dict) -> "Next | None":
+    """Give a data campaign's step the person it names; None when it may go on.
+
+    Only data campaigns (webhook, API) name a person on a step. The identifier is
+    rendered with the trigger's data; the person is found, or, for an attribute update,
+    created through the people services (a suppressed identifier creates nobody).
+    Otherwise the step is skipped or fails, visibly.
+    """
+    if run.campaign.trigger not in DATA_TRIGGERS:
+        return None
+    run.journey.person = None  # each step acts on the person it names, or on nobody
+    named = step.get("person")
+    if not named:
+        return None
+    ((kind, template),) = named.items()
+    try:
+        value = liquid.render(template, run.liquid_context()).strip()
+    except liquid.TemplateError as error:
+        return Next("failed", {"reason": f"person: {error}"})
+    if not value:
+        return Next("skipped", {"reason": f"the step's {kind} is empty"})
+    workspace = run.campaign.workspace
+    person = Person.objects.with_identifier(workspace, kind, value).order_by("pk").first()
+    if person is None and step["type"] == "update_attributes":
+        try:
+            person = people.identify_person(workspace, people.Ref(kind, value), {}).person
+        except people.InvalidInput as error:
+            return Next("failed", {"reason": str(error)})
+    if person is None:
+        return Next("skipped", {"reason": f"nobody has the {kind} {value}"})
+    run.journey.person = person
+    return None
+
 
 
 def _duration(value: dict) -> timedelta:

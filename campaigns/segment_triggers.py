@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from campaigns import engine
 from campaigns.models import Campaign
+from segments.conditions import matching_people
 from segments.log import ENTERED, EXITED, read_changes
 from segments.models import MembershipChange
 
@@ -57,11 +58,47 @@ def entry_key(campaign: Campaign, person_id: int, change_id: int) -> str:
     return f"p{person_id}:m{change_id}"
 
 
+def trigger_tree(definition: dict) -> dict | None:
+    """Return the condition tree (segment contract) a segments trigger and filters make."""
+    trigger = definition["trigger"].get("segments")
+    if trigger is None:
+        return None
+    parts = [{"segment": {"id": item["id"]}} if item["in"]
+             else {"not": {"segment": {"id": item["id"]}}} for item in trigger["segments"]]
+    tree = {"and" if trigger["match"] == "all" else "or": parts}
+    if definition.get("filters"):
+        tree = {"and": [tree, definition["filters"]]}
+    return tree
+
+
+def start_key(campaign: Campaign, person_id: int) -> str:
+    """Return the entry key of ``person_id``, matching when the campaign (re)starts.
+
+    With frequency "once", one key per person ever: nobody enters twice, whatever
+    replays or restarts happen. Otherwise one key per start of the campaign.
+    """
+    if campaign.definition["frequency"]["mode"] == "once":
+        return f"p{person_id}"
+    return f"p{person_id}:s{int(campaign.started_at.timestamp())}"
+
+
+def enter_current_matches(campaign: Campaign) -> int:
+    """Enter everyone who matches the segments trigger now, in batches; return how many."""
+    tree = trigger_tree(campaign.definition)
+    matching = matching_people(campaign.workspace, tree).order_by("pk")
+    entered, last = 0, 0
+    while True:
+        batch = list(matching.filter(pk__gt=last).values_list("pk", "cio_id")[:PAGE])
+        if not batch:
+            return entered
+        with transaction.atomic():
+            entered += engine.enter(campaign, [
+                engine.Entry(start_key(campaign, pk), pk, cio_id) for pk, cio_id in batch])
+        last = batch[-1][0]
+
+
 def enter_from_log(campaign_id: int) -> int:
     """Read the campaign's trigger segments' log to its end, entering whoever came to match."""
-    from campaigns.services import trigger_tree
-    from segments.conditions import matching_people
-
     entered = 0
     while True:
         with transaction.atomic():

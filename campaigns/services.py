@@ -150,50 +150,8 @@ def start_campaign(campaign: Campaign, *, audience: str = Audience.CURRENT_AND_F
             # below (current and future), or not at all (future only).
             segment_triggers.start_at_head(current)
     if current.trigger == Campaign.Trigger.SEGMENTS and audience == Audience.CURRENT_AND_FUTURE:
-        enter_current_matches(current)
+        segment_triggers.enter_current_matches(current)
     return current
-
-
-def trigger_tree(definition: dict) -> dict | None:
-    """Return the condition tree (segment contract) a segments trigger and filters make."""
-    trigger = definition["trigger"].get("segments")
-    if trigger is None:
-        return None
-    parts = [{"segment": {"id": item["id"]}} if item["in"]
-             else {"not": {"segment": {"id": item["id"]}}} for item in trigger["segments"]]
-    tree = {"and" if trigger["match"] == "all" else "or": parts}
-    if definition.get("filters"):
-        tree = {"and": [tree, definition["filters"]]}
-    return tree
-
-
-def entry_key(campaign: Campaign, person_id: int) -> str:
-    """Return the key a segment-triggered entry of ``person_id`` starts now takes.
-
-    With frequency "once", one key per person ever: nobody enters twice, whatever
-    replays or restarts happen. Otherwise one key per start of the campaign.
-    """
-    if campaign.definition["frequency"]["mode"] == "once":
-        return f"p{person_id}"
-    return f"p{person_id}:s{int(campaign.started_at.timestamp())}"
-
-
-def enter_current_matches(campaign: Campaign) -> int:
-    """Enter everyone who matches the segments trigger now, in batches; return how many."""
-    from campaigns import engine
-    from segments.conditions import matching_people
-
-    tree = trigger_tree(campaign.definition)
-    matching = matching_people(campaign.workspace, tree).order_by("pk")
-    entered, last = 0, 0
-    while True:
-        batch = list(matching.filter(pk__gt=last).values_list("pk", "cio_id")[:BATCH_SIZE])
-        if not batch:
-            return entered
-        with transaction.atomic():
-            entered += engine.enter(campaign, [
-                engine.Entry(entry_key(campaign, pk), pk, cio_id) for pk, cio_id in batch])
-        last = batch[-1][0]
 
 
 def stop_campaign(campaign: Campaign, *, journeys: str = "exit") -> Campaign:

@@ -24,8 +24,7 @@ from datetime import datetime, timedelta
 from django.db import connection, transaction
 from django.utils import timezone
 
-from campaigns import engine, liquid
-from campaigns.definition import DATA_TRIGGERS
+from campaigns import engine
 from campaigns.models import Campaign, Journey, PendingEntry
 from engage.models import Workspace
 from engage.sql import in_ids, insert_rows
@@ -276,37 +275,3 @@ def receive_webhook(token: str, body, *, request_id: str | None = None) -> Journ
     key = f"r{request_id or uuid.uuid4().hex}"
     engine.enter(campaign, [engine.Entry(key, None, None, {"trigger": body})])
     return Journey.objects.get(campaign=campaign, entry_key=key)
-
-
-def bind_person(run: "engine.Run", step: dict) -> "engine.Next | None":
-    """Give a data campaign's step the person it names; None when it may go on.
-
-    Only data campaigns (webhook, API) name a person on a step. The identifier is
-    rendered with the trigger's data; the person is found, or, for an attribute update,
-    created through the people services (a suppressed identifier creates nobody).
-    Otherwise the step is skipped or fails, visibly.
-    """
-    if run.campaign.trigger not in DATA_TRIGGERS:
-        return None
-    run.journey.person = None  # each step acts on the person it names, or on nobody
-    named = step.get("person")
-    if not named:
-        return None
-    ((kind, template),) = named.items()
-    try:
-        value = liquid.render(template, run.liquid_context()).strip()
-    except liquid.TemplateError as error:
-        return engine.Next("failed", {"reason": f"person: {error}"})
-    if not value:
-        return engine.Next("skipped", {"reason": f"the step's {kind} is empty"})
-    workspace = run.campaign.workspace
-    person = Person.objects.with_identifier(workspace, kind, value).order_by("pk").first()
-    if person is None and step["type"] == "update_attributes":
-        try:
-            person = people.identify_person(workspace, people.Ref(kind, value), {}).person
-        except people.InvalidInput as error:
-            return engine.Next("failed", {"reason": str(error)})
-    if person is None:
-        return engine.Next("skipped", {"reason": f"nobody has the {kind} {value}"})
-    run.journey.person = person
-    return None

@@ -4,7 +4,7 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from campaigns import engine, services
+from campaigns import engine, segment_triggers, services
 from campaigns.definition import DefinitionError
 from campaigns.models import Campaign, Delivery, Journey, JourneyStep
 from segments.models import Segment
@@ -34,7 +34,7 @@ def members(workspace, segment, count):
 
 
 def test_start_with_current_people_enters_everyone_who_matches(workspace, vip, monkeypatch):
-    monkeypatch.setattr(services, "BATCH_SIZE", 2)  # several batches
+    monkeypatch.setattr(segment_triggers, "PAGE", 2)  # several batches
     members(workspace, vip, 5)
     make_person(workspace, "outsider")
     campaign = campaign_for(workspace, vip)
