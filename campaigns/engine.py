@@ -177,6 +177,11 @@ class Run:
             return self.end(End(Journey.State.EXITED, f"campaign_{self.campaign.state}"), None)
         if journey.person_id is None and self.campaign.trigger not in ("webhook", "api"):
             return self.end(End(Journey.State.EXITED, "person_deleted"), None)
+        if not journey.step_id and journey.seq == 0 and journey.person_id is not None:
+            from campaigns.goals import goal_met_on_entry
+
+            if goal_met_on_entry(self.campaign, journey.person_id):
+                return self.end(End(Journey.State.EXITED, "goal_met_on_entry"), None)
         for _ in range(MAX_STEPS_AT_ONCE):
             step = (self.workflow.get(journey.step_id) if journey.step_id
                     else self.workflow.first())

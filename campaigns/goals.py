@@ -5,17 +5,23 @@ A goal event converts when it comes within ``within_days`` after a message of th
 journey (a delivery that was sent or is on its way); the journey and that last message
 are marked converted. With the exit rule "goal" or "goal_or_unmatch", performing the
 goal ends the journey whether or not a message went out, as the seed describes.
-Events reach here through ``events_stored``, after the commit that stored them.
+Events reach here through ``events_stored``, after the commit that stored them; entering
+or leaving a goal segment through that segment's membership log (``segments.log``), read
+with a cursor of the campaign's own when segments announce a change, and every minute.
+A journey that starts with its goal already met (in the goal segment, or out of the one
+to leave) exits at once when the exit rule includes the goal, without converting.
 """
 
 from datetime import timedelta
 
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Max, Q
 
 from campaigns.models import Campaign, Delivery, Journey
 from people.models import Event
 from people.signals import StoredEvent
+from segments.log import ENTERED, EXITED, read_changes
+from segments.models import Membership, MembershipChange
 
 # Deliveries that count as a message the person got (or is getting).
 MESSAGE_STATES = [Delivery.State.SENT, Delivery.State.SENDING, Delivery.State.QUEUED,
@@ -72,3 +78,72 @@ def reach_goal(campaign: Campaign, moments: list[tuple[int, object]]) -> int:
                     state=Journey.State.EXITED, exit_reason="goal", ended_at=moment,
                     next_run_at=None, lease_until=None)
     return converted
+
+
+# --- goals of entering or leaving a segment ----------------------------------------------
+
+
+def goal_segment(campaign: Campaign) -> tuple[int, str] | None:
+    """Return (segment id, "enters_segment" | "leaves_segment") of a segment goal, or None."""
+    goal = campaign.definition.get("goal") or {}
+    for kind in ("enters_segment", "leaves_segment"):
+        if kind in goal:
+            return goal[kind], kind
+    return None
+
+
+def start_goal_log(campaign: Campaign) -> None:
+    """Have the campaign read its goal segment's log from now on (called on start)."""
+    found = goal_segment(campaign)
+    cursor = {}
+    if found:
+        last = MembershipChange.objects.filter(segment_id=found[0]).aggregate(last=Max("pk"))
+        cursor = {str(found[0]): last["last"] or 0}
+    Campaign.objects.filter(pk=campaign.pk).update(goal_cursor=cursor)
+
+
+def read_goal_log(campaign_id: int) -> int:
+    """Read the campaign's goal segment's log to its end, recording who reached the goal."""
+    converted = 0
+    while True:
+        with transaction.atomic():
+            campaign = (Campaign.objects.select_for_update(skip_locked=True)
+                        .filter(pk=campaign_id, state__in=[Campaign.State.RUNNING,
+                                                          Campaign.State.STOPPING]).first())
+            found = goal_segment(campaign) if campaign else None
+            if found is None:
+                return converted
+            segment_id, kind = found
+            page = read_changes(campaign.workspace, [segment_id], after=campaign.goal_cursor)
+            if not page.changes:
+                return converted
+            wanted = ENTERED if kind == "enters_segment" else EXITED
+            converted += reach_goal(campaign, [(change.person_id, change.at)
+                                               for change in page.changes
+                                               if change.change == wanted])
+            Campaign.objects.filter(pk=campaign.pk).update(
+                goal_cursor={str(key): value for key, value in page.cursor.items()})
+
+
+def read_goal_logs(workspace_id: int | None = None, segment_ids=None) -> int:
+    """Read the goal log of every running campaign (of a workspace, for some segments)."""
+    campaigns = Campaign.objects.filter(state__in=[Campaign.State.RUNNING,
+                                                   Campaign.State.STOPPING])
+    if workspace_id is not None:
+        campaigns = campaigns.filter(workspace_id=workspace_id)
+    converted = 0
+    for campaign in campaigns.only("pk", "definition"):
+        found = goal_segment(campaign)
+        if found and (segment_ids is None or found[0] in segment_ids):
+            converted += read_goal_log(campaign.pk)
+    return converted
+
+
+def goal_met_on_entry(campaign: Campaign, person_id: int) -> bool:
+    """Tell whether a person starting a journey already meets its segment goal."""
+    found = goal_segment(campaign)
+    if found is None or campaign.definition.get("exit") not in ("goal", "goal_or_unmatch"):
+        return False
+    segment_id, kind = found
+    inside = Membership.objects.filter(segment_id=segment_id, person_id=person_id).exists()
+    return inside if kind == "enters_segment" else not inside

@@ -59,6 +59,8 @@ class Campaign(models.Model):
     # Segments trigger: how far the membership log has been read (segment id -> last log
     # id, ``segments.log.read_changes``'s cursor).
     log_cursor = models.JSONField(default=dict, blank=True)
+    # A goal of entering or leaving a segment: how far that segment's log has been read.
+    goal_cursor = models.JSONField(default=dict, blank=True)
     # Raised by every saved edit: an edit made against an older version is refused, so
     # two editors never overwrite each other silently.
     version = models.PositiveIntegerField(default=1)

@@ -15,7 +15,7 @@ from django.db.models import (
 from django.utils import timezone
 
 from campaigns import definition as definitions
-from campaigns import segment_triggers
+from campaigns import goals, segment_triggers
 from campaigns.models import Campaign, Delivery, Journey, JourneyStep
 from campaigns.workflow import Workflow
 from engage.models import Workspace
@@ -149,6 +149,7 @@ def start_campaign(campaign: Campaign, *, audience: str = Audience.CURRENT_AND_F
             # From here on the log tells who comes to match; who matches now is entered
             # below (current and future), or not at all (future only).
             segment_triggers.start_at_head(current)
+        goals.start_goal_log(current)
     if current.trigger == Campaign.Trigger.SEGMENTS and audience == Audience.CURRENT_AND_FUTURE:
         segment_triggers.enter_current_matches(current)
     return current

@@ -60,14 +60,20 @@ def enter_due_events() -> int:
 
 
 def enter_from_segments(workspace_id: int, segment_ids: list[int]) -> int:
-    """Enter the people whom a change of these segments made match a campaign's trigger."""
-    from campaigns import segment_triggers
+    """Enter the people whom a change of these segments made match a campaign's trigger,
+    and record the segment goals it met."""
+    from campaigns import goals, segment_triggers
 
-    return segment_triggers.enter_for_workspace(workspace_id, segment_ids)
+    entered = segment_triggers.enter_for_workspace(workspace_id, segment_ids)
+    goals.read_goal_logs(workspace_id, set(segment_ids))
+    return entered
 
 
 def sweep_segment_triggers() -> int:
-    """Read the membership log for every running segment-triggered campaign."""
-    from campaigns import segment_triggers
+    """Read the membership log for every running segment-triggered campaign, and for every
+    campaign with a segment goal."""
+    from campaigns import goals, segment_triggers
 
-    return segment_triggers.enter_for_all()
+    entered = segment_triggers.enter_for_all()
+    goals.read_goal_logs()
+    return entered

@@ -111,3 +111,67 @@ def test_exiting_on_the_goal_needs_no_message(workspace, travel,
     journey.refresh_from_db()
     assert journey.converted_at is None
     assert (journey.state, journey.exit_reason) == ("exited", "goal")
+
+
+def segment_goal_campaign(workspace, goal_segment, kind="enters_segment"):
+    entry = create_segment(workspace, name="Trial")
+    campaign = services.create_campaign(workspace, {
+        "name": "Upgrade", "trigger": {"segments": {"segments": [{"id": entry.pk}]}},
+        "goal": {kind: goal_segment.pk, "within_days": 5}, "exit": "goal",
+        "workflow": {"steps": [{"id": "first", **MAIL},
+                               {"id": "wait", "type": "delay", "duration": {"days": 2}},
+                               {"id": "second", **MAIL}]}})
+    services.start_campaign(campaign, audience="future_only")
+    campaign.refresh_from_db()
+    return campaign
+
+
+def test_entering_the_goal_segment_converts_and_exits(workspace, travel,
+                                                      django_capture_on_commit_callbacks):
+    from segments.services import add_to_segment
+
+    paying = create_segment(workspace, name="Paying")
+    campaign = segment_goal_campaign(workspace, paying)
+    ada = make_person(workspace, "ada", email="ada@example.com")
+    journey = journey_of(campaign, ada)
+    travel.shift(timedelta(hours=3))
+
+    with django_capture_on_commit_callbacks(execute=True):  # the log is read after commit
+        add_to_segment(paying, [ada.pk])
+
+    journey.refresh_from_db()
+    assert journey.converted_at == START + timedelta(hours=3)
+    assert (journey.state, journey.exit_reason) == ("exited", "goal")
+    assert Delivery.objects.get(journey=journey, step_id="first").converted_at is not None
+
+
+def test_leaving_a_segment_can_be_the_goal(workspace, travel,
+                                           django_capture_on_commit_callbacks):
+    from segments.services import add_to_segment, remove_from_segment
+
+    churn = create_segment(workspace, name="At risk")
+    ada = make_person(workspace, "ada", email="ada@example.com")
+    add_to_segment(churn, [ada.pk])
+    campaign = segment_goal_campaign(workspace, churn, kind="leaves_segment")
+    journey = journey_of(campaign, ada)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        remove_from_segment(churn, [ada.pk])
+
+    journey.refresh_from_db()
+    assert journey.converted_at is not None and journey.exit_reason == "goal"
+
+
+def test_people_who_already_meet_the_goal_exit_on_entry(workspace, travel):
+    from segments.services import add_to_segment
+
+    paying = create_segment(workspace, name="Paying")
+    campaign = segment_goal_campaign(workspace, paying)
+    ada = make_person(workspace, "ada", email="ada@example.com")
+    add_to_segment(paying, [ada.pk])
+
+    journey = journey_of(campaign, ada)
+
+    assert (journey.state, journey.exit_reason, journey.converted_at) == (
+        "exited", "goal_met_on_entry", None)
+    assert not Delivery.objects.exists()  # nothing was sent
