@@ -66,6 +66,9 @@ class Campaign(models.Model):
     version = models.PositiveIntegerField(default=1)
     created_at = models.DateTimeField()
     updated_at = models.DateTimeField()
+    # A start scheduled for later, and the audience it starts with.
+    starts_at = models.DateTimeField(null=True, blank=True)
+    start_audience = models.CharField(max_length=20, blank=True)
     first_started_at = models.DateTimeField(null=True, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
     stopped_at = models.DateTimeField(null=True, blank=True)

@@ -1,5 +1,7 @@
 """Every change to campaigns and journeys with business meaning."""
 
+import logging
+
 from django.db import transaction
 from django.db.models import (
     Case,
@@ -20,6 +22,8 @@ from campaigns.models import Campaign, Delivery, Journey, JourneyStep
 from campaigns.workflow import Workflow
 from engage.models import Workspace
 from people.models import Person
+
+log = logging.getLogger(__name__)
 
 
 class StaleEdit(Exception):
@@ -144,7 +148,9 @@ def start_campaign(campaign: Campaign, *, audience: str = Audience.CURRENT_AND_F
         current.started_at = now
         current.first_started_at = current.first_started_at or now
         current.stopped_at = None
-        current.save(update_fields=["state", "started_at", "first_started_at", "stopped_at"])
+        current.starts_at, current.start_audience = None, ""
+        current.save(update_fields=["state", "started_at", "first_started_at", "stopped_at",
+                                    "starts_at", "start_audience"])
         if current.trigger == Campaign.Trigger.SEGMENTS:
             # From here on the log tells who comes to match; who matches now is entered
             # below (current and future), or not at all (future only).
@@ -153,6 +159,45 @@ def start_campaign(campaign: Campaign, *, audience: str = Audience.CURRENT_AND_F
     if current.trigger == Campaign.Trigger.SEGMENTS and audience == Audience.CURRENT_AND_FUTURE:
         segment_triggers.enter_current_matches(current)
     return current
+
+
+def schedule_start(campaign: Campaign, *, at, audience: str = Audience.CURRENT_AND_FUTURE
+                   ) -> Campaign:
+    """Have a draft or stopped campaign start at ``at`` (None: cancel a scheduled start).
+
+    What would keep it from starting now keeps it from being scheduled (DefinitionError);
+    it is checked again when the time comes.
+    """
+    if audience not in Audience.CHOICES:
+        raise ValueError(f"audience must be one of {Audience.CHOICES}")
+    with transaction.atomic():
+        current = _locked(campaign)
+        if current.state not in (Campaign.State.DRAFT, Campaign.State.STOPPED):
+            raise CampaignStateError(f"a {current.state} campaign cannot be scheduled to start")
+        if at is not None:
+            definitions.validate(current.definition, workspace=current.workspace,
+                                 starting=True)
+        current.starts_at, current.start_audience = at, audience if at else ""
+        current.save(update_fields=["starts_at", "start_audience"])
+    return current
+
+
+def start_scheduled_campaigns() -> int:
+    """Start the campaigns whose scheduled start has come; return how many started."""
+    started = 0
+    due = Campaign.objects.filter(starts_at__lte=timezone.now(),
+                                  state__in=[Campaign.State.DRAFT, Campaign.State.STOPPED])
+    for campaign in due:
+        try:
+            start_campaign(campaign, audience=campaign.start_audience or
+                           Audience.CURRENT_AND_FUTURE)
+        except (definitions.DefinitionError, CampaignStateError) as error:
+            # Edited into something that cannot start since: keep it, and say why.
+            Campaign.objects.filter(pk=campaign.pk).update(starts_at=None, start_audience="")
+            log.warning("campaign %s could not start as scheduled: %s", campaign.pk, error)
+            continue
+        started += 1
+    return started
 
 
 def stop_campaign(campaign: Campaign, *, journeys: str = "exit") -> Campaign:

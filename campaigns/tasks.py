@@ -77,3 +77,10 @@ def sweep_segment_triggers() -> int:
     entered = segment_triggers.enter_for_all()
     goals.read_goal_logs()
     return entered
+
+
+def start_scheduled_campaigns() -> int:
+    """Start the campaigns whose scheduled start has come."""
+    from campaigns import services
+
+    return services.start_scheduled_campaigns()

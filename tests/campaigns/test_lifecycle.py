@@ -251,3 +251,40 @@ def test_removing_the_last_steps_finishes_their_journeys(workspace, vip, time_ma
     services.update_campaign(campaign, {**campaign.definition, "workflow": {"steps": []}})
 
     assert set(Journey.objects.values_list("state", flat=True)) == {"finished"}
+
+
+def test_a_scheduled_start_starts_when_its_time_comes(workspace, vip, time_machine):
+    from datetime import timedelta
+
+    from campaigns import tasks
+
+    time_machine.move_to(timezone.now(), tick=False)
+    members(workspace, vip, 2)
+    campaign = campaign_for(workspace, vip)
+    at = timezone.now() + timedelta(hours=2)
+
+    services.schedule_start(campaign, at=at, audience="current_and_future")
+    assert tasks.start_scheduled_campaigns() == 0
+    time_machine.move_to(at)
+    assert tasks.start_scheduled_campaigns() == 1
+
+    campaign.refresh_from_db()
+    assert (campaign.state, campaign.starts_at) == ("running", None)
+    assert Journey.objects.filter(campaign=campaign).count() == 2
+
+
+def test_a_scheduled_start_is_checked_now_and_may_be_cancelled(workspace, vip):
+    from datetime import timedelta
+
+    unready = campaign_for(workspace, vip, [{"type": "email"}])
+    with pytest.raises(DefinitionError):
+        services.schedule_start(unready, at=timezone.now() + timedelta(days=1))
+
+    campaign = campaign_for(workspace, vip)
+    services.schedule_start(campaign, at=timezone.now() - timedelta(minutes=1))
+    services.schedule_start(campaign, at=None)
+    from campaigns import tasks
+
+    assert tasks.start_scheduled_campaigns() == 0
+    campaign.refresh_from_db()
+    assert campaign.state == "draft"
