@@ -276,16 +276,30 @@ class Run:
                 return False
         return self.matches(definition.get("filters"))
 
-    def before_message(self) -> End | str | None:
-        """Apply the exit rule and the filters before a message: End, a skip reason, or None."""
+    def before_message(self) -> End | Wait | str | None:
+        """Apply the exit rule and the filters before a message: End, Wait (a grace
+        period), a reason to skip the message, or None to send it."""
         exit_rule = self.campaign.definition.get("exit")
         if self.person is None:
             return End(Journey.State.EXITED, "person_deleted")
         if exit_rule in ("unmatch", "goal_or_unmatch") and not self.still_triggered():
-            return End(Journey.State.EXITED, "unmatched")
+            return self.grace() or End(Journey.State.EXITED, "unmatched")
         if not self.matches(self.campaign.definition.get("filters")):
             return "the person no longer matches the campaign's filters"
         return None
+
+    def grace(self) -> Wait | None:
+        """Wait out the campaign's grace period for someone who stopped matching, as a
+        segment-triggered campaign allows; None when there is none or it is over."""
+        grace = _duration(self.campaign.definition.get("grace_period") or {})
+        if not grace or self.campaign.trigger != Campaign.Trigger.SEGMENTS:
+            return None
+        until = self.journey.step_data.get("grace_until")
+        until_at = datetime.fromisoformat(until) if until else self.now + grace
+        if until_at <= self.now:
+            return None
+        return Wait(min(until_at, self.now + WAIT_UNTIL_RECHECK), outcome="grace",
+                    data={"until": _stamp(until_at)}, keep={"grace_until": _stamp(until_at)})
 
     def person_ref(self) -> people.Ref:
         return people.Ref("cio_id", self.person.cio_id)
@@ -376,7 +390,7 @@ def step_delay(run: Run, step: dict):
 
 def step_email(run: Run, step: dict):
     check = run.before_message()
-    if isinstance(check, End):
+    if isinstance(check, End | Wait):
         return check
     delivery = run.deliver(step, Delivery.Kind.EMAIL)
     if check and delivery.state in (Delivery.State.QUEUED, Delivery.State.DRAFTED):

@@ -387,3 +387,26 @@ def test_the_journey_sweeper_also_resumes_jobs_whose_worker_died(
 
     chore.refresh_from_db()
     assert (chore.state, chore.done) == ("done", 3)
+
+
+@pytest.mark.django_db
+def test_a_grace_period_lets_people_match_again_before_the_message(workspace, vip, travel):
+    mail = {"type": "email", "from": "a@example.com", "subject": "Hi", "body_html": "x"}
+    campaign = running(workspace, vip, [{"id": "mail", **mail}],
+                       grace_period={"hours": 2})
+    back, gone = make_person(workspace, "back"), make_person(workspace, "gone")
+    back_journey, gone_journey = enter(campaign, back, gone)  # neither is in the segment now
+
+    advance_all()
+    for journey in (back_journey, gone_journey):
+        journey.refresh_from_db()
+        assert (journey.state, journey.step_id) == ("active", "mail")  # waiting in grace
+    add_to_segment(vip, [back.pk])
+    travel.move_to(START + timedelta(hours=2))
+    advance_all()
+
+    back_journey.refresh_from_db()
+    gone_journey.refresh_from_db()
+    assert back_journey.state == "finished"
+    assert (gone_journey.state, gone_journey.exit_reason) == ("exited", "unmatched")
+    assert list(Delivery.objects.values_list("journey", flat=True)) == [back_journey.pk]
