@@ -42,6 +42,10 @@ class ManualSegmentChoiceForm(forms.Form):
             .active().order_by("name"))
 
 
+# Attributes whose values identify someone: never written into a job's description.
+PERSONAL_FIELDS = {"email", "id", "cio_id", "phone", "first_name", "last_name", "name"}
+
+
 class PeopleFilterForm(PeopleSearchForm):
     """The People page's search and filters, the filters read as a segment condition tree."""
 
@@ -86,7 +90,11 @@ class PeopleFilterForm(PeopleSearchForm):
             words = [condition["field"], condition["operator"].replace("_", " ")]
             if "value" in condition:
                 value = condition["value"]
-                words.append(", ".join(value) if isinstance(value, list) else value)
+                value = ", ".join(value) if isinstance(value, list) else value
+                # A job's description stays free of personal data: no identifiers.
+                personal = (condition["field"].split(".")[0] in PERSONAL_FIELDS
+                            or "@" in value)
+                words.append("(a value)" if personal else value)
             parts.append(" ".join(words))
         return parts
 

@@ -501,3 +501,16 @@ def test_an_unreadable_selection_is_a_bad_request(client, editor, workspace):
     beta = manual_segment(workspace, "Beta")
     assert client.post(ADD, {"person": ["x"], "target": beta.pk}).status_code == 400
     assert client.post(ADD_CONFIRM, {"person": ["x"]}).status_code == 400
+
+
+def test_a_deletion_by_filter_names_the_filter_without_personal_values(workspace):
+    from segments.forms import PeopleFilterForm
+
+    def described(**data):
+        form = PeopleFilterForm({"operator": "eq", **data}, workspace=workspace)
+        assert form.is_valid(), form.errors
+        return form.describe()
+
+    assert described(field="plan", value="free") == "matching plan eq free"
+    assert described(field="email", value="ada@example.com") == "matching email eq (a value)"
+    assert described(field="note", value="ada@example.com") == "matching note eq (a value)"
