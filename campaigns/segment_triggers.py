@@ -8,15 +8,19 @@ decided on the trigger and filters as they are when the page is read: someone wh
 entered a segment and left it again before the page was read does not enter.
 
 The log is read when segments announce a change (``memberships_changed``), and by a
-schedule every minute, which catches what an announcement failed to deliver.
+schedule every minute, which catches what an announcement failed to deliver. With the
+frequency "every N days", that sweep also enters again whoever still matches N days
+after their last journey began.
 """
+
+from datetime import timedelta
 
 from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
 
 from campaigns import engine
-from campaigns.models import Campaign
+from campaigns.models import Campaign, Journey
 from segments.conditions import matching_people
 from segments.log import ENTERED, EXITED, read_changes
 from segments.models import MembershipChange
@@ -140,7 +144,35 @@ def enter_for_workspace(workspace_id: int, segment_ids: list[int]) -> int:
 
 
 def enter_for_all() -> int:
-    """Read the log for every running segment-triggered campaign (the schedule's sweep)."""
-    return sum(enter_from_log(pk) for pk in Campaign.objects.filter(
-        state=Campaign.State.RUNNING, trigger=Campaign.Trigger.SEGMENTS)
-        .values_list("pk", flat=True))
+    """Read the log for every running segment-triggered campaign, and let people who still
+    match re-enter campaigns with an interval (the schedule's sweep)."""
+    entered = 0
+    for campaign in Campaign.objects.filter(state=Campaign.State.RUNNING,
+                                            trigger=Campaign.Trigger.SEGMENTS):
+        entered += enter_from_log(campaign.pk)
+        if campaign.definition["frequency"]["mode"] == "interval":
+            entered += reenter_after_interval(campaign)
+    return entered
+
+
+def reenter_after_interval(campaign: Campaign) -> int:
+    """Enter again the people who still match N days after their last journey began.
+
+    Only people who were in the campaign are candidates (found from its journeys, not by
+    reading every person); someone in an active journey waits for it to end. The key is
+    the previous entry's moment, so a rerun enters nobody twice.
+    """
+    days = campaign.definition["frequency"]["days"]
+    since = timezone.now() - timedelta(days=days)
+    last = (Journey.objects.filter(campaign=campaign, person__isnull=False)
+            .values("person_id").annotate(last=Max("entered_at")).filter(last__lte=since)
+            .exclude(person_id__in=Journey.objects.filter(
+                campaign=campaign, state=Journey.State.ACTIVE).values("person_id")))
+    due = {row["person_id"]: row["last"] for row in last[:PAGE]}
+    if not due:
+        return 0
+    matching = (matching_people(campaign.workspace, trigger_tree(campaign.definition))
+                .filter(pk__in=list(due)).values_list("pk", "cio_id"))
+    return engine.enter(campaign, [
+        engine.Entry(f"p{pk}:r{int(due[pk].timestamp())}", pk, cio_id)
+        for pk, cio_id in matching])

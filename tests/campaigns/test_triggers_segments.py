@@ -146,3 +146,32 @@ def test_a_stopped_campaign_reads_nothing(workspace, run_after_commit):
     run_after_commit(add_to_segment, vip, [ada.pk])
 
     assert entered(campaign) == []
+
+
+def test_every_n_days_people_who_still_match_enter_again(workspace, run_after_commit,
+                                                         time_machine):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from campaigns import engine
+
+    time_machine.move_to(timezone.now(), tick=False)
+    vip = create_segment(workspace, name="VIP")
+    ada, bob = make_person(workspace, "ada"), make_person(workspace, "bob")
+    campaign = services.create_campaign(workspace, {
+        "name": "Weekly", "trigger": {"segments": {"segments": [{"id": vip.pk}]}},
+        "frequency": {"mode": "interval", "days": 7}, "workflow": {"steps": []}})
+    services.start_campaign(campaign, audience="future_only")
+    run_after_commit(add_to_segment, vip, [ada.pk, bob.pk])
+    while engine.advance_due():
+        pass  # their journeys end at once
+    remove_from_segment(vip, [bob.pk])  # bob no longer matches
+
+    time_machine.shift(timedelta(days=6))
+    tasks.sweep_segment_triggers()
+    assert entered(campaign) == ["ada", "bob"]
+    time_machine.shift(timedelta(days=1))
+    tasks.sweep_segment_triggers()
+    tasks.sweep_segment_triggers()  # a rerun enters nobody twice
+    assert entered(campaign) == ["ada", "ada", "bob"]
