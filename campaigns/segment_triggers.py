@@ -15,15 +15,16 @@ after their last journey began.
 
 from datetime import timedelta
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Max
 from django.utils import timezone
 
 from campaigns import engine
 from campaigns.models import Campaign, Journey
-from segments.conditions import matching_people
+from engage.sql import in_ids
+from segments.conditions import compile_tree
 from segments.log import ENTERED, EXITED, read_changes
-from segments.models import MembershipChange
+from segments.models import Membership, MembershipChange
 
 PAGE = 2000
 
@@ -87,18 +88,49 @@ def start_key(campaign: Campaign, person_id: int) -> str:
 
 
 def enter_current_matches(campaign: Campaign) -> int:
-    """Enter everyone who matches the segments trigger now, in batches; return how many."""
+    """Enter everyone who matches the segments trigger now, in batches; return how many.
+
+    Candidates are read from the members of each segment people must be in, in keyset
+    batches of the membership index, and each batch is checked against the whole trigger
+    and filters for those people only: the work follows the segments' size, not the
+    workspace's.
+    """
     tree = trigger_tree(campaign.definition)
-    matching = matching_people(campaign.workspace, tree).order_by("pk")
-    entered, last = 0, 0
-    while True:
-        batch = list(matching.filter(pk__gt=last).values_list("pk", "cio_id")[:PAGE])
-        if not batch:
-            return entered
-        with transaction.atomic():
-            entered += engine.enter(campaign, [
-                engine.Entry(start_key(campaign, pk), pk, cio_id) for pk, cio_id in batch])
-        last = batch[-1][0]
+    sources = [segment_id for segment_id, inside in trigger_segments(campaign).items()
+               if inside]
+    if campaign.definition["trigger"]["segments"]["match"] == "all":
+        sources = sources[:1]  # everyone who matches is in each of them: one is enough
+    entered = 0
+    for segment_id in sources:
+        members = (Membership.objects.filter(segment_id=segment_id).order_by("person_id")
+                   .values_list("person_id", flat=True))
+        last = 0
+        while ids := list(members.filter(person_id__gt=last)[:PAGE]):
+            matching = matching_among(campaign, tree, ids)
+            with transaction.atomic():
+                entered += engine.enter(campaign, [
+                    engine.Entry(start_key(campaign, pk), pk, cio_id) for pk, cio_id in matching])
+            last = ids[-1]
+    return entered
+
+
+def matching_among(campaign: Campaign, tree: dict, person_ids: list[int]
+                   ) -> list[tuple[int, str]]:
+    """Return (id, cio_id) of the people among ``person_ids`` whom ``tree`` matches now.
+
+    One statement restricted to those people (the correlated form of the condition), so
+    its cost follows their number, not the workspace's.
+    """
+    if not person_ids:
+        return []
+    compiled = compile_tree(tree, correlated=True, workspace_id=campaign.workspace_id)
+    ids_sql, ids_params = in_ids("people_person.id", person_ids)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT people_person.id, people_person.cio_id FROM people_person "
+            f"WHERE people_person.workspace_id = %s AND {ids_sql} AND ({compiled.sql})",
+            [campaign.workspace_id, *ids_params, *compiled.params])
+        return cursor.fetchall()
 
 
 def enter_from_log(campaign_id: int) -> int:
@@ -123,8 +155,8 @@ def enter_from_log(campaign_id: int) -> int:
                     came[change.person_id] = change.pk
                 elif change.change == EXITED and wanted[change.segment_id]:
                     came.pop(change.person_id, None)
-            matching = (matching_people(campaign.workspace, trigger_tree(campaign.definition))
-                        .filter(pk__in=list(came)).values_list("pk", "cio_id"))
+            matching = matching_among(campaign, trigger_tree(campaign.definition),
+                                      list(came))
             entered += engine.enter(campaign, [
                 engine.Entry(entry_key(campaign, pk, came[pk]), pk, cio_id)
                 for pk, cio_id in matching])
@@ -171,8 +203,7 @@ def reenter_after_interval(campaign: Campaign) -> int:
     due = {row["person_id"]: row["last"] for row in last[:PAGE]}
     if not due:
         return 0
-    matching = (matching_people(campaign.workspace, trigger_tree(campaign.definition))
-                .filter(pk__in=list(due)).values_list("pk", "cio_id"))
+    matching = matching_among(campaign, trigger_tree(campaign.definition), list(due))
     return engine.enter(campaign, [
         engine.Entry(f"p{pk}:r{int(due[pk].timestamp())}", pk, cio_id)
         for pk, cio_id in matching])

@@ -1,0 +1,228 @@
+"""Campaign benchmark: a segment of 100,000 people (in a workspace of 1,000,000) triggers
+a campaign "current and future"; how fast do they enter, and how fast do journeys move?
+
+    .venv/bin/python bench/campaigns.py [--people 1000000] [--members 100000]
+
+Run by hand on the local PostgreSQL (it drops and recreates its own database,
+``engage_campaigns_bench``). Prints:
+(a) entering: ``start_campaign(audience="current_and_future")`` for the segment's members,
+    and the raw-SQL floor (one INSERT ... SELECT of the same journeys);
+(b) local steps with one worker: journeys through a branch on an attribute, an attribute
+    update and a delay that then expires, in journey steps a second, and the floor (the
+    same changes made with a handful of hand-written statements);
+(c) lateness: journeys falling due at a steady pace below capacity, advanced by one
+    worker loop; p50 / p95 / max of (when the step ran - when it was due);
+(d) the worker's peak memory (max RSS) throughout.
+"""
+
+import argparse
+import json
+import random
+import resource
+import statistics
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench import common  # noqa: E402
+
+DB_NAME = "engage_campaigns_bench"
+DATABASE_URL = f"{common.SERVER_URL}/{DB_NAME}"
+
+
+def log(message: str) -> None:
+    print(f"[{datetime.now():%H:%M:%S}] {message}", file=sys.stderr, flush=True)
+
+
+def load(people: int, members: int, seed: int) -> int:
+    """COPY ``people`` people in, ``members`` of them on the plan "pro"; return the workspace."""
+    from django.db import connection
+
+    from engage.services import create_workspace
+    from people.models import Person
+
+    rng = random.Random(seed)
+    workspace, _ = create_workspace(name="campaigns bench", identifier_mode="email_or_id")
+    pro = set(rng.sample(range(people), members))
+    now = datetime.now(UTC)
+    columns = ("workspace_id, cio_id, customer_id, email, email_key, attributes, "
+               "unsubscribed, created_at, updated_at")
+    with connection.connection.cursor() as cur:
+        with cur.copy(f"COPY {Person._meta.db_table} ({columns}) FROM STDIN") as copy:
+            for i in range(people):
+                email = f"user{i:07d}@example.com"
+                attributes = {"email": email, "plan": "pro" if i in pro else "free",
+                              "score": rng.randrange(101)}
+                copy.write_row((workspace.pk, f"{i:06x}{rng.getrandbits(24):06x}",
+                                f"user-{i}", email, email, json.dumps(attributes), False,
+                                now, now))
+        cur.execute("ANALYZE people_person")
+    return workspace.pk
+
+
+def timed(function, *args, **kwargs):
+    started = time.perf_counter()
+    result = function(*args, **kwargs)
+    return result, time.perf_counter() - started
+
+
+def peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def run_all(campaign_pk: int) -> int:
+    from campaigns import engine
+
+    steps = 0
+    while done := engine.advance_due(limit=500):
+        steps += done
+    return steps
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--people", type=int, default=1_000_000)
+    parser.add_argument("--members", type=int, default=100_000)
+    parser.add_argument("--stepped", type=int, default=5_000,
+                        help="journeys carried through the workflow in (b)")
+    parser.add_argument("--paced", type=int, default=2_000,
+                        help="journeys falling due at a steady pace in (c)")
+    parser.add_argument("--pace", type=float, default=100.0,
+                        help="journeys falling due a second in (c)")
+    parser.add_argument("--seed", type=int, default=7)
+    args = parser.parse_args()
+
+    common.recreate_database(DB_NAME)
+    common.setup_django(DATABASE_URL)
+    from django.core.management import call_command
+    from django.db import connection
+    from django.utils import timezone
+
+    from campaigns import engine, services
+    from campaigns.models import Campaign, Journey, JourneyStep
+    from engage.models import Workspace
+    from segments import services as segments
+
+    call_command("migrate", verbosity=0)
+    log(f"loading {args.people:,} people")
+    ws_id, seconds = timed(load, args.people, args.members, args.seed)
+    log(f"loaded in {seconds:.0f} s")
+    workspace = Workspace.objects.get(pk=ws_id)
+    segment = segments.create_segment(workspace, name="Pro", conditions_tree={
+        "attribute": {"field": "plan", "operator": "eq", "value": "pro"}})
+    _, seconds = timed(segments.recompute_segment, segment)
+    log(f"segment built in {seconds:.1f} s: {segment.memberships.count():,} members")
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT version()")
+        print(cursor.fetchone()[0])
+    print(f"{args.people:,} people, a segment of {args.members:,}\n")
+
+    definition = {
+        "name": "bench", "trigger": {"segments": {"segments": [{"id": segment.pk}]}},
+        "exit": "never",
+        "workflow": {"steps": [
+            {"id": "branch", "type": "branch",
+             "condition": {"attribute": {"field": "score", "operator": "gte", "value": 50}},
+             "paths": [{"key": "true", "steps": [
+                 {"id": "tag", "type": "update_attributes", "set": {"stage": "engaged"}}]},
+                 {"key": "false", "steps": []}]},
+            {"id": "wait", "type": "delay", "duration": {"seconds": 1}},
+            {"id": "done", "type": "update_attributes", "set": {"stage": "done"}}]}}
+
+    # (a) entering
+    campaign = services.create_campaign(workspace, definition)
+    _, entering = timed(services.start_campaign, campaign, audience="current_and_future")
+    entered = Journey.objects.filter(campaign=campaign).count()
+    with connection.cursor() as cursor:
+        cursor.execute("CREATE TEMP TABLE floor_journeys AS SELECT * FROM campaigns_journey "
+                       "WITH NO DATA")
+        started = time.perf_counter()
+        cursor.execute(
+            "INSERT INTO floor_journeys (workspace_id, campaign_id, person_id, cio_id, "
+            "entry_key, state, exit_reason, step_id, step_data, seq, next_run_at, context, "
+            "entered_at) SELECT %s, %s, m.person_id, p.cio_id, 'p' || m.person_id, "
+            "'active', '', '', '{}', 0, now(), '{}', now() FROM segments_membership m "
+            "JOIN people_person p ON p.id = m.person_id WHERE m.segment_id = %s",
+            [workspace.pk, campaign.pk, segment.pk])
+        floor_entering = time.perf_counter() - started
+    print(f"(a) entered {entered:,} in {entering:.2f} s ({entered / entering:,.0f}/s); "
+          f"floor {floor_entering:.2f} s ({entering / floor_entering:.1f}x); target <= 10 s")
+
+    # (b) local steps with one worker: branch (+ update) then a delay, then its expiry, for
+    # the first --stepped journeys (the others wait: not due)
+    Journey.objects.filter(campaign=campaign).exclude(
+        pk__in=Journey.objects.filter(campaign=campaign).order_by("pk")
+        .values("pk")[:args.stepped]).update(next_run_at=None)
+    entered = min(entered, args.stepped)
+    steps, first = timed(run_all, campaign.pk)
+    Journey.objects.filter(campaign=campaign, state="active", step_id="wait").update(
+        next_run_at=timezone.now())
+    _, second = timed(run_all, campaign.pk)
+    rows = JourneyStep.objects.filter(journey__campaign=campaign).count()
+    rate = rows / (first + second)
+    with connection.cursor() as cursor:
+        started = time.perf_counter()
+        cursor.execute(
+            "UPDATE people_person SET attributes = attributes || '{\"stage\": \"x\"}' "
+            "WHERE id IN (SELECT person_id FROM campaigns_journey WHERE campaign_id = %s "
+            "ORDER BY id LIMIT %s)", [campaign.pk, args.stepped])
+        cursor.execute("CREATE TEMP TABLE floor_steps AS SELECT * FROM campaigns_journeystep "
+                       "WITH NO DATA")
+        cursor.execute(
+            "INSERT INTO floor_steps (journey_id, seq, step_id, step_type, outcome, data, "
+            "created_at) SELECT id, s.seq, 'x', 'x', 'done', '{}', now() FROM "
+            "(SELECT id FROM campaigns_journey WHERE campaign_id = %s ORDER BY id LIMIT %s) j, "
+            "generate_series(1, %s) s(seq)",
+            [campaign.pk, args.stepped, max(1, round(rows / max(entered, 1)))])
+        cursor.execute("UPDATE campaigns_journey SET seq = seq + 1, step_id = 'x', "
+                       "next_run_at = NULL WHERE id IN (SELECT id FROM campaigns_journey "
+                       "WHERE campaign_id = %s ORDER BY id LIMIT %s)",
+                       [campaign.pk, args.stepped])
+        floor = time.perf_counter() - started
+    print(f"(b) {entered:,} journeys, {rows:,} journey steps in {first + second:.1f} s: "
+          f"{rate:,.0f} steps/s with "
+          f"one worker; floor {floor:.1f} s ({rows / floor:,.0f}/s, {rows / floor / rate:.1f}x "
+          f"faster); target >= 2,000/s within 2x of the floor")
+
+    # (c) lateness: journeys due at a steady pace below capacity
+    paced = services.create_campaign(workspace, {**definition, "name": "paced", "workflow": {
+        "steps": [{"id": "tag", "type": "update_attributes", "set": {"stage": "paced"}}]}})
+    Campaign.objects.filter(pk=paced.pk).update(state=Campaign.State.RUNNING)
+    paced.refresh_from_db()
+    start = timezone.now() + timedelta(seconds=5)
+    people = list(segment.memberships.values_list("person_id", flat=True)[:args.paced])
+    engine.enter(paced, [engine.Entry(f"p{pk}", pk, None) for pk in people])
+    due_at = {}
+    for index, journey_id in enumerate(Journey.objects.filter(campaign=paced)
+                                       .order_by("pk").values_list("pk", flat=True)):
+        due_at[journey_id] = start + timedelta(seconds=index / args.pace)
+    for chunk_start in range(0, len(due_at), 5000):
+        chunk = list(due_at.items())[chunk_start:chunk_start + 5000]
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "UPDATE campaigns_journey j SET next_run_at = v.due FROM (VALUES "
+                + ", ".join(["(%s, %s::timestamptz)"] * len(chunk)) + ") v(id, due) "
+                "WHERE j.id = v.id", [value for pair in chunk for value in pair])
+    deadline = time.monotonic() + len(due_at) / args.pace + 120
+    while Journey.objects.filter(campaign=paced, state="active").exists():
+        if time.monotonic() > deadline:
+            break
+        if not engine.advance_due(limit=500):
+            time.sleep(0.05)
+    # A step row carries the moment its batch began: when the step ran.
+    ran_at = dict(JourneyStep.objects.filter(journey__campaign=paced)
+                  .values_list("journey_id", "created_at"))
+    late = sorted((ran_at[pk] - due_at[pk]).total_seconds() for pk in ran_at)
+    p95 = late[int(len(late) * 0.95)] if late else float("nan")
+    print(f"(c) {len(late):,} journeys due at {args.pace:,.0f}/s: lateness p50 "
+          f"{statistics.median(late):.2f} s, p95 {p95:.2f} s, max {late[-1]:.2f} s; "
+          "target p95 <= 2 s")
+    print(f"(d) worker peak memory {peak_mb():.0f} MB; target < 300 MB")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
