@@ -34,7 +34,7 @@ def members(workspace, segment, count):
 
 
 def test_start_with_current_people_enters_everyone_who_matches(workspace, vip, monkeypatch):
-    monkeypatch.setattr(segment_triggers, "PAGE", 2)  # several batches
+    monkeypatch.setattr(segment_triggers, "ENTER_BATCH", 2)  # several batches
     members(workspace, vip, 5)
     make_person(workspace, "outsider")
     campaign = campaign_for(workspace, vip)
