@@ -17,6 +17,7 @@ from datetime import timedelta
 from django.db import transaction
 from django.db.models import Max, Q
 
+from campaigns.event_filters import events_passing
 from campaigns.models import Campaign, Delivery, Journey
 from people.models import Event
 from people.signals import StoredEvent
@@ -35,8 +36,6 @@ def goal_event_name(campaign: Campaign) -> str | None:
 def note_goal_events(workspace_id: int, events: list[StoredEvent]) -> int:
     """Convert (and exit) the journeys whose campaign's goal these events meet; return how
     many journeys converted."""
-    from campaigns.triggers import events_passing
-
     names = {event.name for event in events}
     converted = 0
     for campaign in Campaign.objects.filter(

@@ -25,6 +25,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from campaigns import engine
+from campaigns.event_filters import events_passing
 from campaigns.models import Campaign, Journey, PendingEntry
 from engage.models import Workspace
 from engage.sql import in_ids, insert_rows
@@ -40,8 +41,6 @@ FILTER_RETRY = timedelta(minutes=30)  # how long a person may take to match the 
 RETRY_EVERY = timedelta(minutes=1)
 BATCH_SIZE = 500
 PENDING_FIELDS = ["workspace", "campaign", "event_id", "next_try_at", "deadline", "created_at"]
-# Operators whose value "a|b" means any of a and b (the seed's event filters).
-ANY_OF_OPERATORS = {"contains": "or", "not_contains": "and"}
 
 
 # --- events ----------------------------------------------------------------------------
@@ -141,31 +140,6 @@ def _enter_events(campaign: Campaign, items: list[tuple[int, int, datetime]],
         for event in ready], now=now)
     postponed = set(later)
     return [pk for pk, _, _ in items if pk not in postponed], later
-
-
-def events_passing(workspace_id: int, filters: list[dict], event_ids: list[int]) -> set[int]:
-    """Return the events whose data passes event filters (a trigger's, a goal's), compiled
-    by the segments' compiler so that they mean what segment conditions mean."""
-    if not filters or not event_ids:
-        return set(event_ids)
-    compiler = conditions.Compiler(correlated=True, workspace_id=workspace_id)
-    where = [_filter_sql(compiler, condition) for condition in filters]
-    ids_sql, ids_params = in_ids("ev.id", event_ids)
-    with connection.cursor() as cursor:
-        cursor.execute(f"SELECT ev.id FROM people_event ev WHERE {ids_sql} AND "
-                       + " AND ".join(where), [*ids_params, *compiler.params])
-        return {pk for (pk,) in cursor.fetchall()}
-
-
-def _filter_sql(compiler: conditions.Compiler, condition: dict) -> str:
-    """Compile one event filter; ``a|b`` with contains / not_contains means any of them."""
-    joiner = ANY_OF_OPERATORS.get(condition["operator"])
-    value = condition.get("value")
-    if joiner and isinstance(value, str) and "|" in value:
-        parts = [compiler.attribute({**condition, "value": part}, "ev.data", columns=False)
-                 for part in value.split("|")]
-        return "(" + f" {joiner.upper()} ".join(parts) + ")"
-    return compiler.attribute(condition, "ev.data", columns=False)
 
 
 def _people_matching(campaign: Campaign, person_ids: set[int], now: datetime) -> set[int]:
