@@ -2,6 +2,7 @@
 
 import re
 
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from playwright.sync_api import expect
 
 from people.models import Person
@@ -19,7 +20,14 @@ def within_viewport(page, selector: str) -> bool:
 
 
 def is_modal(page, selector: str) -> bool:
-    return page.locator(selector).evaluate("dialog => dialog.matches(':modal')")
+    """Tell whether the dialog is open as a modal, waiting briefly for the script that
+    opens it after HTMX swaps it in."""
+    try:
+        page.wait_for_function("selector => document.querySelector(selector)?.matches(':modal')",
+                               arg=selector, timeout=5000)
+    except PlaywrightTimeout:
+        return False
+    return True
 
 
 def focus_is_inside(page, selector: str) -> bool:
