@@ -19,6 +19,7 @@ urlpatterns = [
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("workspace/", views.switch, name="workspace-switch"),
     path("segments/", include("segments.ui_urls")),
+    path("campaigns/", include("campaigns.ui_urls")),
     path("settings/", include("engage.settings_urls")),
     path("admin/", admin.site.urls),
     # Open to all, whatever credentials a client sends along (a Track client's Basic

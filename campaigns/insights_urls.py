@@ -1,0 +1,3 @@
+"""Campaign pages: see ``campaigns.ui_urls``."""
+
+urlpatterns: list = []
