@@ -5,8 +5,11 @@ class CampaignsConfig(AppConfig):
     name = "campaigns"
 
     def ready(self):
-        from campaigns import receivers
+        from anymail.signals import tracking
+
+        from campaigns import bounces, engagement, receivers
         from people import signals
+        from segments import conditions
         from segments.signals import memberships_changed
 
         signals.people_deleting.connect(receivers.forget_people,
@@ -16,3 +19,6 @@ class CampaignsConfig(AppConfig):
         memberships_changed.connect(receivers.read_membership_log,
                                     dispatch_uid="campaigns-memberships")
         signals.events_stored.connect(receivers.note_events, dispatch_uid="campaigns-events")
+        # ESPs' opens, clicks, bounces, complaints and unsubscribes (django-anymail).
+        tracking.connect(bounces.on_tracking_event, dispatch_uid="campaigns-esp-tracking")
+        conditions.register(engagement.KIND)

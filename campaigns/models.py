@@ -8,8 +8,10 @@ step finds its row and does nothing. A delivery is the outbox row of a message o
 webhook step, unique per journey step.
 """
 
+from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.db.models.fields.json import KT
 
 from engage.models import Workspace
 from people.models import Person
@@ -225,6 +227,11 @@ class Delivery(models.Model):
             models.Index(fields=["campaign", "step_id", "state"], name="delivery_step_idx"),
             models.Index(fields=["next_attempt_at"], name="delivery_due_idx",
                          condition=Q(state="queued")),
+            # Engagement conditions read a person's deliveries (campaigns.engagement).
+            models.Index(fields=["workspace", "cio_id"], name="delivery_person_idx",
+                         condition=Q(cio_id__isnull=False)),
+            # ESP events name the message they are about (campaigns.bounces).
+            models.Index(KT("payload__rendered__message_id"), name="delivery_message_id_idx"),
         ]
 
     def __str__(self):
@@ -277,3 +284,41 @@ class PendingEntry(models.Model):
 
     def __str__(self):
         return f"{self.campaign_id}:{self.event_id}"
+
+
+class EmailSuppressionQuerySet(models.QuerySet):
+    def in_workspace(self, workspace):
+        return self.filter(workspace=workspace)
+
+
+class EmailSuppression(models.Model):
+    """An address the workspace sends no email to: it bounced, complained, or was added.
+
+    Kept apart from the people's suppression list (identifiers never stored again): this
+    one only stops email to an address, as an ESP's suppression list does.
+    """
+
+    class Reason(models.TextChoices):
+        BOUNCE = "bounce", "Hard bounce"
+        COMPLAINT = "complaint", "Spam complaint"
+        MANUAL = "manual", "Added by hand"
+
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="+",
+                                  db_index=False)
+    # Folded with people.validation.email_key, as every email key is.
+    address = models.CharField(max_length=500)
+    reason = models.CharField(max_length=10, choices=Reason.choices)
+    created_at = models.DateTimeField()
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL,
+                                   null=True, blank=True, related_name="+")
+
+    objects = EmailSuppressionQuerySet.as_manager()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["workspace", "address"],
+                                    name="emailsuppression_unique"),
+        ]
+
+    def __str__(self):
+        return f"{self.address} ({self.reason})"

@@ -3,9 +3,101 @@
 The email sender (``campaigns.email``) calls these while it renders a message; this
 module owns the signed tokens, the links stored per delivery, the open pixel, the
 unsubscribe URL and headers, and the workspace's list of addresses the ESP refuses.
+It also records what the tracking URLs report (``record_open``, ``record_click``,
+``unsubscribe``), each once per delivery.
+
+Tokens are signed with the secret key and a salt per use (``django.core.signing``), and
+never expire: an unsubscribe link of a months-old email still works. A click token names
+the delivery and the index of a link in ``Delivery.payload["links"]``: the redirect goes
+only there, never to a URL the request carries.
 """
 
+import html as html_lib
+import re
 from collections.abc import Iterable
+from urllib.parse import quote
+
+from django.conf import settings
+from django.core import signing
+from django.db import transaction
+from django.db.models import F, Q, Value
+from django.db.models.functions import Coalesce
+from django.urls import reverse
+from django.utils import timezone
+
+from campaigns.models import Delivery, EmailSuppression
+from people import services as people
+from people.models import Person
+from people.services.common import announce_change
+from people.validation import email_key
+
+OPEN_SALT = "engage.tracking.open"
+CLICK_SALT = "engage.tracking.click"
+UNSUBSCRIBE_SALT = "engage.tracking.unsubscribe"
+# An <a> or <area> tag's href, quoted either way or not at all.
+_HREF = re.compile(
+    r"""(<(?:a|area)\b[^>]*?\bhref\s*=\s*)("([^"]*)"|'([^']*)'|([^\s"'>]+))""",
+    re.IGNORECASE,
+)
+_BODY_END = re.compile(r"</body\s*>", re.IGNORECASE)
+SUPPRESSION_BATCH = 500
+
+
+# --- tokens ------------------------------------------------------------------------------
+
+
+def _signer(salt: str) -> signing.Signer:
+    return signing.Signer(salt=salt)
+
+
+def open_token(delivery_id: int) -> str:
+    return _signer(OPEN_SALT).sign(str(delivery_id))
+
+
+def click_token(delivery_id: int, index: int) -> str:
+    return _signer(CLICK_SALT).sign(f"{delivery_id}.{index}")
+
+
+def unsubscribe_token(delivery_id: int) -> str:
+    return _signer(UNSUBSCRIBE_SALT).sign(str(delivery_id))
+
+
+def read_open_token(token: str) -> int | None:
+    """Return the delivery an open token names, or None for a forged or broken one."""
+    value = _unsign(OPEN_SALT, token)
+    return int(value) if value is not None and value.isdigit() else None
+
+
+def read_click_token(token: str) -> tuple[int, int] | None:
+    """Return the (delivery, link index) a click token names, or None."""
+    value = _unsign(CLICK_SALT, token)
+    if value is None:
+        return None
+    delivery, _, index = value.partition(".")
+    if not (delivery.isdigit() and index.isdigit()):
+        return None
+    return int(delivery), int(index)
+
+
+def read_unsubscribe_token(token: str) -> int | None:
+    """Return the delivery an unsubscribe token names, or None."""
+    value = _unsign(UNSUBSCRIBE_SALT, token)
+    return int(value) if value is not None and value.isdigit() else None
+
+
+def _unsign(salt: str, token: str) -> str | None:
+    try:
+        return _signer(salt).unsign(token)
+    except signing.BadSignature:
+        return None
+
+
+def absolute_url(path: str) -> str:
+    """Return ``path`` on the public base URL (``ENGAGE_BASE_URL``)."""
+    return settings.ENGAGE_BASE_URL.rstrip("/") + path
+
+
+# --- the seam the sender calls ----------------------------------------------------------
 
 
 def instrument_html(html: str, delivery_id: int, *, track: bool) -> tuple[str, list[str]]:
@@ -15,20 +107,152 @@ def instrument_html(html: str, delivery_id: int, *, track: bool) -> tuple[str, l
     the returned list and an open pixel is added; the sender stores the list in the
     delivery's ``payload["links"]`` in the commit that marks it sent.
     """
-    return html, []
+    if not track:
+        return html, []
+    links: list[str] = []
+    own = absolute_url(reverse("tracking:open", args=["x"])).rsplit("/o/", 1)[0] + "/"
+
+    def redirect(match: re.Match) -> str:
+        raw = next(group for group in match.groups()[2:] if group is not None)
+        url = html_lib.unescape(raw).strip()
+        # Only web links are tracked; the unsubscribe link and other tracking URLs stay.
+        if not re.match(r"https?://", url, re.IGNORECASE) or url.startswith(own):
+            return match.group(0)
+        if url not in links:
+            links.append(url)
+        tracked = absolute_url(reverse("tracking:click",
+                                       args=[click_token(delivery_id, links.index(url))]))
+        return f'{match.group(1)}"{html_lib.escape(tracked)}"'
+
+    html = _HREF.sub(redirect, html)
+    pixel_url = absolute_url(reverse("tracking:open", args=[open_token(delivery_id)]))
+    pixel = (f'<img src="{html_lib.escape(pixel_url)}" width="1" height="1" alt="" '
+             'style="display:block;width:1px;height:1px;border:0">')
+    found = list(_BODY_END.finditer(html))
+    if found:
+        at = found[-1].start()
+        html = html[:at] + pixel + html[at:]
+    else:
+        html += pixel
+    return html, links
 
 
 def unsubscribe_url(delivery_id: int) -> str:
     """The absolute URL of the unsubscribe page of a delivery (``{% unsubscribe_url %}``)."""
-    return ""
+    return absolute_url(reverse("tracking:unsubscribe", args=[unsubscribe_token(delivery_id)]))
 
 
 def unsubscribe_headers(delivery_id: int) -> dict[str, str]:
-    """``List-Unsubscribe`` and ``List-Unsubscribe-Post`` headers of a delivery."""
-    return {}
+    """``List-Unsubscribe`` and ``List-Unsubscribe-Post`` headers of a delivery.
+
+    The https URL takes RFC 8058's one-click POST; a mailto is added when
+    ``ENGAGE_UNSUBSCRIBE_MAILTO`` names an address (its subject carries the token).
+    """
+    targets = [f"<{unsubscribe_url(delivery_id)}>"]
+    mailto = settings.ENGAGE_UNSUBSCRIBE_MAILTO
+    if mailto:
+        subject = quote(f"unsubscribe {unsubscribe_token(delivery_id)}")
+        targets.append(f"<mailto:{mailto}?subject={subject}>")
+    return {"List-Unsubscribe": ", ".join(targets),
+            "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"}
 
 
 def suppressed_addresses(workspace_id: int, addresses: Iterable[str]) -> set[str]:
     """Those of ``addresses`` the workspace's ESP suppression list holds (bounces,
     complaints, added by hand), as given."""
-    return set()
+    by_key: dict[str, list[str]] = {}
+    for address in addresses:
+        if address:
+            by_key.setdefault(email_key(address.strip()), []).append(address)
+    keys = list(by_key)
+    found: set[str] = set()
+    for start in range(0, len(keys), SUPPRESSION_BATCH):
+        batch = keys[start:start + SUPPRESSION_BATCH]
+        for key in (EmailSuppression.objects.filter(workspace_id=workspace_id, address__in=batch)
+                    .values_list("address", flat=True)):
+            found.update(by_key[key])
+    return found
+
+
+# --- what the tracking URLs record ------------------------------------------------------
+
+
+def announce_engagement(delivery: Delivery) -> None:
+    """Have the person's segments re-evaluated: an engagement of theirs changed."""
+    if not delivery.cio_id:
+        return
+    person_ids = list(Person.objects.filter(workspace_id=delivery.workspace_id,
+                                            cio_id=delivery.cio_id).values_list("pk", flat=True))
+    if person_ids:
+        announce_change(delivery.workspace, person_ids)
+
+
+def _first_time(delivery_id: int, fields: list[str], *, kind: str | None = None) -> Delivery | None:
+    """Set each of ``fields`` (``<what>_at``) that is not set yet to now, in one statement.
+
+    Return the delivery when one of them was set (and the change announced), else None.
+    """
+    now = timezone.now()
+    rows = Delivery.objects.filter(pk=delivery_id)
+    if kind:
+        rows = rows.filter(kind=kind)
+    unset = Q()
+    for name in fields:
+        unset |= Q(**{f"{name}__isnull": True})
+    with transaction.atomic():
+        changed = rows.filter(unset).update(
+            **{name: Coalesce(F(name), Value(now)) for name in fields})
+        if not changed:
+            return None
+        delivery = Delivery.objects.select_related("workspace").get(pk=delivery_id)
+        announce_engagement(delivery)
+    return delivery
+
+
+def record_open(delivery_id: int) -> bool:
+    """Record the first open of an email; tell whether this was it."""
+    return _first_time(delivery_id, ["opened_at"], kind=Delivery.Kind.EMAIL) is not None
+
+
+def record_click(delivery_id: int) -> bool:
+    """Record the first click of an email (a click is also an open); tell if it was new."""
+    return _first_time(delivery_id, ["opened_at", "clicked_at"],
+                       kind=Delivery.Kind.EMAIL) is not None
+
+
+def link_of(delivery_id: int, index: int) -> str | None:
+    """Return the original URL of a tracked link of a delivery, or None."""
+    payload = (Delivery.objects.filter(pk=delivery_id, kind=Delivery.Kind.EMAIL)
+               .values_list("payload", flat=True).first())
+    links = (payload or {}).get("links") or []
+    if not isinstance(links, list) or not 0 <= index < len(links):
+        return None
+    url = links[index]
+    if not isinstance(url, str) or not re.match(r"https?://", url, re.IGNORECASE):
+        return None
+    return url
+
+
+def unsubscribe(delivery_id: int) -> Delivery | None:
+    """Unsubscribe the person a delivery went to, through the people services.
+
+    Sets the delivery's ``unsubscribed_at`` (the first time) and the person's
+    ``unsubscribed`` (an identify by cio_id, which keeps the activity log and the
+    suppression rules). Return the delivery, or None when there is none.
+    """
+    delivery = (Delivery.objects.select_related("workspace").filter(pk=delivery_id)
+                .first())
+    if delivery is None:
+        return None
+    with transaction.atomic():
+        first = Delivery.objects.filter(pk=delivery_id, unsubscribed_at__isnull=True).update(
+            unsubscribed_at=timezone.now())
+        cio_id = delivery.cio_id
+        if cio_id and Person.objects.filter(workspace_id=delivery.workspace_id,
+                                            cio_id=cio_id).exists():
+            people.identify_person(delivery.workspace, people.Ref("cio_id", cio_id),
+                                   {"unsubscribed": True})
+        if first:
+            announce_engagement(delivery)
+    delivery.refresh_from_db(fields=["unsubscribed_at"])
+    return delivery

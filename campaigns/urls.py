@@ -2,7 +2,7 @@
 
 from django.urls import path, re_path
 
-from campaigns import api
+from campaigns import api, tracking_api
 
 app_name = "campaigns_app_v1"
 
@@ -22,6 +22,7 @@ urlpatterns = [
          name="campaign-archive"),
     path("campaigns/<int:campaign_id>/unarchive", api.UnarchiveView.as_view(),
          name="campaign-unarchive"),
+    path("bounces", tracking_api.BounceView.as_view(), name="bounce-create"),
     re_path(r"^customers/(?P<customer_id>[\s\S]+)/journeys$", api.CustomerJourneysView.as_view(),
             name="customer-journeys"),
 ]

@@ -240,6 +240,17 @@ ENGAGE_EXPORT_DIR = os.environ.get("ENGAGE_EXPORT_DIR", str(VAR_DIR / "exports")
 ENGAGE_SYNC_DELETE_LIMIT = int(os.environ.get("ENGAGE_SYNC_DELETE_LIMIT", "500"))
 ENGAGE_DELETE_BATCH_SIZE = int(os.environ.get("ENGAGE_DELETE_BATCH_SIZE", "2000"))
 
+# Email tracking and unsubscribes (campaigns.tracking): the base of the absolute links in
+# messages (open pixel, click redirects, unsubscribe page), and an address that takes
+# unsubscribe requests by email (a mailto in List-Unsubscribe) when set.
+ENGAGE_BASE_URL = os.environ.get("ENGAGE_BASE_URL", "http://localhost:8000").rstrip("/")
+ENGAGE_UNSUBSCRIBE_MAILTO = os.environ.get("ENGAGE_UNSUBSCRIBE_MAILTO", "")
+# django-anymail's tracking webhooks (under /t/esp/): the basic-auth "user:password" the
+# ESP is configured to send (without it they are open to anyone, and anymail warns).
+ANYMAIL = {}
+if os.environ.get("ANYMAIL_WEBHOOK_SECRET"):
+    ANYMAIL["WEBHOOK_SECRET"] = os.environ["ANYMAIL_WEBHOOK_SECRET"]
+
 # Re-evaluating people against every segment uses prepared statements on PostgreSQL; turn
 # them off behind a pooler that cannot keep them (PgBouncer before 1.21 in transaction mode).
 ENGAGE_PREPARED_STATEMENTS = env_bool("ENGAGE_PREPARED_STATEMENTS", default=True)

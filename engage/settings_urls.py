@@ -11,6 +11,8 @@ urlpatterns = [
     path("", views.index, name="index"),
     # The identifier mode and suppression list pages are the people app's.
     path("", include("people.settings_urls")),
+    # Email > Suppression list is the campaigns app's.
+    path("", include("campaigns.settings_urls")),
     path("identifiers/email-update/", views.email_update, name="email-update"),
     path("credentials/", views.credentials, name="credentials"),
     path("credentials/<str:kind>/regenerate/", views.credentials_regenerate,

@@ -21,6 +21,8 @@ urlpatterns = [
     path("segments/", include("segments.ui_urls")),
     path("campaigns/", include("campaigns.ui_urls")),
     path("settings/", include("engage.settings_urls")),
+    # Opens, clicks and unsubscribes of sent emails, and the ESPs' tracking webhooks.
+    path("t/", include("campaigns.tracking_urls")),
     path("admin/", admin.site.urls),
     # Open to all, whatever credentials a client sends along (a Track client's Basic
     # header is not a Django user's).

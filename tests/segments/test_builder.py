@@ -584,13 +584,10 @@ def test_changing_the_operator_changes_the_value_input(client, editor, operator,
     assert hidden not in html
 
 
-def test_engagement_is_offered_disabled_with_the_validators_reason(client, editor, workspace):
+def test_engagement_is_offered_once_the_campaigns_app_registers_it(client, editor, workspace):
     html = client.get(NEW).content.decode()
-    with pytest.raises(conditions.ConditionError) as error:
-        conditions.validate({"engagement": {"metric": "opened"}}, workspace=workspace)
-    message = error.value.problems[0][1]
-    assert re.search(r'<button type="button" class="outline add" disabled title="'
-                     + re.escape(message.replace("'", "&#x27;")) + r'">\+ Engagement', html)
+    assert 'value="add:engagement:0"' in html and "+ Engagement" in html
+    assert "disabled title=" not in html
 
 
 # --- live preview ------------------------------------------------------------------------

@@ -206,7 +206,8 @@ def test_quotes_in_field_names_are_safe(workspace):
     ({"event": {"name": "x", "within_days": 0}}, "event.within_days", "above 0"),
     ({"event": {"name": "x", "filters": [{"field": "id", "operator": "exists"}]}},
      "event.filters[0].field", "no nested fields"),
-    ({"engagement": {"metric": "opened"}}, "engagement", "come with campaigns"),
+    # Engagement is the campaigns app's kind (campaigns.engagement), checked like the rest.
+    ({"engagement": {"metric": "read"}}, "engagement.metric", "metric must be one of"),
     ({"segment": {"id": 999999}}, "segment", "no segment 999999"),
     ({"segment": {"id": "7"}}, "segment", "integer id"),
     ({"not": {"and": [1]}}, "not.and[0]", "exactly one of"),

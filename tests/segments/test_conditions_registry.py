@@ -1,9 +1,9 @@
 """Node kinds are registered: another app adds one without segments importing it.
 
-The kind here stands in for the campaigns app's ``engagement``: its rows live in a table
-of its own (made by the test), it is checked by the validator, compiled in both forms,
-used by the real-time re-evaluation and the preview, and edited in the builder, and it is
-refused again once unregistered.
+The kind here stands in for the campaigns app's ``engagement`` (taken out meanwhile): its
+rows live in a table of its own (made by the test), it is checked by the validator,
+compiled in both forms, used by the real-time re-evaluation and the preview, and edited
+in the builder, and it is refused again once unregistered.
 """
 
 import re
@@ -101,6 +101,19 @@ ENGAGEMENT = NodeKind(
         to_node=engagement_node, from_node=engagement_values,
     ),
 )
+
+
+@pytest.fixture(autouse=True)
+def without_campaigns_engagement():
+    """Stand in for the campaigns app's own ``engagement`` kind, and put it back after."""
+    real = conditions.node_kind("engagement")
+    conditions.unregister("engagement")
+    try:
+        yield
+    finally:
+        conditions.unregister("engagement")
+        if real is not None:
+            conditions.register(real)
 
 
 @pytest.fixture
