@@ -220,6 +220,10 @@ def record_click(delivery_id: int) -> bool:
                        kind=Delivery.Kind.EMAIL) is not None
 
 
+def delivery_exists(delivery_id: int) -> bool:
+    return Delivery.objects.filter(pk=delivery_id).exists()
+
+
 def link_of(delivery_id: int, index: int) -> str | None:
     """Return the original URL of a tracked link of a delivery, or None."""
     payload = (Delivery.objects.filter(pk=delivery_id, kind=Delivery.Kind.EMAIL)

@@ -48,7 +48,7 @@ def click(request, token):
 @require_http_methods(["GET", "POST"])
 def unsubscribe(request, token):
     delivery_id = tracking.read_unsubscribe_token(token)
-    if delivery_id is None:
+    if delivery_id is None or not tracking.delivery_exists(delivery_id):
         raise Http404("no such message")
     if request.method != "POST":
         return render(request, "campaigns/tracking/unsubscribe.html", {"token": token})
