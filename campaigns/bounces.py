@@ -14,12 +14,11 @@ from dataclasses import dataclass
 from anymail.signals import EventType, RejectReason
 from django.db import transaction
 from django.db.models import F, Value
-from django.db.models.fields.json import KT
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from campaigns import tracking
-from campaigns.models import Delivery, EmailSuppression
+from campaigns.models import Delivery, EmailSuppression, RenderedMessageId
 from engage.models import Workspace
 from people.validation import email_key, is_valid_email
 
@@ -73,7 +72,7 @@ def find_delivery(message_id: str | None, *, workspace: Workspace | None = None,
     """Return the delivery whose sent message has this Message-ID or ESP message id."""
     if not message_id:
         return None
-    rows = (Delivery.objects.alias(message_id=KT("payload__rendered__message_id"))
+    rows = (Delivery.objects.alias(message_id=RenderedMessageId())
             .filter(message_id__in=message_id_forms(message_id)))
     if workspace is not None:
         rows = rows.filter(workspace=workspace)

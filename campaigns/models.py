@@ -11,7 +11,6 @@ webhook step, unique per journey step.
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
-from django.db.models.fields.json import KT
 
 from engage.models import Workspace
 from people.models import Person
@@ -175,6 +174,25 @@ class JourneyStep(models.Model):
         return f"{self.journey_id}#{self.seq} {self.step_id} {self.outcome}"
 
 
+class RenderedMessageId(models.Func):
+    """A delivery's ``payload["rendered"]["message_id"]`` as text: its index and the
+    lookups that use it (ESP reports about a message) share this one expression."""
+
+    output_field = models.TextField()
+
+    def __init__(self, expression="payload", **extra):
+        super().__init__(expression, **extra)
+
+    def as_postgresql(self, compiler, connection, **extra):
+        return self.as_sql(compiler, connection,
+                           template="((%(expressions)s -> 'rendered') ->> 'message_id')", **extra)
+
+    def as_sqlite(self, compiler, connection, **extra):
+        return self.as_sql(compiler, connection,
+                           template="json_extract(%(expressions)s, '$.rendered.message_id')",
+                           **extra)
+
+
 class Delivery(models.Model):
     """The outbox row of one message or webhook step of one journey."""
 
@@ -231,7 +249,7 @@ class Delivery(models.Model):
             models.Index(fields=["workspace", "cio_id"], name="delivery_person_idx",
                          condition=Q(cio_id__isnull=False)),
             # ESP events name the message they are about (campaigns.bounces).
-            models.Index(KT("payload__rendered__message_id"), name="delivery_message_id_idx"),
+            models.Index(RenderedMessageId(), name="delivery_message_id_idx"),
         ]
 
     def __str__(self):
