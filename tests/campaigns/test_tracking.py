@@ -9,6 +9,7 @@ import time_machine
 from django.core import signing
 from django.test import Client
 from django.urls import reverse
+from django.utils import timezone
 
 from campaigns import engine, services, tracking
 from campaigns.models import Campaign, Delivery
@@ -51,7 +52,7 @@ def sent_delivery(workspace, person, *, campaign=None, links=LINKS, message_id=N
     rendered = {"from": "team@example.com", "to": person.email, "reply_to": None,
                 "subject": "Hi", "message_id": message_id or f"<{delivery.pk}@engage.test>"}
     Delivery.objects.filter(pk=delivery.pk).update(
-        state=Delivery.State.SENT, sent_at=START,
+        state=Delivery.State.SENT, sent_at=timezone.now(),
         payload={**delivery.payload, "rendered": rendered, "links": list(links)})
     delivery.refresh_from_db()
     return delivery
