@@ -20,6 +20,7 @@ from django.utils import timezone
 from campaigns import tracking
 from campaigns.models import Delivery, EmailSuppression, RenderedMessageId
 from engage.models import Workspace
+from people.models import Activity
 from people.validation import email_key, is_valid_email
 
 logger = logging.getLogger(__name__)
@@ -134,6 +135,8 @@ def record_bounce(*, kind: str, email: str | None = None, message_id: str | None
         result.soft_bounces = int(payload.get("soft_bounces") or 0)
         Delivery.objects.filter(pk=delivery.pk).update(payload=payload, **changes)
         if kind in (HARD, COMPLAINT) and delivery.bounced_at is None:
+            tracking.log_engagement(delivery, Activity.Kind.EMAIL_COMPLAINED if kind == COMPLAINT
+                                    else Activity.Kind.EMAIL_BOUNCED)
             tracking.announce_engagement(delivery)
     return result
 

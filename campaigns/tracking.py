@@ -20,15 +20,15 @@ from urllib.parse import quote
 from django.conf import settings
 from django.core import signing
 from django.db import transaction
-from django.db.models import F, Q, Value
+from django.db.models import F, Value
 from django.db.models.functions import Coalesce
 from django.urls import reverse
 from django.utils import timezone
 
 from campaigns.models import Delivery, EmailSuppression
 from people import services as people
-from people.models import Person
-from people.services.common import announce_change
+from people.models import Activity, Person
+from people.services.common import announce_change, log_activity
 from people.validation import email_key
 
 OPEN_SALT = "engage.tracking.open"
@@ -187,37 +187,42 @@ def announce_engagement(delivery: Delivery) -> None:
         announce_change(delivery.workspace, person_ids)
 
 
-def _first_time(delivery_id: int, fields: list[str], *, kind: str | None = None) -> Delivery | None:
-    """Set each of ``fields`` (``<what>_at``) that is not set yet to now, in one statement.
-
-    Return the delivery when one of them was set (and the change announced), else None.
-    """
+def _first_time(delivery_id: int, moment: str, *, also: tuple[str, ...] = (),
+                activity: str) -> bool:
+    """Set the email's ``moment`` (and those in ``also`` not set yet) to now, unless it is
+    set already, in one statement; log it to the person's activity and announce it.
+    Tell whether it was the first time."""
     now = timezone.now()
-    rows = Delivery.objects.filter(pk=delivery_id)
-    if kind:
-        rows = rows.filter(kind=kind)
-    unset = Q()
-    for name in fields:
-        unset |= Q(**{f"{name}__isnull": True})
     with transaction.atomic():
-        changed = rows.filter(unset).update(
-            **{name: Coalesce(F(name), Value(now)) for name in fields})
+        changed = (Delivery.objects.filter(pk=delivery_id, kind=Delivery.Kind.EMAIL,
+                                           **{f"{moment}__isnull": True})
+                   .update(**{moment: now},
+                           **{name: Coalesce(F(name), Value(now)) for name in also}))
         if not changed:
-            return None
+            return False
         delivery = Delivery.objects.select_related("workspace").get(pk=delivery_id)
+        log_engagement(delivery, activity)
         announce_engagement(delivery)
-    return delivery
+    return True
+
+
+def log_engagement(delivery: Delivery, kind: str) -> None:
+    """Add what happened to a delivery to its person's activity log."""
+    if delivery.cio_id:
+        log_activity(delivery.workspace, delivery.cio_id, kind,
+                     {"delivery": delivery.pk, "campaign": delivery.campaign_id,
+                      "step": delivery.step_id})
 
 
 def record_open(delivery_id: int) -> bool:
     """Record the first open of an email; tell whether this was it."""
-    return _first_time(delivery_id, ["opened_at"], kind=Delivery.Kind.EMAIL) is not None
+    return _first_time(delivery_id, "opened_at", activity=Activity.Kind.EMAIL_OPENED)
 
 
 def record_click(delivery_id: int) -> bool:
     """Record the first click of an email (a click is also an open); tell if it was new."""
-    return _first_time(delivery_id, ["opened_at", "clicked_at"],
-                       kind=Delivery.Kind.EMAIL) is not None
+    return _first_time(delivery_id, "clicked_at", also=("opened_at",),
+                       activity=Activity.Kind.EMAIL_CLICKED)
 
 
 def delivery_exists(delivery_id: int) -> bool:

@@ -236,6 +236,11 @@ class Activity(models.Model):
         UPDATE_FAILED = "update_failed", "Attribute update failure"
         DELETED = "deleted", "Deleted"
         SUPPRESSED = "suppressed", "Deleted and suppressed"
+        # What the person did with an email (the first time per message).
+        EMAIL_OPENED = "email_opened", "Opened an email"
+        EMAIL_CLICKED = "email_clicked", "Clicked a link in an email"
+        EMAIL_BOUNCED = "email_bounced", "Email bounced"
+        EMAIL_COMPLAINED = "email_complained", "Marked an email as spam"
 
     workspace = models.ForeignKey(
         Workspace, on_delete=models.CASCADE, related_name="+", db_index=False

@@ -15,6 +15,7 @@ from campaigns import bounces
 from campaigns.models import EmailSuppression
 from campaigns.tracking import suppressed_addresses
 from engage.models import Membership
+from people.models import Activity
 from segments.models import Membership as SegmentMembership
 from segments.models import PendingEvaluation
 from segments.services import create_segment, evaluate_pending
@@ -98,6 +99,8 @@ def test_an_esp_hard_bounce_suppresses_the_address_and_marks_the_delivery(worksp
     assert delivery.payload["bounce"]["type"] == "hard"
     assert delivery.payload["bounce"]["description"] == "mailbox unknown"
     assert addresses(workspace) == {"ada@example.com": "bounce"}
+    assert list(Activity.objects.filter(cio_id=ada.cio_id, kind__startswith="email_")
+                .values_list("kind", flat=True)) == ["email_bounced"]
 
 
 def test_an_esp_complaint_suppresses_with_its_reason(workspace, ada, travel):
@@ -109,6 +112,7 @@ def test_an_esp_complaint_suppresses_with_its_reason(workspace, ada, travel):
     delivery.refresh_from_db()
     assert delivery.bounced_at == START
     assert addresses(workspace) == {"ada@example.com": "complaint"}
+    assert Activity.objects.filter(cio_id=ada.cio_id, kind="email_complained").count() == 1
 
 
 def test_esp_soft_bounces_are_counted_once_per_event(workspace, ada):

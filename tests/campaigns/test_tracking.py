@@ -149,6 +149,10 @@ def test_the_first_open_is_recorded_once(client, workspace, ada, travel):
 
     delivery.refresh_from_db()
     assert (delivery.opened_at, delivery.clicked_at) == (START, None)
+    assert list(Activity.objects.filter(cio_id=ada.cio_id, kind__startswith="email_")
+                .values_list("kind", "data")) == [
+        ("email_opened", {"delivery": delivery.pk, "campaign": delivery.campaign_id,
+                          "step": "mail"})]
 
 
 def test_a_click_redirects_to_the_stored_link_and_counts_as_an_open(client, workspace, ada,
@@ -165,6 +169,8 @@ def test_a_click_redirects_to_the_stored_link_and_counts_as_an_open(client, work
     assert second["Location"] == LINKS[1]
     delivery.refresh_from_db()
     assert delivery.clicked_at == START  # the first click stays
+    assert list(Activity.objects.filter(cio_id=ada.cio_id, kind__startswith="email_")
+                .values_list("kind", flat=True)) == ["email_clicked"]
 
 
 def test_no_open_redirect(client, workspace, ada):
