@@ -8,8 +8,8 @@ call the lifecycle services.
 from django.contrib import admin, messages
 from django.db.models import Q
 
-from campaigns import services
-from campaigns.models import Campaign, Delivery, Journey, JourneyStep
+from campaigns import bounces, services
+from campaigns.models import Campaign, Delivery, EmailSuppression, Journey, JourneyStep
 from engage.admin_base import ReadOnlyAdmin, pretty_json
 
 
@@ -152,3 +152,43 @@ class DeliveryAdmin(ReadOnlyAdmin):
     @admin.display(description="Payload")
     def payload_display(self, delivery):
         return pretty_json(delivery.payload)
+
+
+@admin.register(EmailSuppression)
+class EmailSuppressionAdmin(ReadOnlyAdmin):
+    """The addresses each workspace sends no email to; removed through the service."""
+
+    list_display = ["address", "reason", "workspace", "created_at", "created_by"]
+    list_filter = ["workspace", "reason"]
+    list_select_related = ["workspace", "created_by"]
+    search_fields = ["=address"]
+    search_help_text = "Exact address (folded as stored)."
+    fields = ["workspace", "address", "reason", "created_at", "created_by"]
+    readonly_fields = fields
+    actions = ["unsuppress"]
+
+    def get_search_results(self, request, queryset, search_term):
+        from people.validation import email_key
+
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        return queryset.filter(address=email_key(term)), False
+
+    def get_actions(self, request):
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)
+        return actions
+
+    def has_unsuppress_permission(self, request):
+        return request.user.has_perm("campaigns.delete_emailsuppression")
+
+    @admin.action(description="Remove from the suppression list (email may go again)",
+                  permissions=["unsuppress"])
+    def unsuppress(self, request, queryset):
+        count = 0
+        for suppression in queryset[:1000]:
+            bounces.unsuppress_address(suppression)
+            count += 1
+        self.message_user(request, f"{count} addresses may receive email again.",
+                          messages.SUCCESS)

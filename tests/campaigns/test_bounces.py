@@ -376,3 +376,22 @@ def test_every_change_needs_csrf(workspace):
 def test_the_settings_nav_links_the_page(client, workspace):
     sign_in(client, workspace, Membership.Role.VIEWER)
     assert f'href="{LIST}"' in client.get(reverse("settings:index")).content.decode()
+
+
+# --- the admin ---------------------------------------------------------------------------
+
+
+def test_support_staff_find_and_remove_suppressed_addresses_in_the_admin(client, workspace):
+    from django.contrib.auth import get_user_model
+
+    kept, _ = bounces.suppress_address(workspace, "ann@example.com", reason="bounce")
+    gone, _ = bounces.suppress_address(workspace, "bob@example.com", reason="complaint")
+    staff = get_user_model().objects.create_superuser("staff", "staff@example.com", "pw")
+    client.force_login(staff)
+    url = reverse("admin:campaigns_emailsuppression_changelist")
+
+    found = client.get(url, {"q": "Bob@Example.com"}).content.decode()
+    assert "bob@example.com" in found and "ann@example.com" not in found
+    client.post(url, {"action": "unsuppress", "_selected_action": [gone.pk]})
+
+    assert list(EmailSuppression.objects.values_list("pk", flat=True)) == [kept.pk]
