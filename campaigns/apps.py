@@ -7,7 +7,12 @@ class CampaignsConfig(AppConfig):
     def ready(self):
         from anymail.signals import tracking
 
-        from campaigns import bounces, engagement, receivers
+        from campaigns import (
+            bounces,
+            checks,  # noqa: F401 - registers the system checks
+            engagement,
+            receivers,
+        )
         from people import signals
         from segments import conditions
         from segments.signals import memberships_changed

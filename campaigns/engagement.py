@@ -98,6 +98,8 @@ def compile_set_wide(compiler, body: dict) -> str:
 class EngagementRowForm(forms.Form):
     metric = forms.ChoiceField(choices=[(metric, metric) for metric in METRICS],
                                initial="opened", required=False)
+    channel = forms.ChoiceField(choices=[("", "any message"), *Delivery.Kind.choices],
+                                required=False)
     within_days = forms.CharField(required=False, widget=forms.TextInput(
         attrs={"size": 4, "placeholder": "any", "aria-label": "within days"}))
     campaign_id = forms.CharField(required=False, widget=forms.TextInput(
@@ -112,6 +114,8 @@ def _number(text: str):
 
 def _row_node(row, here) -> dict:
     body: dict[str, Any] = {"metric": row.values["metric"]}
+    if row.values["channel"]:
+        body["channel"] = row.values["channel"]
     for name in ("within_days", "campaign_id"):
         if row.values[name].strip():
             body[name] = _number(row.values[name])
@@ -125,6 +129,7 @@ def _row_values(body: Any) -> tuple[dict[str, str], list]:
         return "" if value is None else str(value)
 
     return {"metric": str(body.get("metric") or "opened"),
+            "channel": str(body.get("channel") or ""),
             "within_days": shown(body.get("within_days")),
             "campaign_id": shown(body.get("campaign_id"))}, []
 

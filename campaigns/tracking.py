@@ -97,6 +97,11 @@ def absolute_url(path: str) -> str:
     return settings.ENGAGE_BASE_URL.rstrip("/") + path
 
 
+def tracking_base_url() -> str:
+    """Return the absolute URL every tracking URL starts with (``.../t/``)."""
+    return absolute_url(reverse("tracking:open", args=["x"])).removesuffix("o/x")
+
+
 # --- the seam the sender calls ----------------------------------------------------------
 
 
@@ -110,7 +115,7 @@ def instrument_html(html: str, delivery_id: int, *, track: bool) -> tuple[str, l
     if not track:
         return html, []
     links: list[str] = []
-    own = absolute_url(reverse("tracking:open", args=["x"])).rsplit("/o/", 1)[0] + "/"
+    own = tracking_base_url()
 
     def redirect(match: re.Match) -> str:
         raw = next(group for group in match.groups()[2:] if group is not None)

@@ -15,7 +15,7 @@ from segments.conditions import ConditionError, compile_tree, matching_people, v
 from segments.models import Segment
 from tests.campaigns.test_tracking import MAIL, running_campaign, sent_delivery
 from tests.factories import make_person
-from tests.segments.test_builder import form_fields, rows
+from tests.segments.test_builder import form_fields, problems_of, rows
 
 START = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
 
@@ -190,14 +190,20 @@ def test_the_builder_edits_and_saves_an_engagement_row(client, editor, history):
 
     welcome = str(history["welcome"].pk)
     data = rows((0, "and", None, {}), (1, "engagement", 0, {
-        "metric": "sent", "within_days": "", "campaign_id": welcome}))
+        "metric": "sent", "channel": "email", "within_days": "", "campaign_id": welcome}))
     preview = client.post(reverse("segments:preview"), data).content.decode()
     assert re.search(r'id="preview-count" data-count="2"', preview)
+
+    bad = rows((0, "and", None, {}), (1, "engagement", 0, {"metric": "opened",
+                                                            "within_days": "soon"}))
+    assert problems_of(client.post(reverse("segments:preview"), bad), 1) == [
+        "within_days must be a number above 0 and at most 36500 (100 years)"]
 
     client.post(new, {"name": "Engaged", "kind": "data_driven", **data})
     segment = Segment.objects.get(name="Engaged")
     assert segment.conditions == {"and": [{"engagement": {
-        "metric": "sent", "campaign_id": int(welcome)}}]}
+        "metric": "sent", "channel": "email", "campaign_id": int(welcome)}}]}
     edit = form_fields(client.get(reverse("segments:edit", kwargs={"pk": segment.pk})))
-    assert (edit["n-1-metric"], edit["n-1-campaign_id"]) == ("sent", welcome)
+    assert (edit["n-1-metric"], edit["n-1-channel"], edit["n-1-campaign_id"]) == (
+        "sent", "email", welcome)
     assert Builder.from_tree(segment.conditions).tree() == segment.conditions

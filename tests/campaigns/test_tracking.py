@@ -309,3 +309,12 @@ def test_bad_unsubscribe_tokens_answer_404(client, workspace, ada):
         assert client.post(url).status_code == 404, token
         assert client.get(url).status_code == 404, token
     assert not Person.objects.get(pk=ada.pk).unsubscribed
+
+
+def test_the_deploy_check_wants_an_https_base_url(settings):
+    from campaigns.checks import check_base_url
+
+    settings.ENGAGE_BASE_URL = "http://engage.example.com"
+    assert [warning.id for warning in check_base_url(None)] == ["campaigns.W001"]
+    settings.ENGAGE_BASE_URL = "https://engage.example.com"
+    assert check_base_url(None) == []
