@@ -318,3 +318,21 @@ def test_the_deploy_check_wants_an_https_base_url(settings):
     assert [warning.id for warning in check_base_url(None)] == ["campaigns.W001"]
     settings.ENGAGE_BASE_URL = "https://engage.example.com"
     assert check_base_url(None) == []
+
+
+def test_what_tracking_records_feeds_the_campaigns_metrics(client, workspace, ada, travel):
+    from campaigns import bounces, metrics
+
+    campaign = running_campaign(workspace)
+    bob = make_person(workspace, "bob", email="bob@example.com")
+    ada_mail = sent_delivery(workspace, ada, campaign=campaign, key="a")
+    sent_delivery(workspace, bob, campaign=campaign, key="b", message_id="bob-1")
+
+    client.get(reverse("tracking:click", args=[tracking.click_token(ada_mail.pk, 1)]))
+    client.post(path_of(tracking.unsubscribe_url(ada_mail.pk)))
+    bounces.record_bounce(kind="hard", message_id="bob-1")
+
+    figures = metrics.campaign_metrics(campaign)["steps"]["mail"]
+    assert {key: figures[key] for key in ("sent", "opened", "clicked", "bounced",
+                                          "unsubscribed")} == {
+        "sent": 2, "opened": 1, "clicked": 1, "bounced": 1, "unsubscribed": 1}
