@@ -17,6 +17,7 @@ from datetime import timedelta
 from django.db import transaction
 from django.db.models import Max, Q
 
+from campaigns import tracking
 from campaigns.event_filters import events_passing
 from campaigns.models import Campaign, Delivery, Journey
 from people.models import Event
@@ -72,6 +73,8 @@ def reach_goal(campaign: Campaign, moments: list[tuple[int, object]]) -> int:
                 journey.converted_at = moment
                 journey.save(update_fields=["converted_at"])
                 converted += 1
+                # "converted" engagement conditions (campaigns.engagement) follow.
+                tracking.announce_engagement(message)
             if exits:
                 journeys.filter(Q(state=Journey.State.ACTIVE)).update(
                     state=Journey.State.EXITED, exit_reason="goal", ended_at=moment,

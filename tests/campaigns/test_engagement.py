@@ -207,3 +207,28 @@ def test_the_builder_edits_and_saves_an_engagement_row(client, editor, history):
     assert (edit["n-1-metric"], edit["n-1-channel"], edit["n-1-campaign_id"]) == (
         "sent", "email", welcome)
     assert Builder.from_tree(segment.conditions).tree() == segment.conditions
+
+
+def test_a_conversion_puts_the_person_in_a_converted_segment(workspace, travel):
+    from django.utils import timezone
+
+    from campaigns import goals
+    from segments.models import PendingEvaluation
+
+    ada = make_person(workspace, "ada", email="ada@example.com")
+    campaign = running_campaign(workspace, name="Goal")
+    definition = {**campaign.definition, "goal": {"event": {"name": "purchase"},
+                                                  "within_days": 7}}
+    type(campaign).objects.filter(pk=campaign.pk).update(definition=definition)
+    campaign.refresh_from_db()
+    sent_delivery(workspace, ada, campaign=campaign)
+    segment = segment_services.create_segment(workspace, name="Converted", conditions_tree={
+        "engagement": {"metric": "converted", "campaign_id": campaign.pk}})
+    PendingEvaluation.objects.all().delete()
+
+    # The goal is reached after the event's own change was announced (and maybe evaluated).
+    assert goals.reach_goal(campaign, [(ada.pk, timezone.now())]) == 1
+
+    assert PendingEvaluation.objects.filter(person_id=ada.pk).exists()
+    segment_services.evaluate_pending(workspace.pk)
+    assert list(segment.memberships.values_list("person__customer_id", flat=True)) == ["ada"]
