@@ -8,9 +8,16 @@ call the lifecycle services.
 from django.contrib import admin, messages
 from django.db.models import Q
 
-from campaigns import services
-from campaigns.models import Campaign, Delivery, Journey, JourneyStep
-from engage.admin_base import ReadOnlyAdmin, pretty_json
+from campaigns import broadcasts, services, transactional
+from campaigns.models import (
+    BroadcastTrigger,
+    Campaign,
+    Delivery,
+    Journey,
+    JourneyStep,
+    TransactionalMessage,
+)
+from engage.admin_base import JobAdmin, ReadOnlyAdmin, pretty_json
 
 
 def _by_cio_id(queryset, search_term):
@@ -152,3 +159,47 @@ class DeliveryAdmin(ReadOnlyAdmin):
     @admin.display(description="Payload")
     def payload_display(self, delivery):
         return pretty_json(delivery.payload)
+
+
+@admin.register(TransactionalMessage)
+class TransactionalMessageAdmin(admin.ModelAdmin):
+    """Transactional messages are written here (the App API only sends them)."""
+
+    list_display = ["pk", "name", "workspace", "subject", "queue_draft", "updated_at"]
+    list_filter = ["workspace", "queue_draft"]
+    list_select_related = ["workspace"]
+    search_fields = ["name"]
+    fields = ["workspace", "name", "from_address", "to", "reply_to", "subject", "body_html",
+              "body_text", "tracking", "send_to_unsubscribed", "queue_draft", "created_at",
+              "updated_at"]
+    readonly_fields = ["created_at", "updated_at"]
+    show_full_result_count = False
+
+    def get_readonly_fields(self, request, obj=None):
+        # A message stays in its workspace: its deliveries and their metrics are there.
+        return [*self.readonly_fields, "workspace"] if obj else self.readonly_fields
+
+    def save_model(self, request, obj, form, change):
+        transactional.save_message(obj)
+
+
+@admin.register(BroadcastTrigger)
+class BroadcastTriggerAdmin(JobAdmin):
+    list_display = ["pk", "campaign", "workspace", "audience", "state", "progress_display",
+                    "entered", "skipped", "created_at", "finished_at"]
+    list_filter = ["workspace", "state"]
+    list_select_related = ["campaign", "workspace"]
+    fields = ["workspace", "campaign", "description", "audience", "state", "total", "done",
+              "entered", "skipped", "error", "errors_display", "data_display",
+              "recipients_filter", "created_at", "started_at", "finished_at"]
+    readonly_fields = fields
+    retry_permission = "campaigns.change_campaign"
+    retry_job = staticmethod(broadcasts.retry_trigger)
+
+    @admin.display(description="Errors")
+    def errors_display(self, trigger):
+        return pretty_json(trigger.errors)
+
+    @admin.display(description="Trigger data")
+    def data_display(self, trigger):
+        return pretty_json(trigger.data)
