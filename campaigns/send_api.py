@@ -18,7 +18,7 @@ from rest_framework.response import Response
 
 from campaigns import broadcasts, transactional
 from campaigns.models import BroadcastTrigger, Campaign
-from engage.api import AppView, app_exception_handler, error_messages
+from engage.api import AppView, app_exception_handler
 from engage.errors import InvalidInput
 from engage.schema import APP_NOT_FOUND, SingleError
 
@@ -105,6 +105,13 @@ TriggerStatus = inline_serializer("BroadcastTriggerStatus", fields={
 # --- errors ----------------------------------------------------------------------------
 
 
+def _named(problem) -> str:
+    """Return a problem's message naming its field, as ``send_at: must be ...``."""
+    if not problem.field or problem.message.startswith(problem.field):
+        return problem.message
+    return f"{problem.field}: {problem.message}"
+
+
 def _pointer(field: str) -> str:
     """Return a JSON pointer to a field named as ``per_user_data[2].email``."""
     return "/data/attributes/" + re.sub(r"\[(\d+)\]", r".\1", field).replace(".", "/")
@@ -114,8 +121,8 @@ def broadcast_exception_handler(exc, context):
     """Answer a trigger's bad input with 422 as Customer.io does, a busy broadcast 429."""
     if isinstance(exc, InvalidInput):
         return Response({
-            "meta": {"error": "; ".join(error_messages(exc))},
-            "errors": [{"detail": problem.message, "source": {"pointer": _pointer(problem.field)},
+            "meta": {"error": "; ".join(_named(problem) for problem in exc.problems)},
+            "errors": [{"detail": _named(problem), "source": {"pointer": _pointer(problem.field)},
                         "status": "422"} for problem in exc.problems],
         }, status=422)
     if isinstance(exc, broadcasts.RateLimited):
@@ -127,6 +134,11 @@ def broadcast_exception_handler(exc, context):
 
 
 def send_exception_handler(exc, context):
+    """Answer as the App API does, each problem naming its field; 404 for a message that
+    is not the workspace's."""
+    if isinstance(exc, InvalidInput):
+        return Response({"meta": {"error": "; ".join(_named(p) for p in exc.problems)}},
+                        status=400)
     if isinstance(exc, transactional.MessageNotFound):
         return Response({"meta": {"error": str(exc)}}, status=404)
     return app_exception_handler(exc, context)

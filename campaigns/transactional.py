@@ -42,7 +42,9 @@ KNOWN_FIELDS = {"transactional_message_id", "identifiers", "message_data", "send
                 "tracked", "queue_draft", "send_at", "disable_message_retention", "bcc",
                 "headers", "disable_css_preprocessing", "language", "preheader", "fake_bcc",
                 "body_amp", "cc", "attachments", *OVERRIDES}
-# Fields Customer.io has that engage does not act on yet: refused, never silently dropped.
+# Fields Customer.io has that engage does not act on yet: refused, never silently dropped
+# (``language``, ``preheader`` and ``disable_css_preprocessing`` are accepted and change
+# nothing: the message reads the same without them).
 UNSUPPORTED = {"attachments": "attachments are not supported",
                "cc": "cc is not supported: use to or bcc",
                "fake_bcc": "fake_bcc is not supported: use bcc",
