@@ -24,7 +24,7 @@ from engage.schema import APP_NOT_FOUND, SingleError
 
 # --- shapes ----------------------------------------------------------------------------
 
-SendEmailRequest = inline_serializer("SendEmailRequest", fields={
+SendEmailRequest = inline_serializer("SendEmail", fields={
     "transactional_message_id": serializers.CharField(
         required=False, help_text="A transactional message's id, or its name."),
     "identifiers": serializers.DictField(
@@ -55,7 +55,7 @@ IDEMPOTENCY_KEY = OpenApiParameter(
     "Idempotency-Key", str, OpenApiParameter.HEADER,
     description="A retried request with the same key returns the first one's delivery.")
 
-TriggerRequest = inline_serializer("BroadcastTriggerRequest", fields={
+TriggerRequest = inline_serializer("BroadcastTrigger", fields={
     "data": serializers.DictField(required=False, help_text="{{trigger.*}}, at most 50 000 "
                                                             "bytes."),
     "recipients": serializers.DictField(required=False,
