@@ -236,6 +236,10 @@ class Delivery(models.Model):
                          condition=Q(state="queued")),
             models.Index(fields=["transactional_message"], name="delivery_transactional_idx",
                          condition=Q(transactional_message__isnull=False)),
+            # Deliveries of no journey (transactional sends), found by person when the
+            # person is deleted or suppressed.
+            models.Index(fields=["workspace", "cio_id"], name="delivery_direct_person_idx",
+                         condition=Q(journey__isnull=True)),
         ]
 
     def __str__(self):

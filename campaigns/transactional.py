@@ -293,3 +293,20 @@ def _write(workspace: Workspace, request: _Request, idempotency_key: str | None)
         idempotency_key=idempotency_key, created_at=now,
         next_attempt_at=(max(request.send_at or now, now) if state == Delivery.State.QUEUED
                          else None))
+
+
+def forget_people(workspace: Workspace, cio_ids: list[str], *, suppress: bool) -> int:
+    """Skip the unsent transactional emails of people being deleted, inside the deletion's
+    transaction; when suppressing, forget whom all their transactional emails were for.
+
+    Return how many unsent emails were skipped.
+    """
+    if not cio_ids:
+        return 0
+    theirs = Delivery.objects.filter(workspace=workspace, journey__isnull=True,
+                                     cio_id__in=cio_ids)
+    skipped = theirs.filter(state__in=[Delivery.State.QUEUED, Delivery.State.DRAFTED]).update(
+        state=Delivery.State.SKIPPED, reason="the person was deleted", next_attempt_at=None)
+    if suppress:
+        theirs.update(cio_id=None, recipient="", payload={})
+    return skipped

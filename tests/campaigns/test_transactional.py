@@ -293,3 +293,31 @@ def test_the_official_client_sends_a_transactional_email(live_server, transactio
     other = Delivery.objects.get(pk=int(inline["delivery_id"]))
     assert other.payload["message"]["from"] == "team@example.com"
     assert Person.objects.filter(email="grace@example.com").exists()
+
+
+# --- people who go ---------------------------------------------------------------------------
+
+
+def test_deleting_the_person_skips_their_unsent_email_and_suppressing_forgets_them(workspace):
+    ada = make_person(workspace, "u1", email="ada@example.com")
+    make_person(workspace, "u2", email="grace@example.com")
+    later = int((timezone.now() + timedelta(days=1)).timestamp())
+    waiting, _ = transactional.send_email(workspace, {**INLINE, "identifiers": {"id": "u1"},
+                                                      "send_at": later})
+    grace, _ = transactional.send_email(workspace, {**INLINE, "identifiers": {"id": "u2"},
+                                                    "send_at": later})
+
+    people.delete_person(workspace, people.Ref("id", "u1"))
+
+    waiting.refresh_from_db()
+    assert (waiting.state, waiting.reason, waiting.next_attempt_at) == (
+        "skipped", "the person was deleted", None)
+    assert (waiting.cio_id, waiting.recipient) == (ada.cio_id, "ada@example.com")  # metrics
+    grace.refresh_from_db()
+    assert grace.state == "queued"
+
+    people.suppress_identifier(workspace, people.Ref("id", "u2"))
+
+    grace.refresh_from_db()
+    assert (grace.state, grace.cio_id, grace.recipient, grace.payload) == ("skipped", None, "",
+                                                                           {})
