@@ -5,6 +5,7 @@ pages, the App API or the services, and the only actions here (stop, archive, un
 call the lifecycle services.
 """
 
+from django import forms
 from django.contrib import admin, messages
 from django.db.models import Q
 
@@ -161,9 +162,27 @@ class DeliveryAdmin(ReadOnlyAdmin):
         return pretty_json(delivery.payload)
 
 
+class TransactionalMessageForm(forms.ModelForm):
+    TEMPLATES = ("from_address", "to", "reply_to", "subject", "body_html", "body_text")
+
+    class Meta:
+        model = TransactionalMessage
+        fields = ["workspace", "name", "from_address", "to", "reply_to", "subject",
+                  "body_html", "body_text", "tracking", "send_to_unsubscribed", "queue_draft"]
+
+    def clean(self):
+        cleaned = super().clean()
+        for problem in transactional.template_problems(
+                {name: cleaned.get(name) for name in self.TEMPLATES}):
+            self.add_error(problem.field, problem.message)
+        return cleaned
+
+
 @admin.register(TransactionalMessage)
 class TransactionalMessageAdmin(admin.ModelAdmin):
     """Transactional messages are written here (the App API only sends them)."""
+
+    form = TransactionalMessageForm
 
     list_display = ["pk", "name", "workspace", "subject", "queue_draft", "updated_at"]
     list_filter = ["workspace", "queue_draft"]

@@ -219,6 +219,15 @@ def _message(template: TransactionalMessage | None, body: dict,
         problems.append(Problem("headers", "invalid", "headers must be an object of at most "
                                                       f"{MAX_HEADERS} ASCII strings"))
         headers = {}
+    problems += template_problems(values)
+    return {"from": values["from"], "to": values["to"], "reply_to": values["reply_to"],
+            "subject": values["subject"], "body_html": values["body"],
+            "body_text": values["body_plain"], "bcc": bcc or None, "headers": headers}
+
+
+def template_problems(values: dict[str, str | None]) -> list[Problem]:
+    """Return the templates among ``values`` (by field) that cannot be parsed."""
+    problems = []
     for name, value in values.items():
         if value and "{" in value:
             try:
@@ -226,9 +235,7 @@ def _message(template: TransactionalMessage | None, body: dict,
             except liquid.LiquidError as error:
                 problems.append(Problem(name, "invalid_template",
                                         f"{name}: {str(error).splitlines()[0]}"))
-    return {"from": values["from"], "to": values["to"], "reply_to": values["reply_to"],
-            "subject": values["subject"], "body_html": values["body"],
-            "body_text": values["body_plain"], "bcc": bcc or None, "headers": headers}
+    return problems
 
 
 def _addresses(text: str) -> list[str]:

@@ -318,3 +318,33 @@ def test_a_bad_trigger_names_the_field(workspace, people, body, field,
 
     assert field in [problem.field for problem in raised.value.problems]
     assert not BroadcastTrigger.objects.exists()
+
+
+# --- the admin ---------------------------------------------------------------------------
+
+
+def test_support_staff_see_triggers_and_retry_a_stopped_one(
+        client, workspace, people, travel, django_capture_on_commit_callbacks):
+    from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
+    from django.urls import reverse
+
+    from tests.factories import UserFactory
+
+    client.force_login(UserFactory(is_staff=True, is_superuser=True))
+    campaign = make_broadcast(workspace)
+    job = trigger(campaign, {"data": {"headline": "Hi"}}, django_capture_on_commit_callbacks,
+                  run=False)
+    jobs.fail(BroadcastTrigger, job.pk, "the worker died")
+
+    listing = client.get(reverse("admin:campaigns_broadcasttrigger_changelist"))
+    detail = client.get(reverse("admin:campaigns_broadcasttrigger_change", args=[job.pk]))
+    assert listing.status_code == detail.status_code == 200
+    assert "the worker died" in detail.content.decode()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post(reverse("admin:campaigns_broadcasttrigger_changelist"), {
+            "action": "retry", "index": "0", "select_across": "0",
+            ACTION_CHECKBOX_NAME: [str(job.pk)]})
+
+    job.refresh_from_db()
+    assert (job.state, job.entered) == ("done", 5)

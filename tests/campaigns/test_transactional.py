@@ -321,3 +321,41 @@ def test_deleting_the_person_skips_their_unsent_email_and_suppressing_forgets_th
     grace.refresh_from_db()
     assert (grace.state, grace.cio_id, grace.recipient, grace.payload) == ("skipped", None, "",
                                                                            {})
+
+
+# --- the admin ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def su_client(client, db):
+    from tests.factories import UserFactory
+
+    client.force_login(UserFactory(is_staff=True, is_superuser=True))
+    return client
+
+
+def test_support_staff_write_transactional_messages_in_the_admin(su_client, workspace):
+    from django.urls import reverse
+
+    form = {"workspace": workspace.pk, "name": "receipt", "from_address": "shop@example.com",
+            "to": "{{customer.email}}", "reply_to": "", "subject": "Receipt {{trigger.order}}",
+            "body_html": "<p>Thanks</p>", "body_text": "", "tracking": "on",
+            "send_to_unsubscribed": "on"}
+    add = reverse("admin:campaigns_transactionalmessage_add")
+    assert su_client.get(add).status_code == 200
+
+    broken = su_client.post(add, {**form, "subject": "Receipt {% if %}"})
+    assert broken.status_code == 200 and "subject" in broken.context["adminform"].form.errors
+    assert not TransactionalMessage.objects.exists()
+
+    assert su_client.post(add, form).status_code == 302
+    message = TransactionalMessage.objects.get()
+    assert (message.name, message.queue_draft, message.tracking) == ("receipt", False, True)
+    assert message.created_at and message.updated_at
+
+    duplicate = su_client.post(add, form)
+    assert duplicate.status_code == 200 and TransactionalMessage.objects.count() == 1
+    change = reverse("admin:campaigns_transactionalmessage_change", args=[message.pk])
+    assert su_client.post(change, {**form, "subject": "Your receipt"}).status_code == 302
+    message.refresh_from_db()
+    assert message.subject == "Your receipt" and message.updated_at >= message.created_at
