@@ -15,6 +15,7 @@ skipped, holding no identifier. An ``Idempotency-Key`` makes a retried request f
 delivery the first one wrote.
 """
 
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -115,18 +116,18 @@ def send_email(workspace: Workspace, body: dict, *, idempotency_key: str | None 
         return existing, False
 
 
+@dataclass
 class _Request:
     """A send request, read and checked."""
 
-    def __init__(self):
-        self.template: TransactionalMessage | None = None
-        self.ref: people.Ref | None = None
-        self.message: dict = {}
-        self.trigger: dict = {}
-        self.send_to_unsubscribed = True
-        self.queue_draft = False
-        self.send_at: datetime | None = None
-        self.retain = True
+    template: TransactionalMessage | None = None
+    ref: people.Ref | None = None
+    message: dict = field(default_factory=dict)
+    trigger: dict = field(default_factory=dict)
+    send_to_unsubscribed: bool = True
+    queue_draft: bool = False
+    send_at: datetime | None = None
+    retain: bool = True
 
 
 def _read(workspace: Workspace, body: dict) -> _Request:
