@@ -185,6 +185,19 @@ def test_each_recipient_gets_their_own_message_with_the_trigger_data(
     assert run.liquid_context()["customer"]["id"] == "u1"
 
 
+def test_a_broadcasts_steps_act_on_the_recipient_without_naming_a_person(workspace):
+    from campaigns.definition import DefinitionError
+
+    campaign = make_broadcast(workspace, start=False)
+    assert campaign.definition["exit"] == "never"
+    assert "person" not in campaign.definition["workflow"]["steps"][0]
+
+    with pytest.raises(DefinitionError) as raised:
+        make_broadcast(workspace, start=False, workflow={"steps": [
+            {**MAIL, "person": {"email": "{{trigger.email}}"}}]})
+    assert [problem.place for problem in raised.value.problems] == ["workflow.steps[0].person"]
+
+
 # --- the job: batches, progress, retries ---------------------------------------------------
 
 
@@ -305,6 +318,7 @@ def test_only_a_running_api_triggered_campaign_can_be_triggered(
     ({"per_user_data": [{"id": "u1", "email": "u1@example.com"}]}, "per_user_data[0]"),
     ({"per_user_data": [{"id": "u1", "data": [1]}]}, "per_user_data[0].data"),
     ({"recipients": {"attribute": {"field": "plan", "operator": "nope"}}}, "recipients"),
+    ({"recipients": {"segment": {"id": 999_999}}}, "recipients"),
     ({"id_ignore_missing": "yes"}, "id_ignore_missing"),
     ({"data_file_url": "https://example.com/f.jsonl"}, "data_file_url"),
     ({"audience": "all"}, "audience"),
