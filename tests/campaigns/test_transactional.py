@@ -359,3 +359,13 @@ def test_support_staff_write_transactional_messages_in_the_admin(su_client, work
     assert su_client.post(change, {**form, "subject": "Your receipt"}).status_code == 302
     message.refresh_from_db()
     assert message.subject == "Your receipt" and message.updated_at >= message.created_at
+
+
+def test_sends_are_not_held_to_the_app_apis_rate(api, workspace, settings):
+    settings.ENGAGE_API_RATES = {**settings.ENGAGE_API_RATES, "app": "10/min"}
+    make_person(workspace, "u1", email="ada@example.com")
+
+    answers = [api({**INLINE, "identifiers": {"id": "u1"}}).status_code for _ in range(12)]
+
+    assert answers == [200] * 12
+    assert Delivery.objects.count() == 12
