@@ -5,12 +5,21 @@ pages, the App API or the services, and the only actions here (stop, archive, un
 call the lifecycle services.
 """
 
+from django import forms
 from django.contrib import admin, messages
 from django.db.models import Q
 
-from campaigns import bounces, services
-from campaigns.models import Campaign, Delivery, EmailSuppression, Journey, JourneyStep
-from engage.admin_base import ReadOnlyAdmin, pretty_json
+from campaigns import bounces, broadcasts, services, transactional
+from campaigns.models import (
+    BroadcastTrigger,
+    Campaign,
+    Delivery,
+    EmailSuppression,
+    Journey,
+    JourneyStep,
+    TransactionalMessage,
+)
+from engage.admin_base import JobAdmin, ReadOnlyAdmin, pretty_json
 
 
 def _by_cio_id(queryset, search_term):
@@ -192,3 +201,63 @@ class EmailSuppressionAdmin(ReadOnlyAdmin):
             count += 1
         self.message_user(request, f"{count} addresses may receive email again.",
                           messages.SUCCESS)
+class TransactionalMessageForm(forms.ModelForm):
+    TEMPLATES = ("from_address", "to", "reply_to", "subject", "body_html", "body_text")
+
+    class Meta:
+        model = TransactionalMessage
+        fields = ["workspace", "name", "from_address", "to", "reply_to", "subject",
+                  "body_html", "body_text", "tracking", "send_to_unsubscribed", "queue_draft"]
+
+    def clean(self):
+        cleaned = super().clean()
+        for problem in transactional.template_problems(
+                {name: cleaned.get(name) for name in self.TEMPLATES}):
+            self.add_error(problem.field, problem.message)
+        return cleaned
+
+
+@admin.register(TransactionalMessage)
+class TransactionalMessageAdmin(admin.ModelAdmin):
+    """Transactional messages are written here (the App API only sends them)."""
+
+    form = TransactionalMessageForm
+
+    list_display = ["pk", "name", "workspace", "subject", "queue_draft", "updated_at"]
+    list_filter = ["workspace", "queue_draft"]
+    list_select_related = ["workspace"]
+    search_fields = ["name"]
+    fields = ["workspace", "name", "from_address", "to", "reply_to", "subject", "body_html",
+              "body_text", "tracking", "send_to_unsubscribed", "queue_draft", "created_at",
+              "updated_at"]
+    readonly_fields = ["created_at", "updated_at"]
+    show_full_result_count = False
+
+    def get_readonly_fields(self, request, obj=None):
+        # A message stays in its workspace: its deliveries and their metrics are there.
+        return [*self.readonly_fields, "workspace"] if obj else self.readonly_fields
+
+    def save_model(self, request, obj, form, change):
+        transactional.save_message(obj)
+
+
+@admin.register(BroadcastTrigger)
+class BroadcastTriggerAdmin(JobAdmin):
+    list_display = ["pk", "campaign", "workspace", "audience", "state", "progress_display",
+                    "entered", "skipped", "created_at", "finished_at"]
+    list_filter = ["workspace", "state"]
+    list_select_related = ["campaign", "workspace"]
+    fields = ["workspace", "campaign", "description", "audience", "state", "total", "done",
+              "entered", "skipped", "error", "errors_display", "data_display",
+              "recipients_filter", "created_at", "started_at", "finished_at"]
+    readonly_fields = fields
+    retry_permission = "campaigns.change_campaign"
+    retry_job = staticmethod(broadcasts.retry_trigger)
+
+    @admin.display(description="Errors")
+    def errors_display(self, trigger):
+        return pretty_json(trigger.errors)
+
+    @admin.display(description="Trigger data")
+    def data_display(self, trigger):
+        return pretty_json(trigger.data)

@@ -43,9 +43,11 @@ METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 SENDING = ("automatic", "draft", "off")
 EXITS = ("unmatch", "goal", "goal_or_unmatch", "never")
 TRIGGERS = ("segments", "event", "date", "form", "webhook", "api")
-PERSON_TRIGGERS = ("segments", "event", "date", "form")
+# Triggers whose journeys are one person's each. An API-triggered broadcast enters one
+# journey per recipient (``campaigns.broadcasts``), its data as ``{{trigger.*}}``.
+PERSON_TRIGGERS = ("segments", "event", "date", "form", "api")
 # Triggers whose workflow acts on the person its data names ("person" on a step).
-DATA_TRIGGERS = ("webhook", "api")
+DATA_TRIGGERS = ("webhook",)
 FREQUENCIES = {
     "segments": {"once": set(), "rematch": set(), "interval": {"days"}},
     "event": {"every": set(), "once": set(), "at_most_once": {"hours"}},
@@ -480,7 +482,8 @@ class _Reader:
         return out
 
     def exit(self, raw: Any, trigger: str | None, goal: dict | None) -> str:
-        default = "never" if trigger in DATA_TRIGGERS + ("event", "date", "form") else "unmatch"
+        default = ("never" if trigger in DATA_TRIGGERS + ("event", "date", "form", "api")
+                   else "unmatch")
         value = default if raw is None else raw
         if value not in EXITS:
             self.invalid("exit", "must be one of " + ", ".join(EXITS))

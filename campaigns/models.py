@@ -12,7 +12,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
-from engage.models import Workspace
+from engage.models import BackgroundJob, JobItem, Workspace
 from people.models import Person
 
 
@@ -235,11 +235,20 @@ class Delivery(models.Model):
     converted_at = models.DateTimeField(null=True, blank=True)
     bounced_at = models.DateTimeField(null=True, blank=True)
     unsubscribed_at = models.DateTimeField(null=True, blank=True)
+    # A transactional send (``POST /v1/send/email``): the message it used, if any, and the
+    # request's Idempotency-Key, so that a retried request finds this delivery again.
+    transactional_message = models.ForeignKey(
+        "TransactionalMessage", on_delete=models.SET_NULL, null=True, blank=True,
+        related_name="deliveries", db_index=False)
+    idempotency_key = models.CharField(max_length=255, null=True, blank=True)  # noqa: DJ001 - NULL: none given
 
     class Meta:
         constraints = [
             models.UniqueConstraint(fields=["journey", "journey_seq"],
                                     name="delivery_journey_step_unique"),
+            models.UniqueConstraint(fields=["workspace", "idempotency_key"],
+                                    condition=Q(idempotency_key__isnull=False),
+                                    name="delivery_idempotency_unique"),
         ]
         indexes = [
             models.Index(fields=["campaign", "step_id", "state"], name="delivery_step_idx"),
@@ -250,10 +259,87 @@ class Delivery(models.Model):
                          condition=Q(cio_id__isnull=False)),
             # ESP events name the message they are about (campaigns.bounces).
             models.Index(RenderedMessageId(), name="delivery_message_id_idx"),
+            models.Index(fields=["transactional_message"], name="delivery_transactional_idx",
+                         condition=Q(transactional_message__isnull=False)),
         ]
 
     def __str__(self):
         return f"{self.kind} {self.step_id} ({self.state})"
+
+
+class TransactionalMessage(models.Model):
+    """A transactional email's content, sent one person at a time by ``POST /v1/send/email``.
+
+    Its fields are Liquid templates (``{{customer.*}}``, ``{{trigger.*}}`` for the request's
+    ``message_data``); a send request may override any of them.
+    """
+
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE,
+                                  related_name="transactional_messages", db_index=False)
+    # Customer.io's "Trigger Name": a send may name the message by it instead of its id.
+    name = models.CharField(max_length=255)
+    from_address = models.CharField("from", max_length=500)
+    to = models.CharField(max_length=500, default="{{customer.email}}")
+    reply_to = models.CharField(max_length=500, blank=True)
+    subject = models.CharField(max_length=998)
+    body_html = models.TextField()
+    body_text = models.TextField(blank=True)
+    tracking = models.BooleanField(default=True, help_text="Track opens and clicks.")
+    send_to_unsubscribed = models.BooleanField(default=True)
+    queue_draft = models.BooleanField(
+        default=False, help_text="Keep each message as a draft until an editor sends it.")
+    created_at = models.DateTimeField()
+    updated_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["workspace", "name"],
+                                    name="transactional_name_unique"),
+        ]
+
+    def __str__(self):
+        return self.name
+
+
+class BroadcastTrigger(BackgroundJob):
+    """One ``POST /v1/campaigns/{id}/triggers`` of an API-triggered broadcast.
+
+    Its recipients are fixed when it is made (``items``, with each person's own data) and
+    entered into the campaign in batches, each journey keyed by the trigger and the
+    person, so a retried batch enters nobody twice.
+    """
+
+    task = "campaigns.tasks.run_broadcast_trigger"
+    batch_size = 1000
+
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="+",
+                                  db_index=False)
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE,
+                                 related_name="broadcast_triggers", db_index=False)
+    # ``{{trigger.*}}`` for everyone; a recipient's own data is merged over it.
+    data = models.JSONField(default=dict, blank=True)
+    # How the recipients were chosen: "recipients" (with ``recipients_filter``), "ids",
+    # "emails", "per_user_data" or "audience" (the campaign's own).
+    audience = models.CharField(max_length=16)
+    recipients_filter = models.JSONField(null=True, blank=True)
+    entered = models.PositiveIntegerField(default=0, help_text="Journeys started.")
+    # Recipients not entered: gone since, already entered by this trigger.
+    skipped = models.PositiveIntegerField(default=0)
+    # What the request named that could not be used: ids or emails nobody has.
+    errors = models.JSONField(default=list, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["campaign", "-created_at"],
+                                name="broadcast_trigger_recent_idx")]
+
+    def __str__(self):
+        return f"Broadcast trigger {self.pk} of campaign {self.campaign_id} ({self.state})"
+
+
+class BroadcastTriggerItem(JobItem):
+    job = models.ForeignKey(BroadcastTrigger, on_delete=models.CASCADE, related_name="items")
+    # The recipient's own ``per_user_data`` data, merged over the trigger's.
+    data = models.JSONField(null=True, blank=True)
 
 
 class DateTriggerScan(models.Model):

@@ -4,7 +4,10 @@ from campaigns import services
 
 
 def forget_people(sender, workspace, person_ids, cio_ids, suppress, **kwargs):
+    from campaigns import transactional
+
     services.forget_people(workspace, person_ids, cio_ids, suppress=suppress)
+    transactional.forget_people(workspace, cio_ids, suppress=suppress)
 
 
 def move_journeys(sender, workspace, primary_id, secondary_id, **kwargs):

@@ -84,3 +84,12 @@ def start_scheduled_campaigns() -> int:
     from campaigns import services
 
     return services.start_scheduled_campaigns()
+
+
+def run_broadcast_trigger(trigger_id: int) -> None:
+    """Enter a broadcast trigger's recipients; mark it failed if an error stops it."""
+    from campaigns import broadcasts
+    from campaigns.models import BroadcastTrigger
+    from engage import jobs
+
+    jobs.run_task(BroadcastTrigger, trigger_id, broadcasts.run_trigger)

@@ -2,7 +2,7 @@
 
 from django.urls import path, re_path
 
-from campaigns import api, tracking_api
+from campaigns import api, send_api, tracking_api
 
 app_name = "campaigns_app_v1"
 
@@ -23,6 +23,11 @@ urlpatterns = [
     path("campaigns/<int:campaign_id>/unarchive", api.UnarchiveView.as_view(),
          name="campaign-unarchive"),
     path("bounces", tracking_api.BounceView.as_view(), name="bounce-create"),
+    path("campaigns/<int:campaign_id>/triggers", send_api.BroadcastTriggerView.as_view(),
+         name="campaign-trigger-list"),
+    path("campaigns/<int:campaign_id>/triggers/<int:trigger_id>",
+         send_api.BroadcastTriggerStatusView.as_view(), name="campaign-trigger-detail"),
+    path("send/email", send_api.SendEmailView.as_view(), name="send-email"),
     re_path(r"^customers/(?P<customer_id>[\s\S]+)/journeys$", api.CustomerJourneysView.as_view(),
             name="customer-journeys"),
 ]
