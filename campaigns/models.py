@@ -225,6 +225,9 @@ class Delivery(models.Model):
             models.Index(fields=["campaign", "step_id", "state"], name="delivery_step_idx"),
             models.Index(fields=["next_attempt_at"], name="delivery_due_idx",
                          condition=Q(state="queued")),
+            # Webhooks cut off while sending (a dead worker), found when their lease lapses.
+            models.Index(fields=["next_attempt_at"], name="delivery_webhook_lease_idx",
+                         condition=Q(state="sending", kind="webhook")),
         ]
 
     def __str__(self):
