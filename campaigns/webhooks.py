@@ -43,6 +43,7 @@ from requests_hardened.ip_filter import InvalidIPAddress
 from campaigns import liquid
 from campaigns.models import Delivery, Journey
 from campaigns.workflow import Workflow
+from engage.sql import update_rows
 from people import services as people
 from people.models import Person
 from segments.conditions import parse_path
@@ -121,6 +122,19 @@ class Answer:
             return None
 
 
+_FIND = object()  # look the delivery's person up
+
+
+@dataclass
+class Outcome:
+    """An attempt of one delivery: the call made (None: none could be) and its answer."""
+
+    delivery: Delivery
+    call: Call | None
+    answer: Answer
+    person: Person | None = None
+
+
 class Unsendable(Exception):
     """A delivery that can never be sent as it stands (a template error, no step), or
     that is no longer wanted (``skip``: its journey ended)."""
@@ -142,30 +156,49 @@ def send_due_webhooks(*, now: datetime | None = None, limit: int = BATCH_SIZE) -
     """Send a batch of due webhook deliveries; return how many were claimed.
 
     Calls of one batch run side by side (``ENGAGE_WEBHOOK_CONCURRENCY`` threads that only
-    speak HTTP); claiming, rendering and recording stay on the calling thread.
+    speak HTTP); claiming, rendering and recording stay on the calling thread, and the
+    batch's outcomes are recorded in one commit.
     """
     clock = (lambda: now) if now is not None else timezone.now
     claimed = claim_due(now=clock(), limit=limit)
+    if not claimed:
+        return 0
+    people_of = people_by_delivery(claimed)
+    outcomes: list[Outcome] = []
     calls: list[tuple[Delivery, Call]] = []
     for delivery in claimed:
+        person = people_of.get(delivery.pk)
         try:
-            calls.append((delivery, prepare(delivery, now=clock())))
+            calls.append((delivery, prepare(delivery, now=clock(), person=person)))
         except Unsendable as error:
-            _finish_safely(delivery, None, Answer(error=str(error), skip=error.skip),
-                           now=clock())
+            outcomes.append(Outcome(delivery, None, Answer(error=str(error), skip=error.skip),
+                                    person))
         except Exception:  # a bug in one delivery: it is tried again when its lease lapses
             log.exception("webhook delivery %s could not be prepared", delivery.pk)
-    if not calls:
-        return len(claimed)
     workers = max(1, min(settings.ENGAGE_WEBHOOK_CONCURRENCY, len(calls)))
     if workers == 1:
-        for delivery, call in calls:
-            _finish_safely(delivery, call, send(call), now=clock())
-        return len(claimed)
-    futures = [(_executor().submit(send, call), delivery, call) for delivery, call in calls]
-    for future, delivery, call in futures:
-        _finish_safely(delivery, call, future.result(), now=clock())
+        answers = [send(call) for _, call in calls]
+    else:
+        answers = list(_executor().map(send, [call for _, call in calls]))
+    outcomes += [Outcome(delivery, call, answer, people_of.get(delivery.pk))
+                 for (delivery, call), answer in zip(calls, answers, strict=True)]
+    try:
+        record_outcomes(outcomes, now=clock())
+    except Exception:  # the deliveries stay ``sending``; their lapsed lease retries them
+        log.exception("recording the outcomes of webhook deliveries failed")
     return len(claimed)
+
+
+def people_by_delivery(deliveries: list[Delivery]) -> dict[int, Person]:
+    """Return the person each delivery is for (by its cio_id), in one query."""
+    wanted = {(delivery.workspace_id, delivery.cio_id) for delivery in deliveries
+              if delivery.cio_id}
+    if not wanted:
+        return {}
+    found = {(person.workspace_id, person.cio_id): person for person in Person.objects.filter(
+        workspace_id__in={key[0] for key in wanted}, cio_id__in={key[1] for key in wanted})}
+    return {delivery.pk: found[key] for delivery in deliveries
+            if (key := (delivery.workspace_id, delivery.cio_id)) in found}
 
 
 def claim_due(*, now: datetime, limit: int = BATCH_SIZE) -> list[Delivery]:
@@ -199,9 +232,12 @@ def claim_due(*, now: datetime, limit: int = BATCH_SIZE) -> list[Delivery]:
                 .select_related("campaign", "journey", "workspace").order_by("next_attempt_at"))
 
 
-def prepare(delivery: Delivery, *, now: datetime) -> Call:
+def prepare(delivery: Delivery, *, now: datetime, person: Person | None | object = _FIND
+            ) -> Call:
     """Render the delivery's request: the step's (or the edited message's) method, URL,
     headers and body, with Liquid; raise Unsendable saying where a template failed."""
+    if person is _FIND:
+        person = people_by_delivery([delivery]).get(delivery.pk)
     journey = delivery.journey
     if journey is not None and journey.state != Journey.State.ACTIVE:
         raise Unsendable(f"the journey ended ({journey.exit_reason or journey.state}) before "
@@ -213,7 +249,7 @@ def prepare(delivery: Delivery, *, now: datetime) -> Call:
     message = delivery.payload.get("message") or step
     if message is None:
         raise Unsendable("the webhook step is no longer in the campaign")
-    context = liquid_context(delivery, workflow, now)
+    context = liquid_context(delivery, workflow, now, person)
 
     def render(value, place):
         try:
@@ -237,15 +273,12 @@ def prepare(delivery: Delivery, *, now: datetime) -> Call:
     return Call(delivery.pk, (message.get("method") or "POST").upper(), url, headers, data)
 
 
-def liquid_context(delivery: Delivery, workflow: Workflow | None, now: datetime) -> dict:
+def liquid_context(delivery: Delivery, workflow: Workflow | None, now: datetime,
+                   person: Person | None) -> dict:
     """Return what the delivery's templates see: the journey's context, as its steps do,
     for the person the delivery is for."""
     from campaigns import engine
 
-    person = None
-    if delivery.cio_id:
-        person = Person.objects.filter(workspace_id=delivery.workspace_id,
-                                       cio_id=delivery.cio_id).first()
     journey = delivery.journey
     if journey is not None and workflow is not None:
         journey.person, journey.campaign = person, delivery.campaign
@@ -399,69 +432,88 @@ def parse_retry_after(value: str | None, now: datetime) -> timedelta | None:
     return max(moment - now, timedelta(0))
 
 
-def _finish_safely(delivery: Delivery, call: Call | None, answer: Answer, *,
-                   now: datetime) -> None:
-    try:
-        finish(delivery, call, answer, now=now)
-    except Exception:  # the delivery stays ``sending``; its lapsed lease retries it
-        log.exception("webhook delivery %s: recording the outcome failed", delivery.pk)
-
-
-def finish(delivery: Delivery, call: Call | None, answer: Answer, *, now: datetime) -> str:
-    """Record an attempt's outcome in one commit; return the delivery's new state.
+def record_outcomes(outcomes: list[Outcome], *, now: datetime) -> dict[int, str]:
+    """Record a batch's outcomes in one commit; return each delivery's new state.
 
     Sent: the response is mapped into the person's attributes and kept, and the journey
     learns it and is woken. A temporary failure queues the delivery again (until the
-    attempts run out); any other failure fails it and wakes the journey.
+    attempts run out); any other failure fails it and wakes the journey. A delivery taken
+    over meanwhile (another worker, after its lease lapsed) is left to that worker.
     """
-    max_attempts = settings.ENGAGE_WEBHOOK_MAX_ATTEMPTS
-    if answer.skip:
-        state = Delivery.State.SKIPPED
-    elif answer.ok:
-        state = Delivery.State.SENT
-    elif answer.temporary and call is not None and delivery.attempts < max_attempts:
-        state = Delivery.State.QUEUED
-    else:
-        state = Delivery.State.FAILED
+    if not outcomes:
+        return {}
+    ids = [outcome.delivery.pk for outcome in outcomes]
+    ours = set(Delivery.objects.filter(pk__in=ids, state=Delivery.State.SENDING)
+               .values_list("pk", "attempts"))
+    outcomes = [outcome for outcome in outcomes
+                if (outcome.delivery.pk, outcome.delivery.attempts) in ours]
+    states: dict[int, str] = {}
     with transaction.atomic():
-        # Locks in the order a deletion takes them: person, journey, delivery.
-        mapped, mapping_problem = {}, ""
-        if state == Delivery.State.SENT:
-            mapped, mapping_problem = map_response(delivery, answer)
-        if delivery.journey_id is not None:
-            journey = (Journey.objects.select_for_update()
-                       .filter(pk=delivery.journey_id).first())
-        current = (Delivery.objects.select_for_update()
-                   .filter(pk=delivery.pk, state=Delivery.State.SENDING,
-                           attempts=delivery.attempts).first())
-        if current is None:
-            # Taken over by another worker after a lapsed lease, or ended meanwhile.
-            transaction.set_rollback(True)
-            return ""
-        forgotten = delivery.cio_id is not None and current.cio_id is None  # suppressed
-        payload = dict(current.payload)
-        if not forgotten:
-            payload.update(_shown(call, answer))
-        if mapped:
-            payload["mapped"] = mapped
-        current.payload = payload
-        current.state = state
-        if state == Delivery.State.QUEUED:
-            current.next_attempt_at = now + retry_delay(current.attempts, answer, now)
-            current.reason = f"attempt {current.attempts}: {answer.problem}; will retry"
-        elif state in (Delivery.State.FAILED, Delivery.State.SKIPPED):
-            current.next_attempt_at = None
-            current.reason = answer.problem
-            if answer.temporary and call is not None:
-                current.reason += f" (gave up after {current.attempts} attempts)"
-        else:
-            current.next_attempt_at, current.sent_at = None, now
-            current.reason = mapping_problem
-        current.save(update_fields=["payload", "state", "next_attempt_at", "reason",
-                                    "sent_at"])
-        if state != Delivery.State.QUEUED and delivery.journey_id is not None:
-            _tell_journey(journey, current, answer, now)
-    return state
+        # Locks in the order a deletion takes them: people, journeys, deliveries.
+        mapped = {outcome.delivery.pk: map_response(outcome.delivery, outcome.answer,
+                                                    outcome.person)
+                  for outcome in outcomes if _next_state(outcome) == Delivery.State.SENT}
+        journeys = {journey.pk: journey for journey in Journey.objects.select_for_update()
+                    .filter(pk__in={outcome.delivery.journey_id for outcome in outcomes})}
+        current = {delivery.pk: delivery for delivery in Delivery.objects.select_for_update()
+                   .filter(pk__in=[outcome.delivery.pk for outcome in outcomes],
+                           state=Delivery.State.SENDING)}
+        changed_deliveries, changed_journeys = [], {}
+        for outcome in outcomes:
+            delivery = current.get(outcome.delivery.pk)
+            if delivery is None or delivery.attempts != outcome.delivery.attempts:
+                continue
+            state = _next_state(outcome)
+            _apply(delivery, outcome, state, mapped.get(delivery.pk, ({}, "")), now)
+            changed_deliveries.append(delivery)
+            states[delivery.pk] = state
+            journey = journeys.get(delivery.journey_id)
+            if state != Delivery.State.QUEUED and _tell_journey(journey, delivery,
+                                                                outcome.answer, now):
+                changed_journeys[journey.pk] = journey
+        names = ["payload", "state", "next_attempt_at", "reason", "sent_at"]
+        update_rows(Delivery, names, [(delivery.pk, *(getattr(delivery, name) for name in names))
+                                      for delivery in changed_deliveries])
+        update_rows(Journey, ["context", "next_run_at"],
+                    [(journey.pk, journey.context, journey.next_run_at)
+                     for journey in changed_journeys.values()])
+    return states
+
+
+def _next_state(outcome: Outcome) -> str:
+    answer = outcome.answer
+    if answer.skip:
+        return Delivery.State.SKIPPED
+    if answer.ok:
+        return Delivery.State.SENT
+    if (answer.temporary and outcome.call is not None
+            and outcome.delivery.attempts < settings.ENGAGE_WEBHOOK_MAX_ATTEMPTS):
+        return Delivery.State.QUEUED
+    return Delivery.State.FAILED
+
+
+def _apply(delivery: Delivery, outcome: Outcome, state: str, mapped: tuple[dict, str],
+           now: datetime) -> None:
+    """Set the delivery's new state, reason and payload (not saved)."""
+    answer = outcome.answer
+    forgotten = outcome.delivery.cio_id is not None and delivery.cio_id is None  # suppressed
+    payload = dict(delivery.payload)
+    if not forgotten:
+        payload.update(_shown(outcome.call, answer))
+    if mapped[0]:
+        payload["mapped"] = mapped[0]
+    delivery.payload, delivery.state = payload, state
+    if state == Delivery.State.QUEUED:
+        delivery.next_attempt_at = now + retry_delay(delivery.attempts, answer, now)
+        delivery.reason = f"attempt {delivery.attempts}: {answer.problem}; will retry"
+    elif state in (Delivery.State.FAILED, Delivery.State.SKIPPED):
+        delivery.next_attempt_at = None
+        delivery.reason = answer.problem
+        if answer.temporary and outcome.call is not None:
+            delivery.reason += f" (gave up after {delivery.attempts} attempts)"
+    else:
+        delivery.next_attempt_at, delivery.sent_at = None, now
+        delivery.reason = mapped[1]
 
 
 def _shown(call: Call | None, answer: Answer) -> dict:
@@ -477,11 +529,11 @@ def _shown(call: Call | None, answer: Answer) -> dict:
 
 
 def _tell_journey(journey: Journey | None, delivery: Delivery, answer: Answer,
-                  now: datetime) -> None:
+                  now: datetime) -> bool:
     """Keep the answer in the journey's context (``{{webhook.<step id>.*}}``) and wake the
-    journey if it waits for this delivery."""
+    journey if it waits for this delivery (not saved); tell whether it changed."""
     if journey is None or journey.state != Journey.State.ACTIVE:
-        return
+        return False
     body = answer.json()
     if body is None and answer.body and len(answer.body) <= DISPLAY_BYTES:
         body = answer.text()
@@ -489,13 +541,13 @@ def _tell_journey(journey: Journey | None, delivery: Delivery, answer: Answer,
                 delivery.step_id: {"status": answer.status, "ok": answer.ok, "body": body,
                                    "headers": answer.headers}}
     journey.context = {**journey.context, "webhooks": webhooks}
-    fields = {"context": journey.context}
     if journey.step_data.get("delivery") == delivery.pk:
-        fields["next_run_at"] = now
-    Journey.objects.filter(pk=journey.pk).update(**fields)
+        journey.next_run_at = now
+    return True
 
 
-def map_response(delivery: Delivery, answer: Answer) -> tuple[dict, str]:
+def map_response(delivery: Delivery, answer: Answer, person: Person | None
+                 ) -> tuple[dict, str]:
     """Set the step's mapped response fields on the person; return what was set and any
     problem. Through the people services: a suppressed person is left alone."""
     step = None
@@ -507,8 +559,6 @@ def map_response(delivery: Delivery, answer: Answer) -> tuple[dict, str]:
     data = answer.json()
     if data is None:
         return {}, "the response is not JSON: nothing was mapped"
-    person = Person.objects.filter(workspace_id=delivery.workspace_id,
-                                   cio_id=delivery.cio_id).first()
     if person is None:
         return {}, "mapping the response: the person is gone"
     values: dict[str, Any] = {}
@@ -518,10 +568,15 @@ def map_response(delivery: Delivery, answer: Answer) -> tuple[dict, str]:
             _put(values, person.attributes, item["attribute"], found)
     if not values:
         return {}, ""
+    if all(person.attributes.get(key) == value for key, value in values.items()):
+        return values, ""  # nothing changes: no need to lock and rewrite the person
     try:
         result = people.identify_person(delivery.workspace, people.Ref("cio_id", delivery.cio_id),
                                         values)
     except people.InvalidInput as error:
+        return {}, f"mapping the response failed: {error}"
+    except Exception as error:  # one person's trouble must not undo the batch
+        log.exception("webhook delivery %s: mapping the response failed", delivery.pk)
         return {}, f"mapping the response failed: {error}"
     if result.outcome in (people.Outcome.NOT_FOUND, people.Outcome.SUPPRESSED):
         return {}, f"mapping the response: {result.outcome}"

@@ -85,6 +85,9 @@ class WebhookServer:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"  # keep-alive, as real receivers speak
+            # One segment per answer, sent at once (no Nagle delay on kept-alive connections).
+            wbufsize = 64 * 1024
+            disable_nagle_algorithm = True
 
             def log_message(self, format, *args):
                 pass

@@ -469,3 +469,20 @@ def test_a_webhook_of_a_journey_that_ended_is_skipped_not_sent(workspace, allowe
     assert delivery.state == "skipped"
     assert delivery.reason.startswith("the journey ended (campaign_stopped)")
     assert not allowed.requests
+
+
+@pytest.mark.parametrize("host", ["169.254.169.254", "10.0.0.1", "[::1]", "[fe80::1]"])
+def test_link_local_private_and_loopback_addresses_are_refused_before_connecting(
+        settings, host):
+    settings.ENGAGE_WEBHOOK_ALLOWED_HOSTS = []
+    settings.ENGAGE_WEBHOOK_ALLOW_PRIVATE = False
+    answer = webhooks.send(webhooks.Call(1, "GET", f"http://{host}/latest/meta-data", {}))
+    assert answer.error.startswith("refused:") and not answer.retry
+
+
+def test_a_redirect_loop_ends_after_a_few_hops(allowed):
+    allowed.answer("/loop", Reply(302, headers={"Location": "/loop"}))
+    answer = webhooks.send(webhooks.Call(1, "GET", allowed.url + "/loop", {}))
+    assert len(allowed.to("/loop")) == webhooks.MAX_REDIRECTS + 1
+    assert (answer.status, answer.ok, answer.temporary) == (302, False, False)
+    assert answer.problem.startswith("HTTP 302: redirect not followed")
