@@ -177,9 +177,9 @@ def send_due_webhooks(*, now: datetime | None = None, limit: int = BATCH_SIZE) -
             log.exception("webhook delivery %s could not be prepared", delivery.pk)
     workers = max(1, min(settings.ENGAGE_WEBHOOK_CONCURRENCY, len(calls)))
     if workers == 1:
-        answers = [send(call) for _, call in calls]
+        answers = [_send_safely(call) for _, call in calls]
     else:
-        answers = list(_executor().map(send, [call for _, call in calls]))
+        answers = list(_executor().map(_send_safely, [call for _, call in calls]))
     outcomes += [Outcome(delivery, call, answer, people_of.get(delivery.pk))
                  for (delivery, call), answer in zip(calls, answers, strict=True)]
     try:
@@ -377,6 +377,14 @@ def send(call: Call) -> Answer:
                 continue
             return _read(response, url, deadline=time.monotonic() + 2 * timeout[1])
     raise AssertionError("unreachable")
+
+
+def _send_safely(call: Call) -> Answer:
+    try:
+        return send(call)
+    except Exception as error:  # a bug, not the receiver's doing: tried again later
+        log.exception("webhook delivery %s: the call failed unexpectedly", call.delivery_id)
+        return Answer(error=f"unexpected error: {_short(error)}", retry=True, url=call.url)
 
 
 def _read(response: requests.Response, url: str, *, deadline: float) -> Answer:

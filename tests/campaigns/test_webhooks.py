@@ -486,3 +486,36 @@ def test_a_redirect_loop_ends_after_a_few_hops(allowed):
     assert len(allowed.to("/loop")) == webhooks.MAX_REDIRECTS + 1
     assert (answer.status, answer.ok, answer.temporary) == (302, False, False)
     assert answer.problem.startswith("HTTP 302: redirect not followed")
+
+
+@pytest.mark.django_db
+def test_a_data_campaign_calls_with_the_data_it_received(workspace, allowed):
+    import json
+
+    from django.test import Client
+
+    from campaigns import triggers
+
+    allowed.answer("/orders/A-7", Reply(200, json={"tier": "gold"}))
+    campaign = services.start_campaign(services.create_campaign(workspace, {
+        "name": "Orders", "trigger": {"webhook": {}}, "workflow": {"steps": [
+            hook(allowed.url + "/orders/{{trigger.order}}",
+                 body={"email": "{{trigger.email}}", "order": "{{trigger.order}}"}),
+            {"id": "tag", "type": "update_attributes", "person": {"email": "{{trigger.email}}"},
+             "set": {"tier": "{{webhook.hook.body.tier}}"}}]}}))
+    ada = make_person(workspace, "ada", email="ada@example.com")
+    response = Client().post(f"/api/v1/webhooks/{triggers.webhook_token(campaign)}",
+                             json.dumps({"email": "ada@example.com", "order": "A-7"}),
+                             content_type="application/json")
+    assert response.status_code == 200
+    advance()
+
+    webhooks.send_due_webhooks()
+
+    (request,) = allowed.to("/orders/A-7")
+    assert request.json() == {"email": "ada@example.com", "order": "A-7"}
+    assert Delivery.objects.get().state == "sent"
+    advance()
+    ada.refresh_from_db()
+    assert ada.attributes["tier"] == "gold"
+    assert Journey.objects.get(campaign=campaign).state == "finished"
