@@ -312,8 +312,8 @@ def _executor() -> ThreadPoolExecutor:
 
 def private_allowed(host: str) -> bool:
     """Tell whether the operator lets webhooks reach ``host`` at a private address."""
-    return (settings.ENGAGE_WEBHOOK_ALLOW_PRIVATE
-            or host.lower().strip("[]") in settings.ENGAGE_WEBHOOK_ALLOWED_HOSTS)
+    allowed = {name.lower().strip("[]") for name in settings.ENGAGE_WEBHOOK_ALLOWED_HOSTS}
+    return settings.ENGAGE_WEBHOOK_ALLOW_PRIVATE or host.lower().strip("[]") in allowed
 
 
 def _session(private: bool) -> requests.Session:

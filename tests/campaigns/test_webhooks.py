@@ -519,3 +519,13 @@ def test_a_data_campaign_calls_with_the_data_it_received(workspace, allowed):
     ada.refresh_from_db()
     assert ada.attributes["tier"] == "gold"
     assert Journey.objects.get(campaign=campaign).state == "finished"
+
+
+def test_allowed_hosts_are_matched_by_name_whatever_the_case_or_brackets(settings):
+    settings.ENGAGE_WEBHOOK_ALLOW_PRIVATE = False
+    settings.ENGAGE_WEBHOOK_ALLOWED_HOSTS = ["Engage.Internal", "[::1]"]
+    assert webhooks.private_allowed("engage.internal")
+    assert webhooks.private_allowed("::1")
+    assert not webhooks.private_allowed("other.internal")
+    settings.ENGAGE_WEBHOOK_ALLOW_PRIVATE = True
+    assert webhooks.private_allowed("other.internal")
