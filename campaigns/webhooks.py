@@ -373,6 +373,8 @@ def send(call: Call) -> Answer:
                 if response.status_code == 303 or (response.status_code in (301, 302)
                                                    and method == "POST"):
                     method, body = "GET", None
+                    headers = {name: value for name, value in headers.items()
+                               if name.lower() != "content-type"}
                 url = target
                 continue
             return _read(response, url, deadline=time.monotonic() + 2 * timeout[1])
@@ -417,7 +419,8 @@ def _short(error: Exception) -> str:
 def retry_delay(attempts: int, answer: Answer, now: datetime) -> timedelta:
     """Return how long to wait before the next attempt: the answer's Retry-After (capped),
     else exponential backoff with jitter."""
-    retry_after = parse_retry_after(answer.headers.get("Retry-After"), now)
+    retry_after = parse_retry_after(next((value for name, value in answer.headers.items()
+                                          if name.lower() == "retry-after"), None), now)
     if retry_after is not None:
         return min(retry_after, RETRY_AFTER_CAP)
     delay = min(BACKOFF_BASE * 2 ** max(attempts - 1, 0), BACKOFF_CAP)

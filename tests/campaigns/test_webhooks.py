@@ -177,7 +177,7 @@ def test_retry_after_reads_seconds_and_dates_and_is_capped():
     answer = webhooks.Answer(status=503, headers={"Retry-After": format_datetime(
         now + timedelta(minutes=5), usegmt=True)})
     assert webhooks.retry_delay(1, answer, now) == timedelta(minutes=5)
-    assert webhooks.retry_delay(1, webhooks.Answer(headers={"Retry-After": "86400"}), now) \
+    assert webhooks.retry_delay(1, webhooks.Answer(headers={"retry-after": "86400"}), now) \
         == webhooks.RETRY_AFTER_CAP
     assert webhooks.parse_retry_after("soon", now) is None
     for attempts in (1, 5, 30):
@@ -529,3 +529,13 @@ def test_allowed_hosts_are_matched_by_name_whatever_the_case_or_brackets(setting
     assert not webhooks.private_allowed("other.internal")
     settings.ENGAGE_WEBHOOK_ALLOW_PRIVATE = True
     assert webhooks.private_allowed("other.internal")
+
+
+def test_see_other_turns_a_post_into_a_get_without_its_body(allowed):
+    allowed.answer("/see", Reply(303, headers={"Location": "/seen"}))
+    answer = webhooks.send(webhooks.Call(1, "POST", allowed.url + "/see",
+                                         {"Content-Type": "application/json"}, b'{"a": 1}'))
+    assert answer.ok
+    (seen,) = allowed.to("/seen")
+    assert (seen.method, seen.body) == ("GET", b"")
+    assert "Content-Type" not in seen.headers
