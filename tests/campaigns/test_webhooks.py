@@ -539,3 +539,13 @@ def test_see_other_turns_a_post_into_a_get_without_its_body(allowed):
     (seen,) = allowed.to("/seen")
     assert (seen.method, seen.body) == ("GET", b"")
     assert "Content-Type" not in seen.headers
+
+
+def test_which_answers_are_worth_another_attempt():
+    temporary = [webhooks.Answer(status=status) for status in (408, 429, 500, 502, 503)]
+    final = [webhooks.Answer(status=status) for status in (400, 401, 403, 404, 410, 422)]
+    assert all(answer.temporary and not answer.ok for answer in temporary)
+    assert not any(answer.temporary or answer.ok for answer in final)
+    assert webhooks.Answer(error="could not connect", retry=True).temporary
+    assert not webhooks.Answer(error="refused: private", retry=False).temporary
+    assert webhooks.Answer(status=204).ok
