@@ -247,6 +247,7 @@ class Run:
         context = self.journey.context
         return {"customer": customer, "event": (context.get("event") or {}).get("data") or {},
                 "trigger": context.get("trigger") or {},
+                "webhook": context.get("webhooks") or {},  # answers of earlier webhook steps
                 "campaign": {"id": self.campaign.pk, "name": self.campaign.name}}
 
     def matches(self, tree: dict | None) -> bool:

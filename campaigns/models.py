@@ -261,6 +261,9 @@ class Delivery(models.Model):
             models.Index(RenderedMessageId(), name="delivery_message_id_idx"),
             models.Index(fields=["transactional_message"], name="delivery_transactional_idx",
                          condition=Q(transactional_message__isnull=False)),
+            # Webhooks cut off while sending (a dead worker), found when their lease lapses.
+            models.Index(fields=["next_attempt_at"], name="delivery_webhook_lease_idx",
+                         condition=Q(state="sending", kind="webhook")),
         ]
 
     def __str__(self):

@@ -35,6 +35,21 @@ def advance_journeys(seconds: float = SWEEP_SECONDS) -> int:
             time.sleep(IDLE_PAUSE)
 
 
+def send_webhooks(seconds: float = SWEEP_SECONDS) -> int:
+    """Send due webhook deliveries for ``seconds``, pausing briefly when none are due."""
+    from campaigns import webhooks
+
+    deadline = time.monotonic() + seconds
+    sent = 0
+    while True:
+        done = webhooks.send_due_webhooks()
+        sent += done
+        if time.monotonic() >= deadline:
+            return sent
+        if not done:
+            time.sleep(IDLE_PAUSE)
+
+
 def scan_date_triggers() -> int:
     """Enter people into date-triggered campaigns whose occurrences fell due."""
     from campaigns import date_triggers

@@ -255,6 +255,15 @@ if os.environ.get("ANYMAIL_WEBHOOK_SECRET"):
 # them off behind a pooler that cannot keep them (PgBouncer before 1.21 in transaction mode).
 ENGAGE_PREPARED_STATEMENTS = env_bool("ENGAGE_PREPARED_STATEMENTS", default=True)
 
+# Outbound webhooks (campaign "send and receive data" steps, campaigns.webhooks): private,
+# loopback and link-local addresses are refused unless allowed, for every host or by name.
+ENGAGE_WEBHOOK_ALLOW_PRIVATE = env_bool("ENGAGE_WEBHOOK_ALLOW_PRIVATE", default=False)
+ENGAGE_WEBHOOK_ALLOWED_HOSTS = [host.lower() for host in env_list("ENGAGE_WEBHOOK_ALLOWED_HOSTS")]
+ENGAGE_WEBHOOK_CONNECT_TIMEOUT = float(os.environ.get("ENGAGE_WEBHOOK_CONNECT_TIMEOUT", "5"))
+ENGAGE_WEBHOOK_READ_TIMEOUT = float(os.environ.get("ENGAGE_WEBHOOK_READ_TIMEOUT", "15"))
+ENGAGE_WEBHOOK_MAX_ATTEMPTS = int(os.environ.get("ENGAGE_WEBHOOK_MAX_ATTEMPTS", "8"))
+ENGAGE_WEBHOOK_CONCURRENCY = int(os.environ.get("ENGAGE_WEBHOOK_CONCURRENCY", "4"))
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

@@ -2,6 +2,7 @@ import pytest
 
 from engage.models import Membership
 from tests.factories import make_member, make_workspace
+from tests.webhook_server import webhook_server  # noqa: F401 - a local HTTP server for webhooks
 
 
 @pytest.fixture
