@@ -227,14 +227,19 @@ class SettingsForm(forms.Form):
     def _segment_rows(self, definition: dict) -> list[dict]:
         if self.is_bound:
             ids, insides = self.data.getlist("segment"), self.data.getlist("segment_in")
-            rows = [{"id": int(text) if text.isdigit() else text,
+            # Blank rows stay on the form (a row being filled in) but name no segment.
+            rows = [{"id": int(text) if text.isdigit() else text.strip(),
                      "in": (insides[index] if index < len(insides) else "in") != "not_in",
                      "errors": []}
-                    for index, text in enumerate(ids) if text.strip()]
+                    for index, text in enumerate(ids)]
         else:
             chosen = definition["trigger"].get("segments", {}).get("segments", [])
             rows = [{"id": item["id"], "in": item["in"], "errors": []} for item in chosen]
         return rows
+
+    def chosen_segments(self) -> list[dict]:
+        """Return the segment rows that name a segment (blank rows are being filled in)."""
+        return [row for row in self.segment_rows if row["id"] != ""]
 
     def _filter_rows(self, definition: dict) -> list[dict]:
         if self.is_bound:
@@ -275,7 +280,7 @@ class SettingsForm(forms.Form):
         kind = self.kind
         if kind == "segments":
             out["trigger"] = {"segments": {"match": data["match"] or "all", "segments": [
-                {"id": row["id"], "in": row["in"]} for row in self.segment_rows]}}
+                {"id": row["id"], "in": row["in"]} for row in self.chosen_segments()]}}
         elif kind == "event":
             out["trigger"] = {"event": {
                 "name": data["event_name"].strip() or None,
@@ -324,7 +329,7 @@ class SettingsForm(forms.Form):
         for problem in problems:
             row = _ROW_PLACE.match(problem.place)
             if row:
-                rows = (self.segment_rows if row.group(1).startswith("segments")
+                rows = (self.chosen_segments() if row.group(1).startswith("segments")
                         else self.filter_rows)
                 index = int(row.group(2))
                 if index < len(rows):
