@@ -19,7 +19,7 @@ from campaigns.definition import DATA_TRIGGERS, MAX_INTERVAL_DAYS, Problem
 from campaigns.models import Campaign
 from campaigns.services import Audience
 from segments import conditions
-from segments.builder_forms import ATTRIBUTE_OPERATOR_CHOICES
+from segments.builder_forms import ATTRIBUTE_OPERATOR_CHOICES, Builder
 
 # A new campaign's trigger, before its settings are filled in (unconfigured in a draft).
 NEW_TRIGGERS = {
@@ -187,6 +187,7 @@ class SettingsForm(forms.Form):
                 del self.fields[name]
         self.segment_rows = self._segment_rows(definition)
         self.filter_rows = self._filter_rows(definition)
+        self.builder, self.filters_as_json = self._filters_builder(definition)
         # Problems about the rows as a whole ("choose at least one segment").
         self.row_errors: dict[str, list[str]] = {"segments": [], "event_filters": []}
 
@@ -253,6 +254,22 @@ class SettingsForm(forms.Form):
         chosen = (definition["trigger"].get("event") or {}).get("filters") or []
         return [filter_row(condition) for condition in chosen]
 
+    def _filters_builder(self, definition: dict) -> tuple[Builder, bool]:
+        """Return the filters as the segment builder's rows, and whether they are JSON instead.
+
+        A tree the rows cannot show as it is (a condition kind without a row, an explicit
+        default) is edited as JSON, so that saving never changes what it does.
+        """
+        if self.is_bound:
+            if self.data.get("filters_mode") == "json":
+                return Builder.empty(), True
+            return Builder.from_post(self.data), False
+        tree = definition.get("filters")
+        builder = Builder.from_tree(tree)
+        if tree is not None and _unwrapped(builder.tree()) != _unwrapped(tree):
+            return Builder.empty(), True
+        return builder, False
+
     def add_filter(self, field: str, value) -> None:
         """Add a filter row (from an occurrence's data key and value) to those posted."""
         self.filter_rows.append(filter_row({"field": field, "operator": "eq",
@@ -298,7 +315,7 @@ class SettingsForm(forms.Form):
             out["trigger"] = {"form": {"id": data["form_id"].strip() or None}}
         if kind in DATA_TRIGGERS:
             return out  # data campaigns have no filters, frequency, goal or exit to set
-        out["filters"] = data["filters"]
+        out["filters"] = data["filters"] if self.filters_as_json else self.builder.tree()
         mode = data.get("frequency_mode")
         if mode:
             out["frequency"] = {"mode": mode}
@@ -326,7 +343,13 @@ class SettingsForm(forms.Form):
 
     def add_problems(self, problems: list[Problem]) -> None:
         """Put each of the validator's problems beside the field or row it names."""
+        in_rows = []
         for problem in problems:
+            if not self.filters_as_json and (problem.place == "filters"
+                                             or problem.place.startswith("filters.")):
+                in_rows.append((problem.place.removeprefix("filters").removeprefix(".")
+                                or "(root)", problem.message))
+                continue
             row = _ROW_PLACE.match(problem.place)
             if row:
                 rows = (self.chosen_segments() if row.group(1).startswith("segments")
@@ -343,6 +366,16 @@ class SettingsForm(forms.Form):
                                if problem.place != PLACES.get(field) else problem.message)
             else:
                 self.add_error(None, f"{problem.place}: {problem.message}")
+        if in_rows:
+            self.builder.tree()  # gives every row its place in the tree
+            self.builder.place(in_rows)
+
+
+def _unwrapped(tree: dict | None) -> dict | None:
+    """Return the builder's tree as it would be written by hand: one condition unwrapped."""
+    if tree and list(tree) == ["and"] and len(tree["and"]) == 1:
+        return tree["and"][0]
+    return tree
 
 
 # Where a settings field's value goes in the definition.

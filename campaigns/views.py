@@ -45,6 +45,13 @@ from engage.pages import (
 from engage.workspaces import role_required
 from people.models import Event
 from segments import conditions, operations
+from segments.builder_forms import (
+    ATTRIBUTE_OPERATOR_CHOICES,
+    COUNT_OPERATOR_CHOICES,
+    GROUP_CHOICES,
+    TIMESTAMP_UNIT_CHOICES,
+    row_kinds,
+)
 from segments.models import Segment
 
 # One lifecycle change per confirmed dialog: a double submit finds its token used.
@@ -190,6 +197,9 @@ def campaign_settings(request, pk):
                 key, item = "", ""
             if isinstance(key, str) and key:
                 form.add_filter(key, item)
+        elif op.startswith(("add:", "remove:")):  # the filters' rows (the segment builder's)
+            form.builder.apply(op)
+            form.builder.renumber()
         elif op == "save":
             saved = _save_settings(request, campaign, form)
             if isinstance(saved, Campaign):
@@ -206,14 +216,34 @@ def campaign_settings(request, pk):
     context = {
         "campaign": campaign, "tab": "settings", "form": form, "stale": stale,
         "segments": segments, "filter_operators": FILTER_OPERATORS,
+        **_builder_context(campaign, segments),
         "frequency_changes": FREQUENCY_CHANGES,
         "editable": request.membership.can_edit and campaign.state != Campaign.State.ARCHIVED,
         **_previews(workspace, campaign, form),
     }
     if swaps_a_partial(request):
-        return render(request, "campaigns/campaign_settings.html#settings-form", context,
-                      status=200)
+        # The filters' rows swap themselves; everything else swaps the whole form.
+        part = "filters-builder" if request.htmx.target == "builder" else "settings-form"
+        return render(request, f"campaigns/campaign_settings.html#{part}", context)
     return render(request, "campaigns/campaign_settings.html", context, status=status)
+
+
+def _builder_context(campaign: Campaign, segments: list) -> dict:
+    """Return what the segment builder's rows need, for the campaign's filters."""
+    engagement_note = ""
+    if conditions.node_kind("engagement") is None:
+        engagement_note = "Engagement conditions are not available yet."
+    return {
+        "form_action": reverse("campaigns:settings", args=[campaign.pk]),
+        "segment_choices": [(str(row["pk"]), f"{row['name']} (archived)" if row["archived"]
+                             else row["name"]) for row in segments],
+        "attribute_operators": ATTRIBUTE_OPERATOR_CHOICES,
+        "count_operators": COUNT_OPERATOR_CHOICES,
+        "timestamp_units": TIMESTAMP_UNIT_CHOICES,
+        "group_choices": GROUP_CHOICES,
+        "addable_rows": list(row_kinds().items()),
+        "engagement_note": engagement_note,
+    }
 
 
 def _save_settings(request, campaign: Campaign, form: SettingsForm):

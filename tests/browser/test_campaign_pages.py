@@ -15,6 +15,17 @@ def manual_segment(workspace, name, people):
     return segment
 
 
+def swapped(page, action) -> None:
+    """Do ``action`` and wait until HTMX has swapped in the answer to what it asked."""
+    page.evaluate("""() => {
+        window.swapSettled = false;
+        document.body.addEventListener("htmx:afterSettle",
+            () => { window.swapSettled = true; }, {once: true});
+    }""")
+    action()
+    page.wait_for_function("() => window.swapSettled")
+
+
 def test_create_set_up_review_start_and_stop_a_segment_triggered_campaign(editor_page,
                                                                           workspace):
     page = editor_page
@@ -45,12 +56,11 @@ def test_create_set_up_review_start_and_stop_a_segment_triggered_campaign(editor
     # The trigger: in VIP and not in Churned, with the live count of who matches. Each
     # change re-renders the form with its preview.
     def changing(select, value):
-        with page.expect_response(lambda response: "/settings/" in response.url):
-            select.select_option(value)
+        swapped(page, lambda: select.select_option(value))
 
     changing(page.locator("select[name=segment]").first, str(vip.pk))
     expect(page.locator("#trigger-matches")).to_contain_text("2 people match")
-    page.click("#add-segment")
+    swapped(page, lambda: page.click("#add-segment"))
     expect(page.locator(".segment-row")).to_have_count(2)
     changing(page.locator("select[name=segment]").nth(1), str(churned.pk))
     changing(page.locator("select[name=segment_in]").nth(1), "not_in")

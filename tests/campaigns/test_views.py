@@ -1,6 +1,7 @@
 """Campaign pages: the list, creation, trigger settings with previews, review, and the
 campaign actions (start, stop, restart, archive, unarchive, delete) in dialogs."""
 
+import json
 from datetime import timedelta
 
 import pytest
@@ -214,26 +215,29 @@ def test_a_stale_save_is_refused_with_the_fresh_form(client, editor, workspace):
     assert response.context["form"]["version"].value() == 2  # the fresh form
 
 
+def filter_rows(field="plan", operator="eq", value="pro") -> dict:
+    """Return one attribute condition as the segment builder's rows post it."""
+    return {"n-0-kind": "and", "n-0-parent": "", "n-1-kind": "attribute", "n-1-parent": "0",
+            "n-1-field": field, "n-1-operator": operator, "n-1-value": value}
+
+
 def test_validation_errors_are_shown_beside_the_field_they_name(client, editor, workspace):
     campaign = segment_campaign(workspace)
-    response = client.post(url("settings", campaign), settings_post(
-        campaign, filters='{"attribute": {"field": "plan", "operator": "nope"}}'))
+    response = client.post(url("settings", campaign), {
+        **settings_post(campaign), **filter_rows(operator="nope")})
     assert response.status_code == 400
-    errors = response.context["form"].errors
-    assert "filters" in errors and "filters.attribute.operator" in errors["filters"][0]
-    assert 'id="error-filters"' in body(response)
+    row = response.context["form"].builder.find(1)
+    assert row.problems and "operator" in row.problems[0]
+    assert 'id="problems-1"' in body(response)
 
-    response = client.post(url("settings", campaign), settings_post(campaign,
-                                                                    filters="{not json"))
-    assert "This is not JSON" in response.context["form"].errors["filters"][0]
-
-    response = client.post(url("settings", campaign), settings_post(
-        campaign, filters='{"attribute": {"field": "plan", "operator": "exists"}}',
-        frequency_mode="interval", frequency_days="3"))
+    response = client.post(url("settings", campaign), {
+        **settings_post(campaign, frequency_mode="interval", frequency_days="3"),
+        **filter_rows(operator="exists")})
     assert "cannot limit or repeat" in response.context["form"].errors["frequency_mode"][0]
 
     response = client.post(url("settings", campaign), settings_post(campaign, exit="goal"))
     assert "needs a goal" in response.context["form"].errors["exit"][0]
+    assert 'id="error-exit"' in body(response)
 
     response = client.post(url("settings", campaign), {
         **settings_post(campaign), "segment": ["999999"], "segment_in": ["in"]})
@@ -241,6 +245,46 @@ def test_validation_errors_are_shown_beside_the_field_they_name(client, editor, 
     assert "no segment 999999" in rows[0]["errors"][0]
     campaign.refresh_from_db()
     assert campaign.version == 1
+
+
+def test_filters_are_edited_with_the_segment_builders_rows(client, editor, workspace):
+    campaign = segment_campaign(workspace)
+    added = client.post(url("settings", campaign), {**settings_post(campaign),
+                                                    "op": "add:attribute:0",
+                                                    "n-0-kind": "and", "n-0-parent": ""},
+                        headers={"HX-Request": "true", "HX-Target": "builder"})
+    assert body(added).lstrip().startswith('<div id="builder"')
+    assert 'name="n-1-field"' in body(added)
+
+    saved = client.post(url("settings", campaign), {**settings_post(campaign),
+                                                    **filter_rows()})
+    assert saved.status_code == 302
+    campaign.refresh_from_db()
+    assert campaign.definition["filters"] == {"and": [
+        {"attribute": {"field": "plan", "operator": "eq", "value": "pro"}}]}
+    page = body(client.get(url("settings", campaign)))
+    assert 'name="n-1-field" value="plan"' in page and 'name="filters_mode"' not in page
+
+
+def test_filters_the_rows_cannot_show_are_edited_as_json(client, editor, workspace):
+    explicit = {"event": {"name": "login", "count": {"operator": "gte", "value": 1}}}
+    campaign = segment_campaign(workspace, filters=explicit)
+    page = body(client.get(url("settings", campaign)))
+    assert 'name="filters_mode" value="json"' in page and "&quot;count&quot;" in page
+
+    response = client.post(url("settings", campaign), settings_post(
+        campaign, filters_mode="json", filters="{not json"))
+    assert "This is not JSON" in response.context["form"].errors["filters"][0]
+    response = client.post(url("settings", campaign), settings_post(
+        campaign, filters_mode="json",
+        filters='{"attribute": {"field": "plan", "operator": "nope"}}'))
+    errors = response.context["form"].errors["filters"]
+    assert "filters.attribute.operator" in errors[0] and 'id="error-filters"' in body(response)
+    unchanged = client.post(url("settings", campaign), settings_post(
+        campaign, filters_mode="json", filters=json.dumps(explicit)))
+    assert unchanged.status_code == 302
+    campaign.refresh_from_db()
+    assert campaign.definition["filters"] == explicit
 
 
 def test_event_settings_show_recent_names_and_add_an_occurrence_as_a_filter(
