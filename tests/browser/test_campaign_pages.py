@@ -5,6 +5,7 @@ from playwright.sync_api import expect
 
 from campaigns import services
 from campaigns.models import Campaign, Journey
+from people import services as people
 from segments import services as segments
 from tests.factories import make_person
 
@@ -131,3 +132,32 @@ def test_a_viewer_sees_the_settings_but_no_actions(viewer_page, workspace):
     expect(page.locator("#campaign-actions")).to_have_count(0)
     expect(page.locator("#save-settings")).to_have_count(0)
     expect(page.locator("#id_event_name")).to_be_disabled()
+
+
+def test_an_event_trigger_picks_a_recent_event_and_adds_its_data_as_a_filter(editor_page,
+                                                                             workspace):
+    page = editor_page
+    make_person(workspace, "ada", email="ada@example.com")
+    people.track_event(workspace, people.Ref("id", "ada"), name="purchase",
+                       data={"plan": "pro", "price": 9})
+    campaign = services.create_campaign(workspace, {"name": "Receipt",
+                                                    "trigger": {"event": {"name": None}}})
+    page.goto(f"/campaigns/{campaign.pk}/settings/")
+    expect(page.locator("#recent-event-names")).to_have_text("purchase")
+
+    def pick_the_event():
+        page.fill("#id_event_name", "purchase")
+        page.locator("#id_event_name").dispatch_event("change")  # as leaving the field does
+
+    swapped(page, pick_the_event)
+    occurrence = page.locator("#occurrences tbody tr").first
+    expect(occurrence).to_contain_text("ada")
+    swapped(page, lambda: occurrence.locator(".pair", has_text="plan")
+            .get_by_role("button", name="Add as filter").click())
+    expect(page.locator("input[name=filter_field]").first).to_have_value("plan")
+    expect(page.locator("input[name=filter_value]").first).to_have_value("pro")
+    page.click("#save-settings")
+    expect(page.locator("article.message")).to_contain_text("Saved the settings")
+    campaign.refresh_from_db()
+    assert campaign.definition["trigger"] == {"event": {"name": "purchase", "filters": [
+        {"field": "plan", "operator": "eq", "value": "pro"}]}}
