@@ -474,6 +474,9 @@ def campaign_start(request, pk):
         except DefinitionError as error:
             problems = error.problems
         except services.CampaignStateError as error:
+            campaign.refresh_from_db()
+            if campaign.state == Campaign.State.RUNNING:  # a second submit raced the first
+                return _done(request, campaign, f"“{campaign.name}” is running.")
             form.add_error(None, str(error))
     return _dialog(request, campaign, "start", {
         "form": form, "problems": problems, "matches": current_matches(campaign),
@@ -506,6 +509,9 @@ def campaign_stop(request, pk):
         try:
             stopped = services.stop_campaign(campaign, journeys=form.cleaned_data["journeys"])
         except services.CampaignStateError as error:
+            campaign.refresh_from_db()
+            if campaign.state == Campaign.State.STOPPED:  # a second submit raced the first
+                return _done(request, campaign, f"“{campaign.name}” is stopped.")
             form.add_error(None, str(error))
         else:
             return _done(request, campaign, f"Stopped “{campaign.name}”." if stopped.state ==

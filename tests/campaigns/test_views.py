@@ -602,3 +602,28 @@ def test_the_settings_partial_is_rendered_for_htmx_refreshes(client, editor, wor
                            headers={"HX-Request": "true"})
     assert body(response).lstrip().startswith('<form method="post" id="settings-form"')
     assert response.context["trigger_matches"] is None
+
+
+def test_a_second_submit_with_a_fresh_token_finds_the_campaign_started_or_stopped(
+        client, editor, workspace):
+    vip = manual_segment(workspace, "VIP", [make_person(workspace, "ada")])
+    campaign = segment_campaign(workspace, segment_list=[vip])
+    start = {"audience": "current_and_future", "when": "now"}
+    client.post(url("start", campaign), {**start, "token": "one"})
+    again = client.post(url("start", campaign), {**start, "token": "two"})
+    assert again.status_code == 302
+    assert Journey.objects.filter(campaign=campaign).count() == 1
+
+    client.post(url("stop", campaign), {"journeys": "exit", "token": "three"})
+    again = client.post(url("stop", campaign), {"journeys": "exit", "token": "four"})
+    assert again.status_code == 302
+    campaign.refresh_from_db()
+    assert campaign.state == "stopped"
+
+
+def test_stopping_a_draft_is_refused_in_the_dialog(client, editor, workspace):
+    campaign = segment_campaign(workspace)
+    response = client.post(url("stop", campaign), {"journeys": "exit", "token": "x"})
+    assert response.status_code == 400 and 'id="stop-error"' in body(response)
+    campaign.refresh_from_db()
+    assert campaign.state == "draft"
