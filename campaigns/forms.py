@@ -168,6 +168,10 @@ class SettingsForm(forms.Form):
     goal_within_days = forms.IntegerField(required=False, label="Within days of a message",
                                           min_value=1, max_value=365, initial=7)
     exit = forms.ChoiceField(required=False, label="People exit when", choices=EXIT_CHOICES)
+    grace_period_hours = forms.IntegerField(
+        required=False, label="Grace period (hours)", min_value=0, max_value=366 * 24,
+        help_text="Before a message, someone who stopped matching gets this long to match "
+                  "again before they exit")
     send_to_unsubscribed = forms.BooleanField(required=False,
                                               label="Send messages to unsubscribed people")
 
@@ -179,6 +183,9 @@ class SettingsForm(forms.Form):
         super().__init__(*args, **kwargs)
         self.kind = campaign.trigger
         self.fields["goal_segment"].choices = [("", "choose a segment…"), *segment_choices]
+        # A grace period of whole hours is edited here; another stays as it is.
+        if self.kind != "segments" or _grace_seconds(definition) % 3600:
+            del self.fields["grace_period_hours"]
         self.has_frequency = self.kind in FREQUENCY_CHOICES
         if self.has_frequency:
             self.fields["frequency_mode"].choices = FREQUENCY_CHOICES[self.kind]
@@ -196,6 +203,7 @@ class SettingsForm(forms.Form):
         definition = campaign.definition
         ((kind, trigger),) = definition["trigger"].items()
         initial = {"version": campaign.version, "exit": definition["exit"],
+                   "grace_period_hours": _grace_seconds(definition) // 3600,
                    "send_to_unsubscribed": definition["send_to_unsubscribed"]}
         if definition.get("filters") is not None:
             initial["filters"] = json.dumps(definition["filters"], indent=2,
@@ -336,6 +344,8 @@ class SettingsForm(forms.Form):
             else:
                 out["goal"][goal_kind] = data["goal_segment"]
         out["exit"] = data["exit"] or out["exit"]
+        if "grace_period_hours" in self.fields:
+            out["grace_period"] = {"hours": data["grace_period_hours"] or 0}
         out["send_to_unsubscribed"] = data["send_to_unsubscribed"]
         return out
 
@@ -371,6 +381,12 @@ class SettingsForm(forms.Form):
             self.builder.place(in_rows)
 
 
+def _grace_seconds(definition: dict) -> int:
+    grace = definition.get("grace_period") or {}
+    units = {"days": 86_400, "hours": 3_600, "minutes": 60, "seconds": 1}
+    return sum(grace.get(unit, 0) * seconds for unit, seconds in units.items())
+
+
 def _unwrapped(tree: dict | None) -> dict | None:
     """Return the builder's tree as it would be written by hand: one condition unwrapped."""
     if tree and list(tree) == ["and"] and len(tree["and"]) == 1:
@@ -386,6 +402,7 @@ PLACES = {
     "filters": "filters",
     "exit": "exit",
     "send_to_unsubscribed": "send_to_unsubscribed",
+    "grace_period": "grace_period_hours",
     **{f"date_{key}": f"trigger.date.{key}" for key in (
         "attribute", "recurrence", "offset_days", "time", "timezone", "fallback_timezone")},
 }

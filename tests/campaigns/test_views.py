@@ -627,3 +627,18 @@ def test_stopping_a_draft_is_refused_in_the_dialog(client, editor, workspace):
     assert response.status_code == 400 and 'id="stop-error"' in body(response)
     campaign.refresh_from_db()
     assert campaign.state == "draft"
+
+
+def test_the_grace_period_of_a_segments_trigger_is_set_in_hours(client, editor, workspace):
+    campaign = segment_campaign(workspace)
+    response = client.post(url("settings", campaign), settings_post(campaign,
+                                                                    grace_period_hours="6"))
+    assert response.status_code == 302
+    campaign.refresh_from_db()
+    assert campaign.definition["grace_period"] == {"days": 0, "hours": 6, "minutes": 0,
+                                                   "seconds": 0}
+    odd = segment_campaign(workspace, "Odd", grace_period={"minutes": 90})
+    assert 'name="grace_period_hours"' not in body(client.get(url("settings", odd)))
+    client.post(url("settings", odd), settings_post(odd, exit="never"))
+    odd.refresh_from_db()
+    assert odd.definition["grace_period"]["minutes"] == 90 and odd.definition["exit"] == "never"
