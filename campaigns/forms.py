@@ -402,7 +402,7 @@ PLACES = {
     "filters": "filters",
     "exit": "exit",
     "send_to_unsubscribed": "send_to_unsubscribed",
-    "grace_period": "grace_period_hours",
+    "grace_period_hours": "grace_period",
     **{f"date_{key}": f"trigger.date.{key}" for key in (
         "attribute", "recurrence", "offset_days", "time", "timezone", "fallback_timezone")},
 }

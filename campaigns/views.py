@@ -36,6 +36,7 @@ from campaigns.triggers import webhook_token
 from engage.pages import (
     capped_count,
     htmx_redirect,
+    keyset_page,
     new_submit_token,
     remember_job,
     safe_back,
@@ -56,7 +57,7 @@ from segments.models import Segment
 
 # One lifecycle change per confirmed dialog: a double submit finds its token used.
 ACTION_TOKENS = "campaign_action_tokens"
-LIST_SIZE = 500
+LIST_SIZE = 50  # campaigns a page of the list, newest first
 RECENT_EVENTS = 1000  # the newest events read for the event picker's names
 SAMPLE = 5
 _STEP_PLACE = re.compile(r"steps\[(\d+)\]|paths\[(\d+)\]")
@@ -125,7 +126,9 @@ def campaign_list(request):
     rows = Campaign.objects.in_workspace(workspace)
     rows = (rows.filter(state=Campaign.State.ARCHIVED) if archived
             else rows.exclude(state=Campaign.State.ARCHIVED))
-    campaigns = list(rows.order_by("-updated_at", "-pk")[:LIST_SIZE])
+    before = request.GET.get("before", "")
+    campaigns, next_before = keyset_page(rows, size=LIST_SIZE,
+                                         before=int(before) if before.isdigit() else None)
     ids = [campaign.pk for campaign in campaigns]
     totals = metrics.journey_totals(ids) if ids else {}
     sent = dict(Delivery.objects.filter(campaign_id__in=ids, state=Delivery.State.SENT)
@@ -136,7 +139,7 @@ def campaign_list(request):
         campaign.trigger_words = trigger_words(campaign.definition, names)
         campaign.figures = {**totals.get(campaign.pk, {}), "sent": sent.get(campaign.pk, 0)}
     return render(request, "campaigns/campaign_list.html", {
-        "campaigns": campaigns, "archived": archived, "list_size": LIST_SIZE,
+        "campaigns": campaigns, "archived": archived, "next_before": next_before,
     })
 
 

@@ -113,6 +113,17 @@ def test_the_list_costs_the_same_few_queries_however_many_campaigns(
     assert len(response.context["campaigns"]) == 15
 
 
+def test_the_list_pages_newest_first(client, viewer, workspace, monkeypatch):
+    monkeypatch.setattr("campaigns.views.LIST_SIZE", 2)
+    made = [segment_campaign(workspace, f"C{number}") for number in range(3)]
+    first = client.get(LIST)
+    assert [c.name for c in first.context["campaigns"]] == ["C2", "C1"]
+    assert f"before={made[1].pk}" in body(first)
+    second = client.get(LIST + f"?before={made[1].pk}")
+    assert [c.name for c in second.context["campaigns"]] == ["C0"]
+    assert 'id="older-campaigns"' not in body(second)
+
+
 # --- create ----------------------------------------------------------------------------
 
 
@@ -642,3 +653,16 @@ def test_the_grace_period_of_a_segments_trigger_is_set_in_hours(client, editor, 
     client.post(url("settings", odd), settings_post(odd, exit="never"))
     odd.refresh_from_db()
     assert odd.definition["grace_period"]["minutes"] == 90 and odd.definition["exit"] == "never"
+
+
+def test_every_settings_link_of_the_review_has_its_anchor_on_the_settings_page(
+        client, editor, workspace):
+    from campaigns.forms import PLACES
+
+    campaign = segment_campaign(workspace)
+    page = body(client.get(url("settings", campaign)))
+    for field in [*PLACES, "segments", "frequency_mode", "goal_kind", "goal_segment",
+                  "goal_within_days", "grace_period_hours"]:
+        if field.startswith(("date_", "event_", "form_")):
+            continue  # another trigger's fields
+        assert f'id="field-{field}"' in page, field
