@@ -3,7 +3,8 @@
 The settings form reads what the page posts into a new definition (the workflow stays as
 saved) and puts the definition validator's problems back beside the fields they name.
 Rows (a segments trigger's segments, an event trigger's filters) are posted as parallel
-lists (``segment``/``segment_in``, ``filter_field``/``filter_operator``/``filter_value``).
+lists (``segment``/``segment_in``, ``filter_field``/``filter_operator``/``filter_value``,
+and the goal event's ``goal_filter_field``...).
 """
 
 import copy
@@ -62,7 +63,8 @@ GOAL_CHOICES = [("", "No conversion goal"), ("event", "They perform an event"),
                 ("leaves_segment", "They leave a segment")]
 RECURRENCE_CHOICES = [("once", "Only once, on this date"), ("monthly", "Every month"),
                       ("yearly", "Every year")]
-_ROW_PLACE = re.compile(r"^trigger\.(segments\.segments|event\.filters)\[(\d+)\]")
+_ROW_PLACE = re.compile(
+    r"^(trigger\.segments\.segments|trigger\.event\.filters|goal\.event\.filters)\[(\d+)\]")
 
 
 def split_tags(text: str) -> list[str]:
@@ -194,9 +196,11 @@ class SettingsForm(forms.Form):
                 del self.fields[name]
         self.segment_rows = self._segment_rows(definition)
         self.filter_rows = self._filter_rows(definition)
+        self.goal_filter_rows = self._filter_rows(definition, prefix="goal_filter_")
         self.builder, self.filters_as_json = self._filters_builder(definition)
         # Problems about the rows as a whole ("choose at least one segment").
-        self.row_errors: dict[str, list[str]] = {"segments": [], "event_filters": []}
+        self.row_errors: dict[str, list[str]] = {"segments": [], "event_filters": [],
+                                                 "goal_filters": []}
 
     @staticmethod
     def initial_from(campaign: Campaign) -> dict:
@@ -250,16 +254,20 @@ class SettingsForm(forms.Form):
         """Return the segment rows that name a segment (blank rows are being filled in)."""
         return [row for row in self.segment_rows if row["id"] != ""]
 
-    def _filter_rows(self, definition: dict) -> list[dict]:
+    def _filter_rows(self, definition: dict, *, prefix: str = "filter_") -> list[dict]:
+        """Return rows of event-data filters: the trigger's, or (``goal_filter_``) the goal's."""
         if self.is_bound:
-            fields = self.data.getlist("filter_field")
-            operators = self.data.getlist("filter_operator")
-            values = self.data.getlist("filter_value")
+            fields = self.data.getlist(f"{prefix}field")
+            operators = self.data.getlist(f"{prefix}operator")
+            values = self.data.getlist(f"{prefix}value")
             return [{"field": field, "operator": operators[index] if index < len(operators)
                      else "eq", "value": values[index] if index < len(values) else "",
                      "errors": []}
                     for index, field in enumerate(fields) if field.strip()]
-        chosen = (definition["trigger"].get("event") or {}).get("filters") or []
+        if prefix == "goal_filter_":
+            chosen = ((definition.get("goal") or {}).get("event") or {}).get("filters") or []
+        else:
+            chosen = (definition["trigger"].get("event") or {}).get("filters") or []
         return [filter_row(condition) for condition in chosen]
 
     def _filters_builder(self, definition: dict) -> tuple[Builder, bool]:
@@ -337,10 +345,9 @@ class SettingsForm(forms.Form):
         else:
             out["goal"] = {"within_days": data["goal_within_days"] or 7}
             if goal_kind == "event":
-                out["goal"]["event"] = {"name": data["goal_event"].strip(), "filters": []}
-                previous = (self.campaign.definition.get("goal") or {}).get("event")
-                if previous and previous["name"] == out["goal"]["event"]["name"]:
-                    out["goal"]["event"]["filters"] = previous.get("filters", [])
+                out["goal"]["event"] = {"name": data["goal_event"].strip(), "filters": [
+                    filter_condition(row["field"], row["operator"], row["value"])
+                    for row in self.goal_filter_rows]}
             else:
                 out["goal"][goal_kind] = data["goal_segment"]
         out["exit"] = data["exit"] or out["exit"]
@@ -362,8 +369,9 @@ class SettingsForm(forms.Form):
                 continue
             row = _ROW_PLACE.match(problem.place)
             if row:
-                rows = (self.chosen_segments() if row.group(1).startswith("segments")
-                        else self.filter_rows)
+                rows = {"trigger.segments.segments": self.chosen_segments(),
+                        "trigger.event.filters": self.filter_rows,
+                        "goal.event.filters": self.goal_filter_rows}[row.group(1)]
                 index = int(row.group(2))
                 if index < len(rows):
                     rows[index]["errors"].append(problem.message)
@@ -423,6 +431,8 @@ def field_for(place: str, kind: str) -> str | None:
     if place.startswith("goal"):
         if place == "goal.within_days":
             return "goal_within_days"
+        if place.startswith("goal.event.filters"):
+            return "goal_filters"
         if place.startswith("goal.event"):
             return "goal_event"
         if place.startswith(("goal.enters_segment", "goal.leaves_segment")):

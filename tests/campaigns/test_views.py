@@ -666,3 +666,23 @@ def test_every_settings_link_of_the_review_has_its_anchor_on_the_settings_page(
         if field.startswith(("date_", "event_", "form_")):
             continue  # another trigger's fields
         assert f'id="field-{field}"' in page, field
+
+
+def test_a_goal_event_with_filters_on_its_data(client, editor, workspace):
+    campaign = segment_campaign(workspace)
+    data = {**settings_post(campaign, goal_kind="event", goal_event="purchase",
+                            goal_within_days="5", exit="goal_or_unmatch"),
+            "goal_filter_field": ["plan", ""], "goal_filter_operator": ["in", "eq"],
+            "goal_filter_value": ["pro, team", ""]}
+    assert client.post(url("settings", campaign), data).status_code == 302
+    campaign.refresh_from_db()
+    assert campaign.definition["goal"] == {"within_days": 5, "event": {
+        "name": "purchase", "filters": [{"field": "plan", "operator": "in",
+                                         "value": ["pro", "team"]}]}}
+    page = body(client.get(url("settings", campaign)))
+    assert 'name="goal_filter_field" value="plan"' in page
+
+    bad = client.post(url("settings", campaign), {
+        **data, "version": campaign.version, "goal_filter_field": ["items[", ""]})
+    assert bad.status_code == 400
+    assert bad.context["form"].goal_filter_rows[0]["errors"]
