@@ -204,7 +204,7 @@ def campaign_settings(request, pk):
             form.builder.apply(op)
             form.builder.renumber()
         elif op == "save":
-            saved = _save_settings(request, campaign, form)
+            saved = _save_settings(campaign, form)
             if isinstance(saved, Campaign):
                 messages.success(request, f"Saved the settings of “{saved.name}”.")
                 return redirect("campaigns:settings", pk=campaign.pk)
@@ -222,7 +222,7 @@ def campaign_settings(request, pk):
         **_builder_context(campaign, segments),
         "frequency_changes": FREQUENCY_CHANGES,
         "editable": request.membership.can_edit and campaign.state != Campaign.State.ARCHIVED,
-        **_previews(workspace, campaign, form),
+        **_previews(workspace, campaign, form, can_edit=request.membership.can_edit),
     }
     if swaps_a_partial(request):
         # The filters' rows swap themselves; everything else swaps the whole form.
@@ -249,7 +249,7 @@ def _builder_context(campaign: Campaign, segments: list) -> dict:
     }
 
 
-def _save_settings(request, campaign: Campaign, form: SettingsForm):
+def _save_settings(campaign: Campaign, form: SettingsForm):
     """Save the form; return the campaign, a StaleEdit, or None (problems on the form)."""
     if not form.is_valid():
         return None
@@ -265,7 +265,7 @@ def _save_settings(request, campaign: Campaign, form: SettingsForm):
     return None
 
 
-def _previews(workspace, campaign: Campaign, form: SettingsForm) -> dict:
+def _previews(workspace, campaign: Campaign, form: SettingsForm, *, can_edit: bool) -> dict:
     """Return what the trigger's previews show, from the values on the form."""
     kind = campaign.trigger
     value = (lambda name: form.data.get(name, "")) if form.is_bound else (
@@ -276,8 +276,9 @@ def _previews(workspace, campaign: Campaign, form: SettingsForm) -> dict:
         return _event_preview(workspace, str(value("event_name")).strip())
     if kind == "date":
         return {"date_preview": _date_preview(workspace, form, value)}
-    if kind == "webhook":
-        return {"webhook_token": webhook_token(campaign)}
+    if kind == "webhook":  # the URL's secret is made the first time an editor looks
+        return {"webhook_token": webhook_token(campaign) if can_edit
+                else campaign.webhook_token}
     return {}
 
 

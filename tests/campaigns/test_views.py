@@ -686,3 +686,23 @@ def test_a_goal_event_with_filters_on_its_data(client, editor, workspace):
         **data, "version": campaign.version, "goal_filter_field": ["items[", ""]})
     assert bad.status_code == 400
     assert bad.context["form"].goal_filter_rows[0]["errors"]
+
+
+@pytest.mark.parametrize("bad", [{"date_time": "25:00"}, {"date_timezone": "Mars/Base"},
+                                 {"date_offset_days": "soon"}, {"date_attribute": "a["}])
+def test_a_date_preview_of_settings_that_cannot_fire_says_so(client, editor, workspace, bad):
+    make_person(workspace, "ada", renewal_at="2030-06-05")
+    campaign = services.create_campaign(workspace, {"name": "Renewal",
+                                                    "trigger": {"date": {}}})
+    data = {**settings_post(campaign, date_attribute="renewal_at", date_time="10:00",
+                            date_timezone="UTC", op="refresh"), **bad}
+    response = client.post(url("settings", campaign), data)
+    assert response.status_code == 200
+    assert response.context["date_preview"] == {"invalid": True}
+
+
+def test_a_viewer_does_not_make_a_webhook_campaigns_url(client, viewer, workspace):
+    campaign = services.create_campaign(workspace, {"name": "Hook", "trigger": {"webhook": {}}})
+    assert "made the first time an editor" in body(client.get(url("settings", campaign)))
+    campaign.refresh_from_db()
+    assert campaign.webhook_token is None
