@@ -21,6 +21,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 from campaigns import dates, metrics, services
 from campaigns.definition import DefinitionError, Problem, validate
 from campaigns.forms import (
+    EXIT_CHOICES,
     FILTER_OPERATORS,
     FREQUENCY_CHANGES,
     CampaignCreateForm,
@@ -349,8 +350,8 @@ def _date_preview(workspace, form: SettingsForm, value) -> dict | None:
 # --- review -----------------------------------------------------------------------------
 
 
-def step_at(definition: dict, place: str) -> str | None:
-    """Return the id of the workflow step that ``place`` (``workflow.steps[0]...``) is in."""
+def step_for(definition: dict, place: str) -> dict | None:
+    """Return the workflow step that ``place`` (``workflow.steps[0]...``) is in."""
     steps, found = definition["workflow"]["steps"], None
     for match in _STEP_PLACE.finditer(place):
         step_index, path_index = match.groups()
@@ -364,7 +365,24 @@ def step_at(definition: dict, place: str) -> str | None:
             if int(path_index) >= len(paths):
                 break
             steps = paths[int(path_index)].get("steps", [])
-    return found.get("id") if isinstance(found, dict) else None
+    return found if isinstance(found, dict) else None
+
+
+def step_at(definition: dict, place: str) -> str | None:
+    """Return the id of the workflow step that ``place`` is in."""
+    step = step_for(definition, place)
+    return step.get("id") if step else None
+
+
+def problem_where(definition: dict, problem: Problem) -> str:
+    """Return where a problem is, in words: its step (type and name), or the settings."""
+    if not problem.place.startswith("workflow"):
+        return "Trigger & settings"
+    step = step_for(definition, problem.place)
+    if step is None:
+        return "Workflow"
+    kind = str(step.get("type", "")).replace("_", " ").capitalize()
+    return f"{kind} step “{step['name']}”" if step.get("name") else f"{kind} step"
 
 
 def problem_link(campaign: Campaign, problem: Problem) -> str:
@@ -391,15 +409,16 @@ def campaign_problems(campaign: Campaign) -> list[Problem]:
 @role_required("viewer")
 def campaign_review(request, pk):
     campaign = _campaign(request, pk)
-    problems = [(problem, problem_link(campaign, problem))
-                for problem in campaign_problems(campaign)]
     definition = campaign.definition
+    problems = [(problem, problem_link(campaign, problem), problem_where(definition, problem))
+                for problem in campaign_problems(campaign)]
     names = _segment_names(request.membership.workspace, [definition])
     return render(request, "campaigns/campaign_review.html", {
         "campaign": campaign, "tab": "review", "problems": problems,
         "trigger_words": trigger_words(definition, names),
         "step_count": sum(1 for _ in _walk(definition["workflow"]["steps"])),
         "definition": definition,
+        "exit_words": dict(EXIT_CHOICES).get(definition["exit"], definition["exit"]),
     })
 
 

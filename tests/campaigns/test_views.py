@@ -378,11 +378,16 @@ def test_a_webhook_campaign_shows_its_url(client, editor, workspace):
 def test_review_lists_every_problem_with_a_link_to_its_place(client, viewer, workspace):
     email = {"id": "hello", "type": "email"}
     branch = {"id": "fork", "type": "branch", "condition": None,
-              "paths": [{"key": "true", "steps": [{"id": "nap", "type": "delay"}]},
+              "paths": [{"key": "true", "steps": [{"id": "nap", "type": "delay",
+                                                    "name": "Nap"}]},
                         {"key": "false", "steps": []}]}
     campaign = segment_campaign(workspace, steps=[email, branch])
     response = client.get(url("review", campaign))
-    links = {problem.place: link for problem, link in response.context["problems"]}
+    links = {problem.place: link for problem, link, _ in response.context["problems"]}
+    where = {problem.place: words for problem, _, words in response.context["problems"]}
+    assert where["workflow.steps[0].subject"] == "Email step"
+    assert where["workflow.steps[1].paths[0].steps[0].duration"] == "Delay step “Nap”"
+    assert where["trigger.segments.segments"] == "Trigger & settings"
     settings_url = url("settings", campaign)
     assert links["trigger.segments.segments"] == settings_url + "#field-segments"
     assert links["workflow.steps[0].subject"] == f"/campaigns/{campaign.pk}/workflow/#step-hello"
