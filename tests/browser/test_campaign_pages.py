@@ -161,3 +161,37 @@ def test_an_event_trigger_picks_a_recent_event_and_adds_its_data_as_a_filter(edi
     campaign.refresh_from_db()
     assert campaign.definition["trigger"] == {"event": {"name": "purchase", "filters": [
         {"field": "plan", "operator": "eq", "value": "pro"}]}}
+
+
+def test_archive_unarchive_and_delete_from_the_actions_menu(editor_page, workspace):
+    page = editor_page
+    campaign = services.create_campaign(workspace, {"name": "Old news",
+                                                    "trigger": {"api": {}}})
+    page.goto(f"/campaigns/{campaign.pk}/review/")
+    page.click("#campaign-actions summary")
+    page.click("#action-archive")
+    expect(page.locator("#archive-dialog")).to_contain_text("Unsent drafts are removed")
+    page.click("#confirm-archive")
+    expect(page.locator("#campaign-state")).to_have_text("Archived")
+    page.wait_for_url(f"**/campaigns/{campaign.pk}/review/")
+
+    page.click("#nav-campaigns")
+    expect(page.locator("#campaign-list")).not_to_contain_text("Old news")
+    page.click("#tab-archived")
+    page.click("text=Old news")
+    page.click("#campaign-actions summary")
+    page.click("#action-unarchive")
+    expect(page.locator("#campaign-state")).to_have_text("Stopped")
+
+    page.click("#campaign-actions summary")
+    page.click("#action-delete")
+    dialog = page.locator("#delete-dialog")
+    dialog.locator("input[name=name]").fill("old news")
+    page.click("#confirm-delete")
+    expect(page.locator("#delete-error")).to_contain_text("nothing was deleted")
+    dialog = page.locator("#delete-dialog")
+    dialog.locator("input[name=name]").fill("Old news")
+    page.click("#confirm-delete")
+    page.wait_for_url("**/campaigns/")
+    expect(page.locator("article.message")).to_contain_text("Deleted “Old news”")
+    assert not Campaign.objects.filter(pk=campaign.pk).exists()
