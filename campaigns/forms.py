@@ -105,13 +105,24 @@ def _number(text: str):
     return text
 
 
+def _json(text: str):
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None
+
+
 def filter_condition(field: str, operator: str, value: str) -> dict:
     """Return an event-data filter from a row's field, operator and value as typed."""
     condition: dict = {"field": field.strip(), "operator": operator}
     if operator in conditions.PRESENCE_OPERATORS or operator == "is_timestamp":
         return condition
+    structured = _json(value) if value.strip()[:1] in ("[", "{") else None
     if operator == "in":
-        condition["value"] = [item.strip() for item in value.split(",") if item.strip()]
+        condition["value"] = structured if isinstance(structured, list) else [
+            item.strip() for item in value.split(",") if item.strip()]
+    elif operator in conditions.TIMESTAMP_OPERATORS and isinstance(structured, dict):
+        condition["value"] = structured  # {"days_ago": N} or {"days_from_now": N}
     elif operator in conditions.NUMBER_OPERATORS or operator in conditions.TIMESTAMP_OPERATORS:
         condition["value"] = _number(value)
     else:
@@ -122,12 +133,14 @@ def filter_condition(field: str, operator: str, value: str) -> dict:
 def filter_row(condition: dict) -> dict:
     """Return a filter row's field, operator and value text from a filter."""
     value = condition.get("value", "")
-    if isinstance(value, list):
-        value = ", ".join(conditions.text_form(item) for item in value)
+    if isinstance(value, list) and all(isinstance(item, str) and "," not in item
+                                       and not item.startswith(("[", "{"))
+                                       for item in value):
+        value = ", ".join(value)
     elif isinstance(value, bool | int | float):
         value = conditions.text_form(value)
     elif not isinstance(value, str):
-        value = json.dumps(value)
+        value = json.dumps(value, ensure_ascii=False)  # a list of other values, {"days_ago"}
     return {"field": condition.get("field", ""), "operator": condition.get("operator", "eq"),
             "value": value, "errors": []}
 

@@ -711,3 +711,26 @@ def test_a_viewer_does_not_make_a_webhook_campaigns_url(client, viewer, workspac
     assert "made the first time an editor" in body(client.get(url("settings", campaign)))
     campaign.refresh_from_db()
     assert campaign.webhook_token is None
+
+
+def test_event_filters_come_back_unchanged_from_the_rows_they_are_shown_in(client, editor,
+                                                                          workspace):
+    filters = [
+        {"field": "at", "operator": "timestamp_after", "value": {"days_ago": 3}},
+        {"field": "tags", "operator": "in", "value": ["a,b", "c"]},
+        {"field": "size", "operator": "in", "value": ["s", "m"]},
+        {"field": "price", "operator": "gt", "value": 5},
+        {"field": "plan", "operator": "exists"},
+    ]
+    campaign = services.create_campaign(workspace, {
+        "name": "Receipt", "trigger": {"event": {"name": "purchase", "filters": filters}}})
+    rows = client.get(url("settings", campaign)).context["form"].filter_rows
+    assert rows[2]["value"] == "s, m"
+    data = {**settings_post(campaign, event_name="purchase", exit="never",
+                            frequency_mode="every"),
+            "filter_field": [row["field"] for row in rows],
+            "filter_operator": [row["operator"] for row in rows],
+            "filter_value": [row["value"] for row in rows]}
+    assert client.post(url("settings", campaign), data).status_code == 302
+    campaign.refresh_from_db()
+    assert campaign.definition["trigger"]["event"]["filters"] == filters
