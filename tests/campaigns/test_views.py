@@ -734,3 +734,18 @@ def test_event_filters_come_back_unchanged_from_the_rows_they_are_shown_in(clien
     assert client.post(url("settings", campaign), data).status_code == 302
     campaign.refresh_from_db()
     assert campaign.definition["trigger"]["event"]["filters"] == filters
+
+
+def test_the_settings_page_costs_the_same_queries_however_many_segments(
+        client, editor, workspace, django_assert_max_num_queries):
+    ada = make_person(workspace, "ada")
+    chosen = [manual_segment(workspace, f"S{number}", [ada]) for number in range(2)]
+    campaign = segment_campaign(workspace, segment_list=chosen)
+    client.get(url("settings", campaign))
+    with django_assert_max_num_queries(12) as few:
+        client.get(url("settings", campaign))
+    for number in range(2, 14):
+        manual_segment(workspace, f"S{number}", [ada])
+    with django_assert_max_num_queries(len(few.captured_queries)):
+        response = client.get(url("settings", campaign))
+    assert len(response.context["segments"]) == 14
