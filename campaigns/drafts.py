@@ -40,7 +40,7 @@ def edit_draft(delivery: Delivery, *, subject: str, body_html: str,
                body_text: str | None = None) -> Delivery:
     """Store an edited subject and body for a drafted email; raise NotADraft if it is
     no longer one. The rest of the message is kept from the step (or an earlier edit)."""
-    current = (Delivery.objects.select_for_update().select_related("campaign")
+    current = (Delivery.objects.select_for_update(of=("self",)).select_related("campaign")
                .filter(pk=delivery.pk, state=Delivery.State.DRAFTED,
                        kind=Delivery.Kind.EMAIL).first())
     if current is None:

@@ -154,6 +154,6 @@ def journeys_of_person(workspace, person_id: int, *, limit: int = 100) -> list[J
         names = {step["id"]: step.get("name") or step["type"].replace("_", " ").capitalize()
                  for _, step in iter_steps(journey.campaign.definition["workflow"]["steps"])}
         journey.path = [(row.step_id, names.get(row.step_id, row.step_type), row.outcome,
-                         row.created_at) for row in paths[journey.pk]]
+                         row.created_at, row.data.get("delivery")) for row in paths[journey.pk]]
         journey.step_name = names.get(journey.step_id, journey.step_id)
     return journeys

@@ -133,8 +133,9 @@ def test_a_persons_journeys_come_with_their_paths_in_two_queries(workspace, trav
         journeys = metrics.journeys_of_person(workspace, ada.pk)
 
     assert [journey.campaign.name for journey in journeys] == ["Second", "First"]
-    assert [(step_id, outcome) for step_id, _, outcome, _ in journeys[0].path] == [
+    assert [(step_id, outcome) for step_id, _, outcome, _, _ in journeys[0].path] == [
         ("mail", "delivery:queued"), ("wait", "waiting")]
+    assert journeys[0].path[0][4] == delivery_of(second, ada).pk
     assert journeys[0].step_name == "Delay"
 
 
