@@ -369,3 +369,29 @@ def test_an_editor_is_a_member_here_only(workspace, other_workspace, drafted):
     assert outsider.post(url("draft-bulk", campaign), {
         "delivery": [ada.pk], "action": "discard"}).status_code == 404
     assert state_of(ada) == "drafted"
+
+
+# --- one step's figures, for any page that shows a step (the workflow canvas) ----------
+
+
+def test_the_step_metrics_tag_renders_one_steps_figures(workspace, campaign):
+    from django.template import Context, Template
+
+    from campaigns import metrics
+
+    enter(campaign, people(workspace, "ada", "bob"))
+    figures = metrics.step_metrics(campaign)
+    template = Template("{% load campaign_insights %}"
+                        "{% step_metrics figures 'wait' campaign_id %}|"
+                        "{% step_metrics figures 'mail' campaign_id 'email' %}|"
+                        "{% step_metrics figures 'gone' %}")
+
+    wait, mail, gone = template.render(Context({"figures": figures,
+                                                "campaign_id": campaign.pk})).split("|")
+
+    assert 'data-metric="waiting"><a href="{}">2</a>'.format(
+        url("step-people", campaign, "wait")) in wait
+    assert 'data-metric="sent"' not in wait  # a delay sends nothing
+    assert 'data-metric="entered">2<' in mail and 'data-metric="sent">0<' in mail
+    assert 'data-metric="drafted"' not in gone
+    assert 'data-metric="entered">0<' in gone

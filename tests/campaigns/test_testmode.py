@@ -273,3 +273,23 @@ def test_finding_and_sampling_people(workspace, other_workspace, ada):
     sample = testmode.sample_people(workspace, 5)
     assert 1 <= len(sample) <= 2 and set(sample) <= {ada, bob}
     assert testmode.sample_people(other_workspace, 1)[0].customer_id == "eve"
+
+
+def test_someone_who_already_meets_the_goal_would_exit_on_entry(workspace, ada):
+    customers = create_segment(workspace, name="Customers")
+    add_to_segment(customers, [ada.pk])
+    campaign = campaign_with(workspace, [MAIL], goal={"enters_segment": customers.pk,
+                                                     "within_days": 7}, exit="goal")
+
+    result = run(campaign, ada)
+
+    assert result.moments == []
+    assert result.ended.startswith("Would exit on entry: they already meet the campaign's goal")
+
+
+def test_a_grace_period_is_named_where_they_would_leave(workspace, ada):
+    campaign = campaign_with(workspace, [MAIL], exit="unmatch", grace_period={"hours": 6})
+
+    result = run(campaign, ada)
+
+    assert "after a grace period of 6 hours they would exit here" in result.moments[0].outcome
