@@ -70,17 +70,23 @@ def overview_csv(request, pk):
     response["Content-Disposition"] = f'attachment; filename="campaign-{campaign.pk}.csv"'
     writer = csv.writer(response)
     writer.writerow(["campaign", *metrics.JOURNEY_METRICS])
-    writer.writerow([campaign.name, *(context["totals"][key] for key in metrics.JOURNEY_METRICS)])
+    totals = context["totals"]
+    writer.writerow([_cell(campaign.name), *(totals[key] for key in metrics.JOURNEY_METRICS)])
     writer.writerow([])
     writer.writerow(["step_id", "step", "type", *metrics.STEP_METRICS])
     for row in context["steps"]:
-        writer.writerow([row["id"], row["name"], row["type"],
+        writer.writerow([row["id"], _cell(row["name"]), row["type"],
                          *(row["metrics"][key] for key in metrics.STEP_METRICS)])
     writer.writerow([])
     writer.writerow(["day", *metrics.DAILY_METRICS])
     for row in context["daily"]:
         writer.writerow([row["day"].isoformat(), *(row[key] for key in metrics.DAILY_METRICS)])
     return response
+
+
+def _cell(text: str) -> str:
+    """Keep a name a spreadsheet would read as a formula as text."""
+    return f"'{text}" if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
 
 # --- journeys and the people at a step --------------------------------------------------

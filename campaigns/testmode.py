@@ -25,7 +25,7 @@ from django.db.models import Max, Min
 from django.utils import timezone
 
 from campaigns import liquid
-from campaigns.definition import DATA_TRIGGERS, iter_steps
+from campaigns.definition import DATA_TRIGGERS, iter_steps, unconfigured
 from campaigns.engine import _duration, choose_path, next_window_opening
 from campaigns.goals import goal_met_on_entry
 from campaigns.models import Campaign
@@ -163,8 +163,19 @@ class _Walk:
         self.run = DryRun(person=person, started_at=now)
         self.context = self._trigger_context()
         self.workflow = Workflow(self.definition["workflow"]["steps"])
-        self.depths = {step["id"]: place.count(".paths[")
-                       for place, step in iter_steps(self.definition["workflow"]["steps"])}
+        places = list(iter_steps(self.definition["workflow"]["steps"]))
+        self.depths = {step["id"]: place.count(".paths[") for place, step in places}
+        # What is not configured yet, per step (the deepest step whose place holds it).
+        self.unready: dict[str, list[str]] = {}
+        for problem in unconfigured(self.definition, workspace=campaign.workspace):
+            owners = [step["id"] for place, step in places
+                      if problem.place.startswith(f"{place}.") or problem.place == place]
+            where = problem.place.rsplit(".", 1)[-1]
+            if owners:
+                self.unready.setdefault(owners[-1], []).append(f"{where}: {problem.message}")
+            else:
+                self.run.notes.append(f"Not ready to start: {problem.place}: "
+                                      f"{problem.message}.")
 
     def _trigger_context(self) -> dict:
         """The journey context of an entry now: an event trigger's latest such event."""
@@ -185,7 +196,9 @@ class _Walk:
                               context=self.context)
 
     def matches(self, tree: dict | None) -> bool:
-        return matches(tree, self.person, self.attributes, self.clock)
+        # Evaluated for the person as they are now (events and memberships cannot be
+        # known ahead), with the attributes the run has set so far.
+        return matches(tree, self.person, self.attributes, self.run.started_at)
 
     def add(self, step: dict, outcome: str, **extra) -> Moment:
         moment = Moment(at=self.clock, step_id=step["id"], step_type=step["type"],
@@ -258,6 +271,10 @@ class _Walk:
         step = self.workflow.first()
         for _ in range(MAX_STEPS):
             if step is None or self.run.ended:
+                break
+            if step["id"] in self.unready:
+                self.stop(step, "Not configured yet: " + "; ".join(self.unready[step["id"]]),
+                          "Stops at a step that is not configured yet.")
                 break
             following = getattr(self, f"step_{step['type']}")(step)
             if self.run.ended:

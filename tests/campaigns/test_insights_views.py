@@ -141,6 +141,15 @@ def test_the_csv_holds_what_the_overview_shows(client, viewer, workspace, campai
     assert len(days) == 30 and days[-1] == [START.date().isoformat(), "2", "0", "0", "0", "0"]
 
 
+def test_the_csv_keeps_names_that_look_like_formulas_as_text(client, viewer, workspace):
+    campaign = running(workspace, [{**MAIL, "name": "=HYPERLINK(\"x\")"}], name="+Sales")
+
+    rows = list(csv.reader(io.StringIO(client.get(url("overview-csv", campaign))
+                                       .content.decode())))
+
+    assert rows[1][0] == "'+Sales" and rows[4][1] == "'=HYPERLINK(\"x\")"
+
+
 # --- journeys, the people at a step, a person's journeys -------------------------------
 
 
@@ -252,6 +261,19 @@ def test_the_drafts_list_previews_each_draft(client, viewer, drafted):
     assert [item["email"]["subject"] for item in response.context["items"]] == [
         "Hi Cy", "Hi Bob", "Hi Ada"]
     assert 'name="delivery"' not in response.content.decode()  # a viewer cannot choose
+
+
+def test_the_drafts_list_takes_the_same_queries_for_more_drafts(
+        client, viewer, workspace, django_assert_max_num_queries):
+    few = running(workspace, [{**MAIL, "sending": "draft"}], name="Few")
+    many = running(workspace, [{**MAIL, "sending": "draft"}], name="Many")
+    enter(few, people(workspace, "ada"))
+    enter(many, people(workspace, *[f"p{n}" for n in range(12)]))
+
+    with django_assert_max_num_queries(12) as few_queries:
+        client.get(url("draft-list", few))
+    with django_assert_max_num_queries(len(few_queries)):
+        assert len(client.get(url("draft-list", many)).context["items"]) == 12
 
 
 def test_an_editor_sends_and_discards_drafts_in_bulk_once(client, editor, drafted):

@@ -293,3 +293,15 @@ def test_a_grace_period_is_named_where_they_would_leave(workspace, ada):
     result = run(campaign, ada)
 
     assert "after a grace period of 6 hours they would exit here" in result.moments[0].outcome
+
+
+def test_a_draft_campaign_stops_at_its_first_unconfigured_step(workspace, ada):
+    campaign = campaign_with(workspace, [
+        {"id": "ok", "type": "delay", "duration": {"hours": 1}},
+        {"id": "todo", "type": "branch", "condition": None, "paths": None}, MAIL])
+
+    result = run(campaign, ada)
+
+    assert [moment.step_id for moment in result.moments] == ["ok", "todo"]
+    assert result.moments[-1].outcome.startswith("Not configured yet: condition: ")
+    assert result.ended == "Stops at a step that is not configured yet."
