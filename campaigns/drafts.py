@@ -36,7 +36,7 @@ def draft_message(delivery: Delivery) -> dict:
 
 
 @transaction.atomic
-def edit_draft(delivery: Delivery, *, subject: str, body_html: str,
+def edit_draft(delivery: Delivery, *, subject: str, body_html: str | None,
                body_text: str | None = None) -> Delivery:
     """Store an edited subject and body for a drafted email; raise NotADraft if it is
     no longer one. The rest of the message is kept from the step (or an earlier edit)."""
@@ -45,8 +45,8 @@ def edit_draft(delivery: Delivery, *, subject: str, body_html: str,
                        kind=Delivery.Kind.EMAIL).first())
     if current is None:
         raise NotADraft(delivery.pk)
-    message = {**draft_message(current), "subject": subject, "body_html": body_html,
-               "body_text": body_text or None}
+    message = {**draft_message(current), "subject": subject,
+               "body_html": body_html or None, "body_text": body_text or None}
     current.payload = {**current.payload, "message": message}
     current.save(update_fields=["payload"])
     return current

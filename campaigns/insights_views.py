@@ -29,8 +29,8 @@ SAMPLE_MAX = 10
 
 
 def _campaign(request, pk) -> Campaign:
-    return get_object_or_404(Campaign.objects.in_workspace(request.membership.workspace),
-                             pk=pk)
+    return get_object_or_404(Campaign.objects.in_workspace(request.membership.workspace)
+                             .select_related("workspace"), pk=pk)
 
 
 def _before(request) -> int | None:
@@ -216,6 +216,9 @@ def draft_bulk(request, pk):
     campaign = _campaign(request, pk)
     ids = [int(value) for value in request.POST.getlist("delivery") if value.isdigit()]
     action = request.POST.get("action")
+    for one in ("send", "discard"):  # a draft's own button acts on that draft alone
+        if request.POST.get(f"{one}_one", "").isdigit():
+            ids, action = [int(request.POST[f"{one}_one"])], one
     if action not in ("send", "discard"):
         messages.error(request, "Choose Send or Discard.")
     elif not ids:
@@ -239,9 +242,17 @@ def _drafts(count: int) -> str:
 
 class DraftForm(forms.Form):
     subject = forms.CharField(max_length=1000)
-    body_html = forms.CharField(label="HTML body", widget=forms.Textarea(attrs={"rows": 12}))
+    body_html = forms.CharField(label="HTML body", required=False,
+                                widget=forms.Textarea(attrs={"rows": 12}))
     body_text = forms.CharField(label="Text body", required=False,
                                 widget=forms.Textarea(attrs={"rows": 4}))
+
+    def clean(self):
+        cleaned = super().clean()
+        if not (cleaned.get("body_html") or "").strip() and not (
+                cleaned.get("body_text") or "").strip():
+            raise forms.ValidationError("The message needs an HTML or a text body.")
+        return cleaned
 
 
 @role_required("editor")

@@ -15,6 +15,7 @@ are pure and are what the campaign pages use to preview a delivery.
 
 import json
 import random
+import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -38,6 +39,9 @@ from segments.models import Membership, Segment
 MAX_STEPS = 500
 EMAIL_FIELDS = ("from", "to", "reply_to", "subject", "body_html", "body_text")
 WEBHOOK_FIELDS = ("method", "url", "headers", "body")
+# Headers whose values are credentials: shown as HIDDEN on pages and in test mode.
+SECRET_HEADER = re.compile(r"auth|token|secret|key|cookie|password|signature", re.IGNORECASE)
+HIDDEN = "(hidden)"
 
 
 # --- rendering, shared with the campaign pages ------------------------------------------
@@ -81,10 +85,14 @@ def render_email(message: dict, variables: dict) -> dict:
     return {**rendered, "error": error}
 
 
-def render_webhook(message: dict, variables: dict) -> dict:
+def render_webhook(message: dict, variables: dict, *, hide_secrets: bool = True) -> dict:
     """Return a webhook's method, URL, headers and body rendered (a JSON body as text),
-    with ``error`` naming the field whose template fails."""
+    with ``error`` naming the field whose template fails. For display: the values of
+    headers that carry credentials are hidden unless ``hide_secrets`` is False."""
     rendered, error = _render_fields(message, WEBHOOK_FIELDS, variables)
+    if hide_secrets and isinstance(rendered.get("headers"), dict):
+        rendered["headers"] = {name: HIDDEN if SECRET_HEADER.search(name) else value
+                               for name, value in rendered["headers"].items()}
     body = rendered.get("body")
     if isinstance(body, dict | list):
         rendered["body"] = json.dumps(body, indent=2, ensure_ascii=False)

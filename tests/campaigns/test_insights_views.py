@@ -291,6 +291,16 @@ def test_an_editor_sends_and_discards_drafts_in_bulk_once(client, editor, drafte
     assert client.get(url("draft-list", campaign)).context["items"] == []
 
 
+def test_a_drafts_own_buttons_act_on_it_alone(client, editor, drafted):
+    campaign, (ada, bob, cy) = drafted
+
+    client.post(url("draft-bulk", campaign), {"delivery": [ada.pk, bob.pk],
+                                              "send_one": str(bob.pk)})
+    client.post(url("draft-bulk", campaign), {"discard_one": str(cy.pk)})
+
+    assert [state_of(d) for d in (ada, bob, cy)] == ["drafted", "queued", "discarded"]
+
+
 def test_viewers_cannot_change_drafts_even_with_a_forged_post(client, viewer, drafted):
     campaign, (ada, *_) = drafted
 
@@ -317,8 +327,12 @@ def test_an_editor_edits_a_draft_and_the_preview_follows(client, editor, drafted
     detail = client.get(url("delivery-detail", campaign, ada.pk))
     assert detail.context["email"]["subject"] == "Special for Ada"
     assert "as edited" in detail.content.decode()
-    bad = client.post(url("draft-update", campaign, ada.pk), {"subject": "", "body_html": ""})
-    assert bad.status_code == 400
+    bad = client.post(url("draft-update", campaign, ada.pk), {"subject": "x", "body_html": " "})
+    assert bad.status_code == 400 and "needs an HTML or a text body" in bad.content.decode()
+    client.post(url("draft-update", campaign, ada.pk), {"subject": "Plain", "body_text": "Hi"})
+    ada.refresh_from_db()
+    assert (ada.payload["message"]["body_html"], ada.payload["message"]["body_text"]) == (
+        None, "Hi")
 
 
 def test_editing_a_draft_that_was_sent_meanwhile_changes_nothing(client, editor, drafted):

@@ -23,7 +23,8 @@ MAIL = {"id": "mail", "type": "email", "name": "Welcome", "from": "team@example.
         "body_html": "<p>Your plan: {{customer.plan | default: 'none'}}</p>"}
 HOOK = {"id": "hook", "type": "webhook", "name": "Tell CRM", "method": "POST",
         "url": "https://crm.example.com/people/{{customer.id}}",
-        "headers": {"X-Plan": "{{customer.plan}}"}, "body": {"email": "{{customer.email}}"}}
+        "headers": {"X-Plan": "{{customer.plan}}", "Authorization": "Bearer s3cret"},
+        "body": {"email": "{{customer.email}}"}}
 
 
 def campaign_with(workspace, steps, **definition):
@@ -171,7 +172,7 @@ def test_emails_and_webhooks_are_rendered_not_sent(workspace, ada):
                           "error": None}
     assert mail.outcome == "Would be sent (not sent in a test)."
     assert hook.webhook["url"] == "https://crm.example.com/people/ada"
-    assert hook.webhook["headers"] == {"X-Plan": "team"}
+    assert hook.webhook["headers"] == {"X-Plan": "team", "Authorization": "(hidden)"}
     assert '"email": "ada@example.com"' in hook.webhook["body"]
     assert hook.webhook["method"] == "POST"
     assert draft.outcome == "Would be drafted for an editor to send."
