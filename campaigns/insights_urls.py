@@ -11,6 +11,8 @@ urlpatterns = [
     path("<int:pk>/overview.csv", views.overview_csv, name="overview-csv"),
     path("<int:pk>/journeys/", views.journey_list, name="journey-list"),
     path("<int:pk>/steps/<str:step_id>/people/", views.step_people, name="step-people"),
+    path("<int:pk>/steps/<str:step_id>/deliveries/", views.step_deliveries,
+         name="step-deliveries"),
     path("<int:pk>/deliveries/<int:delivery_pk>/", views.delivery_detail,
          name="delivery-detail"),
     path("<int:pk>/drafts/", views.draft_list, name="draft-list"),

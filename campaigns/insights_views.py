@@ -58,6 +58,7 @@ def overview(request, pk):
     return render(request, "campaigns/insights/overview.html", {
         "campaign": campaign, "tab": "overview", **context, "chart": chart,
         "journey_metrics": metrics.JOURNEY_METRICS, "step_metrics": metrics.STEP_METRICS,
+        "delivery_states": metrics.DELIVERY_STATES,
         "daily_metrics": metrics.DAILY_METRICS})
 
 
@@ -138,9 +139,36 @@ def person_journeys(request, cio_id):
     """The journeys section of a person's page (loaded into it by HTMX)."""
     person = get_object_or_404(Person.objects.in_workspace(request.membership.workspace),
                                cio_id=cio_id)
-    return render(request, "campaigns/insights/person_journeys.html", {
+    template = "campaigns/insights/person_journeys.html"
+    if not swaps_a_partial(request):  # followed as a link: the section on a page of its own
+        template = "campaigns/insights/person_journeys_page.html"
+    return varies_with_htmx(render(request, template, {
         "person": person,
-        "journeys": metrics.journeys_of_person(request.membership.workspace, person.pk)})
+        "journeys": metrics.journeys_of_person(request.membership.workspace, person.pk)}))
+
+
+@role_required("viewer")
+@never_cache
+def step_deliveries(request, pk, step_id):
+    """A step's deliveries, newest first, optionally in one state (the overview's counts
+    link here)."""
+    campaign = _campaign(request, pk)
+    state = request.GET.get("state", "")
+    rows = Delivery.objects.filter(workspace_id=campaign.workspace_id, campaign=campaign,
+                                   step_id=step_id).select_related("journey__person")
+    if state in Delivery.State.values:
+        rows = rows.filter(state=state)
+    else:
+        state = ""
+    deliveries, before = keyset_page(rows, size=PAGE_SIZE, before=_before(request))
+    context = {"campaign": campaign, "tab": "overview", "deliveries": deliveries,
+               "before": before, "state": state, "states": Delivery.State.choices,
+               "step_id": step_id, "step_name": _step_names(campaign).get(step_id, step_id)}
+    if swaps_a_partial(request):
+        return varies_with_htmx(render(
+            request, "campaigns/insights/step_deliveries.html#delivery-rows", context))
+    return varies_with_htmx(render(request, "campaigns/insights/step_deliveries.html",
+                                   context))
 
 
 # --- deliveries and drafts ---------------------------------------------------------------

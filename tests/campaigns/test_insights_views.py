@@ -61,6 +61,7 @@ def test_the_pages_need_a_login_and_stay_in_their_workspace(client, workspace,
     campaign, (ada, *_) = drafted
     pages = [url("overview", campaign), url("overview-csv", campaign),
              url("journey-list", campaign), url("step-people", campaign, "mail"),
+             url("step-deliveries", campaign, "mail"),
              url("delivery-detail", campaign, ada.pk), url("draft-list", campaign),
              url("test", campaign)]
     for page in pages:
@@ -431,3 +432,35 @@ def test_the_step_metrics_tag_renders_one_steps_figures(workspace, campaign):
     assert 'data-metric="entered">2<' in mail and 'data-metric="sent">0<' in mail
     assert 'data-metric="drafted"' not in gone
     assert 'data-metric="entered">0<' in gone
+
+
+def test_a_steps_deliveries_by_state_link_to_each_delivery(client, viewer, workspace,
+                                                          campaign):
+    ada, bob = people(workspace, "ada", "bob")
+    enter(campaign, [ada, bob])
+    failed = delivery_of(campaign, bob)
+    Delivery.objects.filter(pk=failed.pk).update(state=Delivery.State.FAILED,
+                                                 reason="550 no such user")
+
+    overview = client.get(url("overview", campaign)).content.decode()
+    listed = client.get(url("step-deliveries", campaign, "mail"), {"state": "failed"})
+    everything = client.get(url("step-deliveries", campaign, "mail"))
+
+    assert url("step-deliveries", campaign, "mail") + "?state=failed" in overview
+    assert list(listed.context["deliveries"]) == [failed]
+    assert "550 no such user" in listed.content.decode()
+    assert url("delivery-detail", campaign, failed.pk) in listed.content.decode()
+    assert len(everything.context["deliveries"]) == 2
+
+
+def test_a_persons_journeys_followed_as_a_link_are_a_page(client, viewer, workspace, campaign):
+    (ada,) = people(workspace, "ada")
+    enter(campaign, [ada])
+
+    page = client.get(reverse("campaigns:person-journeys", args=[ada.cio_id]))
+    section = client.get(reverse("campaigns:person-journeys", args=[ada.cio_id]),
+                         HTTP_HX_REQUEST="true")
+
+    assert "<html" in page.content.decode() and "Back to their page" in page.content.decode()
+    assert "<html" not in section.content.decode()
+    assert 'id="person-journeys"' in section.content.decode()
