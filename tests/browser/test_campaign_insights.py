@@ -64,7 +64,7 @@ def test_test_mode_runs_the_workflow_for_a_real_person(viewer_page, workspace, s
     assert Journey.objects.count() == 0 and Delivery.objects.count() == 0
 
 
-def test_an_editor_sends_checked_drafts(editor_page, workspace):
+def test_an_editor_sends_checked_drafts(editor_page, workspace, screenshot):
     page = editor_page
     campaign = running(workspace, [{**MAIL, "sending": "draft"}])
     ada, bob = people(workspace, "ada", "bob")
@@ -73,6 +73,7 @@ def test_an_editor_sends_checked_drafts(editor_page, workspace):
 
     page.goto(f"/campaigns/{campaign.pk}/drafts/")
     expect(page.locator("article.draft")).to_have_count(2)
+    screenshot(page, "campaign-drafts")
     page.check(f"input[name=delivery][value='{ada_draft.pk}']")
     page.click("#send-drafts")
 

@@ -6,6 +6,7 @@ import io
 
 import pytest
 import time_machine
+from django.db import connection
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
@@ -364,8 +365,17 @@ def test_bulk_actions_need_an_action_and_a_choice(client, editor, drafted):
 def test_test_mode_runs_the_workflow_for_a_person_found_by_email(client, viewer, workspace,
                                                                campaign):
     people(workspace, "ada")
+    writes = []
 
-    response = client.get(url("test", campaign), {"person": "ada@example.com"})
+    def no_writes(execute, sql, params, many, context):
+        if sql.lstrip().split(None, 1)[0].upper() in ("INSERT", "UPDATE", "DELETE"):
+            writes.append(sql)
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(no_writes):
+        response = client.get(url("test", campaign), {"person": "ada@example.com"})
+
+    assert writes == []
 
     (run,) = response.context["runs"]
     assert [moment.step_id for moment in run.moments] == ["mail", "wait", "tag"]
