@@ -334,7 +334,10 @@ def test_mode(request, pk):
         if not people:
             problem = "This workspace has no people yet."
     runs = [testmode.dry_run(campaign, person) for person in people]
-    return render(request, "campaigns/insights/test.html", {
+    template = "campaigns/insights/test.html"
+    if swaps_a_partial(request):
+        template += "#test-results"
+    return varies_with_htmx(render(request, template, {
         "campaign": campaign, "tab": "test", "query": query, "sample": sample,
         "sample_max": SAMPLE_MAX, "runs": runs, "problem": problem,
-        "back": reverse("campaigns:test", args=[campaign.pk])})
+        "back": reverse("campaigns:test", args=[campaign.pk])}))

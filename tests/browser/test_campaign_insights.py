@@ -52,6 +52,7 @@ def test_test_mode_runs_the_workflow_for_a_real_person(viewer_page, workspace, s
 
     run = page.locator(f".dry-run[data-person='{ada.cio_id}']")
     expect(run.locator("li[data-step]")).to_have_count(4)
+    page.wait_for_url("**/test/?person=ada%40example.com")  # a link to share the run
     expect(run.locator("li[data-step=is_pro]")).to_contain_text("takes the true path")
     mail = run.locator("li[data-step=mail]")
     expect(mail).to_contain_text("Would be sent (not sent in a test).")

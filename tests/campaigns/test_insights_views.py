@@ -390,6 +390,9 @@ def test_test_mode_says_when_nobody_is_found_and_runs_a_sample(client, viewer, w
     people(other_workspace, "eve")
 
     missing = client.get(url("test", campaign), {"person": "eve@example.com"})
+    swapped = client.get(url("test", campaign), {"person": "ada"}, HTTP_HX_REQUEST="true")
+    assert "<form" not in swapped.content.decode()
+    assert "Would be sent (not sent in a test)." in swapped.content.decode()
     sample = client.get(url("test", campaign), {"sample": "50"})
 
     assert missing.context["runs"] == [] and "Nobody in this workspace" in missing.context[
