@@ -18,6 +18,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
 from campaigns import drafts, metrics, testmode
+from campaigns.definition import DATA_TRIGGERS
 from campaigns.models import Campaign, Delivery, Journey
 from campaigns.workflow import Workflow
 from engage.pages import keyset_page, swaps_a_partial, varies_with_htmx
@@ -313,6 +314,19 @@ def draft_update(request, pk, delivery_pk):
 # --- test mode ---------------------------------------------------------------------------
 
 
+def _trigger_data(text: str) -> tuple[dict | None, str]:
+    """Read the trigger data typed for a data campaign: (a JSON object or None, problem)."""
+    if not text:
+        return None, ""
+    try:
+        data = json.loads(text)
+    except ValueError as error:
+        return None, f"The trigger data is not JSON: {error}."
+    if not isinstance(data, dict):
+        return None, "The trigger data must be a JSON object."
+    return data, ""
+
+
 @role_required("viewer")
 @never_cache
 def test_mode(request, pk):
@@ -322,8 +336,13 @@ def test_mode(request, pk):
     workspace = request.membership.workspace
     query = request.GET.get("person", "").strip()
     sample = request.GET.get("sample", "")
-    people, problem = [], ""
-    if query:
+    data_campaign = campaign.trigger in DATA_TRIGGERS
+    trigger_text = request.GET.get("trigger", "").strip()
+    trigger, problem = _trigger_data(trigger_text) if data_campaign else (None, "")
+    people = []
+    if problem:
+        pass  # nobody runs with trigger data that cannot be read
+    elif query:
         person = testmode.find_person(workspace, query)
         if person is None:
             problem = f"Nobody in this workspace has the email, id or cio_id {query}."
@@ -333,11 +352,12 @@ def test_mode(request, pk):
         people = testmode.sample_people(workspace, min(int(sample), SAMPLE_MAX))
         if not people:
             problem = "This workspace has no people yet."
-    runs = [testmode.dry_run(campaign, person) for person in people]
+    runs = [testmode.dry_run(campaign, person, trigger=trigger) for person in people]
     template = "campaigns/insights/test.html"
     if swaps_a_partial(request):
         template += "#test-results"
     return varies_with_htmx(render(request, template, {
         "campaign": campaign, "tab": "test", "query": query, "sample": sample,
         "sample_max": SAMPLE_MAX, "runs": runs, "problem": problem,
+        "data_campaign": data_campaign, "trigger_text": trigger_text,
         "back": reverse("campaigns:test", args=[campaign.pk])}))

@@ -162,13 +162,15 @@ class DryRun:
 
 
 class _Walk:
-    def __init__(self, campaign: Campaign, person: Person, now: datetime):
+    def __init__(self, campaign: Campaign, person: Person, now: datetime,
+                 trigger: dict | None = None):
         self.campaign = campaign
         self.definition = campaign.definition
         self.person = person
         self.clock = now
         self.attributes = json.loads(json.dumps(person.attributes))  # a deep copy
         self.run = DryRun(person=person, started_at=now)
+        self.trigger = trigger
         self.context = self._trigger_context()
         self.workflow = Workflow(self.definition["workflow"]["steps"])
         places = list(iter_steps(self.definition["workflow"]["steps"]))
@@ -186,7 +188,10 @@ class _Walk:
                                       f"{problem.message}.")
 
     def _trigger_context(self) -> dict:
-        """The journey context of an entry now: an event trigger's latest such event."""
+        """The journey context of an entry now: the trigger data given (a webhook's or a
+        broadcast's), or an event trigger's latest such event of the person."""
+        if self.trigger is not None:
+            return {"trigger": self.trigger}
         name = (self.definition["trigger"].get("event") or {}).get("name")
         if not name:
             return {}
@@ -238,8 +243,9 @@ class _Walk:
         """Check what the engine checks on entry; tell whether the person would enter."""
         if self.campaign.trigger in DATA_TRIGGERS:
             self.run.notes.append("A data campaign's steps act on the person their data "
-                                  "names: shown here acting on this person, without "
-                                  "trigger data.")
+                                  "names: shown here acting on this person"
+                                  + (", with the trigger data given." if self.trigger
+                                     else ", without trigger data."))
         if self.definition["trigger"].get("segments") and not self.still_triggered():
             self.run.notes.append("They do not meet the trigger now; shown as if they "
                                   "entered.")
@@ -437,10 +443,11 @@ def _words(duration: timedelta) -> str:
     return ", ".join(parts) or "no time"
 
 
-def dry_run(campaign: Campaign, person: Person, *, now: datetime | None = None) -> DryRun:
-    """Return what the campaign's workflow would do for ``person`` entering at ``now``,
-    without writing anything."""
-    return _Walk(campaign, person, now or timezone.now()).walk()
+def dry_run(campaign: Campaign, person: Person, *, now: datetime | None = None,
+            trigger: dict | None = None) -> DryRun:
+    """Return what the campaign's workflow would do for ``person`` entering at ``now``
+    (with ``trigger`` as ``{{trigger.*}}``), without writing anything."""
+    return _Walk(campaign, person, now or timezone.now(), trigger).walk()
 
 
 def find_person(workspace, query: str) -> Person | None:

@@ -477,3 +477,26 @@ def test_a_persons_journeys_followed_as_a_link_are_a_page(client, viewer, worksp
     assert "<html" in page.content.decode() and "Back to their page" in page.content.decode()
     assert "<html" not in section.content.decode()
     assert 'id="person-journeys"' in section.content.decode()
+
+
+def test_test_mode_of_a_data_campaign_takes_trigger_data(client, viewer, workspace):
+    from campaigns import services
+
+    campaign = services.create_campaign(workspace, {
+        "name": "Orders", "trigger": {"webhook": {}}, "workflow": {"steps": [
+            {**MAIL, "person": {"email": "{{trigger.email}}"},
+             "subject": "Order {{trigger.order}}"}]}})
+    people(workspace, "ada")
+
+    page = client.get(url("test", campaign))
+    run = client.get(url("test", campaign), {"person": "ada",
+                                             "trigger": '{"order": 42, "email": "x"}'})
+    broken = client.get(url("test", campaign), {"person": "ada", "trigger": "[1"})
+    listed = client.get(url("test", campaign), {"person": "ada", "trigger": "[1]"})
+
+    assert 'name="trigger"' in page.content.decode()
+    (result,) = run.context["runs"]
+    assert result.moments[0].email["subject"] == "Order 42"
+    assert "with the trigger data given" in result.notes[0]
+    assert broken.context["runs"] == [] and "not JSON" in broken.context["problem"]
+    assert listed.context["problem"] == "The trigger data must be a JSON object."

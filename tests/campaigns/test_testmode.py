@@ -306,3 +306,16 @@ def test_a_draft_campaign_stops_at_its_first_unconfigured_step(workspace, ada):
     assert [moment.step_id for moment in result.moments] == ["ok", "todo"]
     assert result.moments[-1].outcome.startswith("Not configured yet: condition: ")
     assert result.ended == "Stops at a step that is not configured yet."
+
+
+def test_a_data_campaign_renders_with_the_trigger_data_given(workspace, ada):
+    campaign = services.create_campaign(workspace, {
+        "name": "Orders", "trigger": {"api": {}}, "workflow": {"steps": [
+            {**MAIL, "person": {"id": "{{trigger.customer}}"},
+             "subject": "Order {{trigger.order}}"}]}})
+
+    given = testmode.dry_run(campaign, ada, now=START, trigger={"order": 7, "customer": "ada"})
+    without = run(campaign, ada)
+
+    assert given.moments[0].email["subject"] == "Order 7"
+    assert without.moments[0].outcome.startswith("Would fail: subject:")
