@@ -310,7 +310,7 @@ def test_a_draft_campaign_stops_at_its_first_unconfigured_step(workspace, ada):
 
 def test_a_data_campaign_renders_with_the_trigger_data_given(workspace, ada):
     campaign = services.create_campaign(workspace, {
-        "name": "Orders", "trigger": {"api": {}}, "workflow": {"steps": [
+        "name": "Orders", "trigger": {"webhook": {}}, "workflow": {"steps": [
             {**MAIL, "person": {"id": "{{trigger.customer}}"},
              "subject": "Order {{trigger.order}}"}]}})
 
