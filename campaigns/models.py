@@ -225,6 +225,9 @@ class Delivery(models.Model):
             models.Index(fields=["campaign", "step_id", "state"], name="delivery_step_idx"),
             models.Index(fields=["next_attempt_at"], name="delivery_due_idx",
                          condition=Q(state="queued")),
+            # Emails being sent, by the end of their claim's lease (campaigns.email).
+            models.Index(fields=["next_attempt_at"], name="delivery_email_lease_idx",
+                         condition=Q(state="sending", kind="email")),
         ]
 
     def __str__(self):

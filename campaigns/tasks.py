@@ -35,6 +35,22 @@ def advance_journeys(seconds: float = SWEEP_SECONDS) -> int:
             time.sleep(IDLE_PAUSE)
 
 
+def send_emails(seconds: float = SWEEP_SECONDS) -> int:
+    """Send due emails for ``seconds``, a batch at a time, pausing briefly when none are
+    due; return how many were claimed."""
+    from campaigns import email
+
+    deadline = time.monotonic() + seconds
+    claimed = 0
+    while True:
+        done = email.send_due_emails()
+        claimed += done
+        if time.monotonic() >= deadline:
+            return claimed
+        if not done:
+            time.sleep(IDLE_PAUSE)
+
+
 def scan_date_triggers() -> int:
     """Enter people into date-triggered campaigns whose occurrences fell due."""
     from campaigns import date_triggers

@@ -9,6 +9,8 @@ SCHEDULES = [
     ("recompute time-relative segments", "segments.tasks.recompute_time_relative_segments", 10),
     # Runs for just under a minute, advancing journeys as they fall due.
     ("advance due journeys", "campaigns.tasks.advance_journeys", 1),
+    # Runs for just under a minute, sending due emails over one connection per batch.
+    ("send due emails", "campaigns.tasks.send_emails", 1),
     ("start scheduled campaigns", "campaigns.tasks.start_scheduled_campaigns", 1),
     ("enter people who came to match segment triggers",
      "campaigns.tasks.sweep_segment_triggers", 1),

@@ -7,6 +7,7 @@ Django ORM broker, and a secret key generated once and kept under ``var/``.
 import os
 import secrets
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
@@ -180,7 +181,15 @@ EMAIL_PORT = int(os.environ.get("EMAIL_PORT", "25"))
 EMAIL_HOST_USER = os.environ.get("EMAIL_HOST_USER", "")
 EMAIL_HOST_PASSWORD = os.environ.get("EMAIL_HOST_PASSWORD", "")
 EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS")
+EMAIL_USE_SSL = env_bool("EMAIL_USE_SSL")
+# Seconds an SMTP connection waits on the server before giving up (a retry follows).
+EMAIL_TIMEOUT = int(os.environ.get("EMAIL_TIMEOUT", "30"))
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "engage@localhost")
+# Where engage is reached from outside: absolute links in emails (unsubscribe, tracking).
+ENGAGE_BASE_URL = os.environ.get("ENGAGE_BASE_URL", "http://localhost:8000").rstrip("/")
+# The domain of the Message-ID of campaign emails (<delivery-{id}.{hash}@domain>).
+ENGAGE_MESSAGE_ID_DOMAIN = (os.environ.get("ENGAGE_MESSAGE_ID_DOMAIN")
+                            or urlsplit(ENGAGE_BASE_URL).hostname or "localhost")
 
 # django-q2: the Django ORM broker by default, Redis when REDIS_URL is set.
 Q_CLUSTER = {
