@@ -1,11 +1,12 @@
 """Email deliveries: rendered with Liquid, sent once through Django's mail API.
 
 The outbox rule (``DESIGN.md``, "Journeys"): ``send_due_emails`` claims due queued
-email deliveries and marks them ``sending`` in one commit, sends them over one
-connection per batch, and marks each ``sent`` in a commit of its own. A worker killed
-between the server's acceptance and that commit leaves the delivery ``sending``; once
-its lease is over it becomes ``unknown`` and is never sent again (plain SMTP takes no
-idempotency key): at most once, counted, never hidden.
+email deliveries and marks them ``sending`` in one commit, sends them in id order over
+one connection per batch, and marks each ``sent`` in a commit of its own. A worker
+killed between the server's acceptance and that commit leaves the delivery ``sending``;
+once its lease is over it becomes ``unknown`` and is never sent again (plain SMTP takes
+no idempotency key): at most once, counted, never hidden. Only the first unfinished
+email of a cut-off batch can be in that state; the rest of the batch is queued again.
 
 Rendering: subject, addresses and text are plain Liquid; the HTML escapes every value
 it inserts, gets its CSS inlined and a text part derived from it when the step has none.
@@ -26,6 +27,7 @@ from email.utils import parseaddr
 from html import escape
 from html.parser import HTMLParser
 from typing import Any
+from uuid import uuid4
 
 import css_inline
 from django.conf import settings
@@ -282,22 +284,43 @@ def _due(now: datetime):
                                    next_attempt_at__lte=now)
 
 
-def expire_sending(*, now: datetime | None = None) -> int:
-    """Mark emails whose sending claim outlived its lease ``unknown``; return how many.
+def expire_sending(*, now: datetime | None = None, limit: int = 1000) -> int:
+    """Settle emails whose sending claim outlived its lease; return how many.
 
-    Their worker died between claiming and recording the result: the server may have
-    accepted them, so they are never sent again.
+    Their worker died in the middle of a batch. A batch is sent in id order and each
+    email is recorded sent as soon as the server took it, so of a batch's emails still
+    ``sending`` only the first may have reached the server unrecorded: it becomes
+    ``unknown`` and is never sent again. The ones after it were never handed to the
+    server: they are queued again.
     """
     now = now or timezone.now()
-    return Delivery.objects.filter(
-        kind=Delivery.Kind.EMAIL, state=Delivery.State.SENDING, next_attempt_at__lt=now,
-    ).update(state=Delivery.State.UNKNOWN, next_attempt_at=None,
-             reason="sending was cut off (the worker stopped): it may or may not have "
-                    "been accepted, and is not sent again")
+    lapsed = Delivery.objects.filter(kind=Delivery.Kind.EMAIL, state=Delivery.State.SENDING,
+                                     next_attempt_at__lt=now)
+    if not lapsed.exists():
+        return 0
+    with transaction.atomic():
+        rows = list(lapsed.order_by("pk").select_for_update(skip_locked=True)
+                    .values_list("pk", "reason")[:limit])
+        first_of_batch: dict[str, int] = {}
+        for pk, batch in rows:
+            first_of_batch.setdefault(batch, pk)
+        unknown = set(first_of_batch.values())
+        Delivery.objects.filter(pk__in=unknown).update(
+            state=Delivery.State.UNKNOWN, next_attempt_at=None,
+            reason="sending was cut off (the worker stopped): it may or may not have "
+                   "been accepted, and is not sent again")
+        Delivery.objects.filter(pk__in=[pk for pk, _ in rows if pk not in unknown]).update(
+            state=Delivery.State.QUEUED, next_attempt_at=now,
+            reason="queued again: its worker stopped before sending it")
+    return len(rows)
 
 
 def claim_due(*, now: datetime, limit: int) -> list[int]:
-    """Claim due queued emails: mark them ``sending`` in one commit; return their ids."""
+    """Claim due queued emails: mark them ``sending`` in one commit; return their ids.
+
+    The claim's ``reason`` names the batch, so that a batch cut off by a dead worker is
+    told apart from others (``expire_sending``).
+    """
     if not _due(now).exists():
         return []  # a read, not a write transaction: cheap to ask every half second
     with transaction.atomic():
@@ -305,7 +328,7 @@ def claim_due(*, now: datetime, limit: int) -> list[int]:
                    .select_for_update(skip_locked=True).values_list("pk", flat=True)[:limit])
         Delivery.objects.filter(pk__in=ids).update(
             state=Delivery.State.SENDING, attempts=F("attempts") + 1,
-            next_attempt_at=now + SENDING_LEASE)
+            next_attempt_at=now + SENDING_LEASE, reason=f"sending in batch {uuid4().hex}")
     return ids
 
 

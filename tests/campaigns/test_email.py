@@ -270,6 +270,26 @@ def test_a_delivery_left_sending_past_its_lease_becomes_unknown_and_is_never_res
 
 
 @pytest.mark.django_db
+def test_of_a_batch_cut_off_only_the_email_that_was_in_flight_becomes_unknown(
+        workspace, smtp_sink, travel):
+    campaign = running(workspace, [MAIL])
+    crowd = [make_person(workspace, f"p{n}", email=f"p{n}@example.com") for n in range(3)]
+    done, in_flight, untouched = queue(campaign, *crowd)
+    email.claim_due(now=START, limit=10)
+    # The worker sent the first and recorded it, handed the second to the server, died.
+    Delivery.objects.filter(pk=done.pk).update(state="sent", sent_at=START)
+
+    travel.move_to(START + email.SENDING_LEASE + timedelta(seconds=1))
+    send_all()
+
+    assert refreshed(done).state == "sent"
+    assert refreshed(in_flight).state == "unknown"
+    untouched = refreshed(untouched)
+    assert (untouched.state, untouched.attempts) == ("sent", 2)
+    assert [m["To"] for m in smtp_sink.messages] == ["p2@example.com"]
+
+
+@pytest.mark.django_db
 def test_what_must_not_go_out_is_skipped_at_send_time(workspace, smtp_sink, monkeypatch):
     monkeypatch.setattr(tracking, "suppressed_addresses",
                         lambda workspace_id, addresses: {"bounced@example.com"} & set(addresses))
