@@ -2,11 +2,12 @@
 
 The outbox rule (``DESIGN.md``, "Journeys"): ``send_due_emails`` claims due queued
 email deliveries and marks them ``sending`` in one commit, sends them in id order over
-one connection per batch, and marks each ``sent`` in a commit of its own. A worker
-killed between the server's acceptance and that commit leaves the delivery ``sending``;
+one connection per batch, and marks them ``sent`` a few at a time. A worker killed
+between the server's acceptance and that commit leaves the delivery ``sending``;
 once its lease is over it becomes ``unknown`` and is never sent again (plain SMTP takes
-no idempotency key): at most once, counted, never hidden. Only the first unfinished
-email of a cut-off batch can be in that state; the rest of the batch is queued again.
+no idempotency key): at most once, counted, never hidden. Sent emails are recorded ten
+at a time, so only the first ten unfinished emails of a cut-off batch can be in that
+state; the rest of the batch is queued again.
 
 Rendering: subject, addresses and text are plain Liquid; the HTML escapes every value
 it inserts, gets its CSS inlined and a text part derived from it when the step has none.
@@ -24,6 +25,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from email.utils import parseaddr
+from functools import lru_cache
 from html import escape
 from html.parser import HTMLParser
 from typing import Any
@@ -34,11 +36,12 @@ from django.conf import settings
 from django.core import mail
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 from liquid import StrictDefaultUndefined
 from liquid.ast import Node
+from liquid.exceptions import LiquidError
 from liquid.tag import Tag
 from liquid.token import TOKEN_TAG
 
@@ -58,6 +61,9 @@ LEASE_MARGIN = SENDING_LEASE / 2
 # Waits after the 1st, 2nd, ... temporary failure; the last one repeats until MAX_ATTEMPTS.
 RETRY_DELAYS = [timedelta(minutes=minutes) for minutes in (1, 5, 15, 60, 180, 360)]
 MAX_ATTEMPTS = 10
+# Sent emails are recorded this many at a time (one commit each time), so a killed
+# worker leaves at most this many of its batch unknown; the rest are queued again.
+RECORD_EVERY = 10
 # Journeys ended by these before their email went out: the email is not sent.
 ENDED_BEFORE_SENDING = {
     "campaign_stopped": "the campaign was stopped before the email was sent",
@@ -190,7 +196,9 @@ def render_email(delivery: Delivery, message: dict, person: Person | None) -> Re
     links: list[str] = []
     if html.strip():
         if not text.strip():
-            text = html_to_text(html)
+            text_template = text_template_of(message["body_html"])
+            text = (tidy_text(_render("body_html", text_template, context))
+                    if text_template is not None else html_to_text(html))
         if "<style" in html.lower():
             html = _INLINER.inline(html)
         html, links = tracking.instrument_html(html, delivery.pk,
@@ -198,12 +206,18 @@ def render_email(delivery: Delivery, message: dict, person: Person | None) -> Re
     return Rendered(from_email, to, reply_to, subject, html, text, links)
 
 
+def address_of(value: str) -> str:
+    """Return the bare address of "Name <a@b.c>" or "a@b.c"."""
+    return parseaddr(value)[1] if "<" in value or "(" in value else value.strip()
+
+
 def valid_address(value: str) -> bool:
     """Tell whether ``value`` is one address ("Name <a@b.c>" or "a@b.c")."""
-    if "," in parseaddr(value)[1] or "\n" in value or "\r" in value:
+    address = address_of(value)
+    if "," in address or "\n" in value or "\r" in value:
         return False
     try:
-        validate_email(parseaddr(value)[1])
+        validate_email(address)
     except ValidationError:
         return False
     return True
@@ -240,7 +254,9 @@ class _TextFromHtml(HTMLParser):
         elif tag == "a" and self.links:
             href, start = self.links.pop()
             label = "".join(self.parts[start:]).strip()
-            if href.startswith(("http://", "https://", "mailto:")) and href != label:
+            # A link of a template ("{{...}}", "{% unsubscribe_url %}") is kept, to render.
+            if href.startswith(("http://", "https://", "mailto:", "{{", "{%")) \
+                    and href != label:
                 self.parts.append(f" ({href.removeprefix('mailto:')})" if label else href)
 
     def handle_data(self, data):
@@ -253,8 +269,25 @@ def html_to_text(html: str) -> str:
     parser = _TextFromHtml()
     parser.feed(html)
     parser.close()
-    lines = (" ".join(line.split()) for line in "".join(parser.parts).splitlines())
+    return tidy_text("".join(parser.parts))
+
+
+def tidy_text(text: str) -> str:
+    lines = (" ".join(line.split()) for line in text.splitlines())
     return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip() + "\n"
+
+
+@lru_cache(maxsize=256)
+def text_template_of(html_source: str) -> str | None:
+    """Return the text part's template derived from an HTML template, or None when the
+    derived text is no template (a Liquid tag cut in two by HTML): then the text part is
+    derived from each rendered HTML instead. Values rendered into it stay unescaped."""
+    source = html_to_text(html_source)
+    try:
+        TEXT.from_string(source)
+    except LiquidError:
+        return None
+    return source
 
 
 def message_id(delivery_id: int) -> str:
@@ -264,13 +297,13 @@ def message_id(delivery_id: int) -> str:
     return f"<delivery-{delivery_id}.{digest}@{settings.ENGAGE_MESSAGE_ID_DOMAIN}>"
 
 
-def build_message(delivery: Delivery, rendered: Rendered, connection) -> mail.EmailMessage:
+def build_message(delivery: Delivery, rendered: Rendered, smtp) -> mail.EmailMessage:
     headers = {"Message-ID": message_id(delivery.pk),
                **tracking.unsubscribe_headers(delivery.pk)}
     message = mail.EmailMultiAlternatives(
         subject=rendered.subject, body=rendered.text, from_email=rendered.from_email,
         to=[rendered.to], reply_to=[rendered.reply_to] if rendered.reply_to else None,
-        headers=headers, connection=connection)
+        headers=headers, connection=smtp)
     if rendered.html.strip():
         message.attach_alternative(rendered.html, "text/html")
     return message
@@ -287,10 +320,10 @@ def _due(now: datetime):
 def expire_sending(*, now: datetime | None = None, limit: int = 1000) -> int:
     """Settle emails whose sending claim outlived its lease; return how many.
 
-    Their worker died in the middle of a batch. A batch is sent in id order and each
-    email is recorded sent as soon as the server took it, so of a batch's emails still
-    ``sending`` only the first may have reached the server unrecorded: it becomes
-    ``unknown`` and is never sent again. The ones after it were never handed to the
+    Their worker died in the middle of a batch. A batch is sent in id order and sent
+    emails are recorded RECORD_EVERY at a time, so of a batch's emails still ``sending``
+    only the first RECORD_EVERY may have reached the server unrecorded: they become
+    ``unknown`` and are never sent again. The ones after them were never handed to the
     server: they are queued again.
     """
     now = now or timezone.now()
@@ -301,10 +334,12 @@ def expire_sending(*, now: datetime | None = None, limit: int = 1000) -> int:
     with transaction.atomic():
         rows = list(lapsed.order_by("pk").select_for_update(skip_locked=True)
                     .values_list("pk", "reason")[:limit])
-        first_of_batch: dict[str, int] = {}
-        for pk, batch in rows:
-            first_of_batch.setdefault(batch, pk)
-        unknown = set(first_of_batch.values())
+        unknown: set[int] = set()
+        per_batch: dict[str, int] = {}
+        for pk, batch in rows:  # in id order: the order the batch was sent in
+            per_batch[batch] = per_batch.get(batch, 0) + 1
+            if per_batch[batch] <= RECORD_EVERY:
+                unknown.add(pk)
         Delivery.objects.filter(pk__in=unknown).update(
             state=Delivery.State.UNKNOWN, next_attempt_at=None,
             reason="sending was cut off (the worker stopped): it may or may not have "
@@ -431,53 +466,95 @@ def _check_still_wanted(delivery: Delivery, person: Person | None) -> None:
 
 
 def _send(outgoing: list[Outgoing], *, claimed: float) -> None:
-    """Send the batch over one connection, recording each outcome as it comes."""
-    connection = mail.get_connection(fail_silently=False)
+    """Send the batch over one connection, in id order, recording the outcomes."""
+    smtp = mail.get_connection(fail_silently=False)
     try:
-        connection.open()
+        smtp.open()
     except Exception as error:  # no server to talk to: nothing was refused, try later
         for item in outgoing:
             _failed(item.delivery, error, temporary=True)
         return
+    sent = _SentRecorder()
     try:
         for index, item in enumerate(outgoing):
             if time.monotonic() - claimed > LEASE_MARGIN.total_seconds():
+                sent.flush()
                 _give_back([rest.delivery for rest in outgoing[index:]])
                 return
             delivery = item.delivery
-            message = build_message(delivery, item.rendered, connection)
+            message = build_message(delivery, item.rendered, smtp)
             try:
-                sent = connection.send_messages([message])
+                accepted = smtp.send_messages([message])
             except Exception as error:
                 _failed(delivery, error)
                 if _connection_lost(error):
-                    connection.close()
+                    smtp.close()
                     try:
-                        connection.open()
+                        smtp.open()
                     except Exception as reopening:
+                        sent.flush()
                         for rest in outgoing[index + 1:]:
                             _failed(rest.delivery, reopening, temporary=True)
                         return
                 continue
-            if not sent:
+            if not accepted:
                 _failed(delivery, RuntimeError("the mail backend did not send it"))
                 continue
-            _sent(delivery, item.rendered, message)
+            sent.add(delivery, item.rendered, message)
     finally:
-        connection.close()
+        sent.flush()
+        smtp.close()
 
 
-def _sent(delivery: Delivery, rendered: Rendered, message) -> None:
-    summary = rendered.summary(message.extra_headers["Message-ID"])
-    status = getattr(message, "anymail_status", None)  # an ESP's own id (django-anymail)
-    if status is not None and status.message_id:
-        summary["esp_message_id"] = str(status.message_id)
-    payload = {**delivery.payload, "rendered": summary, "links": rendered.links}
-    # "unknown" too: a batch slower than its lease still records what it knows was sent.
-    Delivery.objects.filter(
-        pk=delivery.pk, state__in=[Delivery.State.SENDING, Delivery.State.UNKNOWN],
-    ).update(state=Delivery.State.SENT, sent_at=timezone.now(), reason="", payload=payload,
-             recipient=parseaddr(rendered.to)[1][:500], next_attempt_at=None)
+class _SentRecorder:
+    """Record sent emails a few at a time: one commit for every RECORD_EVERY emails.
+
+    So at most RECORD_EVERY emails of a batch can have reached the server without being
+    recorded sent (the ones waiting here, and the one in flight): the first
+    RECORD_EVERY of a cut-off batch's unfinished emails (``expire_sending``).
+    """
+
+    def __init__(self):
+        self.pending: list[tuple[Delivery, dict, str]] = []
+
+    def add(self, delivery: Delivery, rendered: Rendered, message) -> None:
+        summary = rendered.summary(message.extra_headers["Message-ID"])
+        status = getattr(message, "anymail_status", None)  # an ESP's id (django-anymail)
+        if status is not None and status.message_id:
+            summary["esp_message_id"] = str(status.message_id)
+        payload = {**delivery.payload, "rendered": summary, "links": rendered.links}
+        self.pending.append((delivery, payload, address_of(rendered.to)[:500]))
+        if len(self.pending) >= RECORD_EVERY - 1:  # with the next one in flight: RECORD_EVERY
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.pending:
+            return
+        now = timezone.now()
+        with transaction.atomic():
+            # "unknown" too: a batch slower than its lease records what it knows was sent.
+            current = dict(Delivery.objects.filter(
+                pk__in=[delivery.pk for delivery, _, _ in self.pending],
+                state__in=[Delivery.State.SENDING, Delivery.State.UNKNOWN],
+            ).select_for_update().values_list("pk", "cio_id"))
+            payload_field = Delivery._meta.get_field("payload")
+            sent_at = connection.ops.adapt_datetimefield_value(now)
+            rows = []
+            for delivery, payload, recipient in self.pending:
+                if delivery.pk not in current:
+                    continue
+                if current[delivery.pk] != delivery.cio_id:
+                    # Suppressed meanwhile: only the count stays (people.forget_people).
+                    payload, recipient = {}, ""
+                rows.append((payload_field.get_db_prep_save(payload, connection), recipient,
+                             sent_at, delivery.pk))
+            # One statement sent many times (a single round trip with psycopg's pipeline).
+            with connection.cursor() as cursor:
+                cursor.executemany(
+                    f"UPDATE {Delivery._meta.db_table} SET state = 'sent', reason = '', "
+                    "payload = %s, recipient = %s, sent_at = %s, next_attempt_at = NULL "
+                    "WHERE id = %s", rows)
+        self.pending = []
 
 
 def _give_back(deliveries: list[Delivery]) -> None:

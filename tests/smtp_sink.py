@@ -20,8 +20,10 @@ class SmtpSink:
 
     host = "127.0.0.1"
 
-    def __init__(self, *, parse: bool = True):
+    def __init__(self, *, parse: bool = True, keep_raw: bool = False):
         self.parse = parse
+        self.keep_raw = keep_raw
+        self.raw: list[bytes] = []  # the bytes received, when ``keep_raw``
         self.messages: list[email.message.EmailMessage] = []  # parsed, when ``parse``
         self.message_ids: list[str] = []  # every accepted message's Message-ID, in order
         self.replies: dict[str, str] = {}  # recipient -> reply to RCPT ("451 4.3.0 ...")
@@ -55,6 +57,7 @@ class SmtpSink:
         with self._lock:
             self.messages.clear()
             self.message_ids.clear()
+            self.raw.clear()
             self.connections = 0
 
 
@@ -96,6 +99,8 @@ class _Handler:
         with self.sink._lock:
             if message is not None:
                 self.sink.messages.append(message)
+            if self.sink.keep_raw:
+                self.sink.raw.append(content)
             self.sink.message_ids.append(message_id)
         return "250 Message accepted for delivery"
 
