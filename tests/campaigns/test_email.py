@@ -1,6 +1,7 @@
 """Campaign emails: rendered with Liquid, sent once over real SMTP to a local sink."""
 
 import re
+import smtplib
 import threading
 from datetime import UTC, datetime, timedelta
 
@@ -407,3 +408,44 @@ def test_two_senders_racing_never_send_one_delivery_twice(workspace, smtp_sink):
     assert Delivery.objects.filter(state="sent").count() == 150
     assert smtp_sink.connections >= 15  # one per batch of ten, whoever sent it
     assert not Journey.objects.filter(state="active").exists()
+
+
+@pytest.mark.django_db
+def test_the_text_part_is_derived_from_the_html_template_with_its_links(
+        workspace, smtp_sink, monkeypatch):
+    monkeypatch.setattr(tracking, "unsubscribe_url", lambda pk: f"https://t.test/u/{pk}")
+    campaign = running(workspace, [{**MAIL, "body_html": (
+        "<p>Hi {{customer.first_name}}</p>{% for n in (1..2) %}<p>Item {{n}}</p>{% endfor %}"
+        "<p><a href=\"https://acme.test/{{customer.id}}\">Yours</a> "
+        "<a href=\"{% unsubscribe_url %}\">Unsubscribe</a></p>")}])
+    ada = make_person(workspace, "ada", email="ada@example.com", first_name="A & B")
+    (delivery,) = queue(campaign, ada)
+
+    send_all()
+
+    (message,) = smtp_sink.messages
+    assert message.get_body(("plain",)).get_content() == (
+        "Hi A & B\n\nItem 1\n\nItem 2\n\nYours (https://acme.test/ada) Unsubscribe "
+        f"(https://t.test/u/{delivery.pk})\n")
+
+
+def test_without_a_text_template_the_text_part_comes_from_the_rendered_html():
+    # A tag cut in two by the markup: the derived text is no template.
+    source = '<p class="{% if vip %}gold">Hi</p><p>{% endif %}there</p>'
+
+    assert email.text_template_of(source) is None
+    assert email.html_to_text('<p class="gold">Hi</p><p>there</p>') == "Hi\n\nthere\n"
+
+
+@pytest.mark.parametrize(("error", "temporary"), [
+    (smtplib.SMTPServerDisconnected("gone"), True),
+    (ConnectionRefusedError(111, "refused"), True),
+    (smtplib.SMTPResponseException(421, b"closing"), True),
+    (smtplib.SMTPSenderRefused(550, b"no", "a@b.c"), False),
+    (smtplib.SMTPDataError(452, b"full"), True),
+    (smtplib.SMTPDataError(554, b"spam"), False),
+    (smtplib.SMTPRecipientsRefused({"a@b.c": (550, b"unknown")}), False),
+    (smtplib.SMTPRecipientsRefused({"a@b.c": (450, b"greylisted")}), True),
+])
+def test_smtp_errors_are_temporary_or_final_by_their_reply(error, temporary):
+    assert email.classify(error)[0] is temporary
