@@ -520,7 +520,7 @@ class _SentRecorder:
     def add(self, delivery: Delivery, rendered: Rendered, message) -> None:
         summary = rendered.summary(message.extra_headers["Message-ID"])
         status = getattr(message, "anymail_status", None)  # an ESP's id (django-anymail)
-        if status is not None and status.message_id:
+        if status is not None and status.message_id is not None:
             summary["esp_message_id"] = str(status.message_id)
         payload = {**delivery.payload, "rendered": summary, "links": rendered.links}
         self.pending.append((delivery, payload, address_of(rendered.to)[:500]))

@@ -449,3 +449,22 @@ def test_without_a_text_template_the_text_part_comes_from_the_rendered_html():
 ])
 def test_smtp_errors_are_temporary_or_final_by_their_reply(error, temporary):
     assert email.classify(error)[0] is temporary
+
+
+@pytest.mark.django_db
+def test_an_esp_backend_of_django_anymail_sends_through_the_same_path(workspace, settings):
+    from django.core import mail
+
+    settings.EMAIL_BACKEND = "anymail.backends.test.EmailBackend"
+    campaign = running(workspace, [MAIL])
+    (delivery,) = queue(campaign, make_person(workspace, "ada", email="ada@example.com",
+                                              first_name="Ada"))
+
+    send_all()
+
+    (message,) = mail.outbox
+    assert (message.to, message.subject) == (["ada@example.com"], "Hi Ada")
+    assert message.extra_headers["Message-ID"] == email.message_id(delivery.pk)
+    delivery = refreshed(delivery)
+    assert delivery.state == "sent"
+    assert delivery.payload["rendered"]["esp_message_id"] == "0"  # the ESP's own id
