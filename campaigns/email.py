@@ -560,7 +560,8 @@ class _SentRecorder:
 def _give_back(deliveries: list[Delivery]) -> None:
     Delivery.objects.filter(pk__in=[d.pk for d in deliveries],
                             state=Delivery.State.SENDING).update(
-        state=Delivery.State.QUEUED, next_attempt_at=timezone.now())
+        state=Delivery.State.QUEUED, next_attempt_at=timezone.now(),
+        reason="queued again: its batch took too long to send")
 
 
 def _failed(delivery: Delivery, error: Exception, *, temporary: bool = False) -> None:

@@ -468,3 +468,18 @@ def test_an_esp_backend_of_django_anymail_sends_through_the_same_path(workspace,
     delivery = refreshed(delivery)
     assert delivery.state == "sent"
     assert delivery.payload["rendered"]["esp_message_id"] == "0"  # the ESP's own id
+
+
+@pytest.mark.django_db
+def test_a_batch_slower_than_half_its_lease_gives_the_rest_back(workspace, smtp_sink,
+                                                                monkeypatch):
+    monkeypatch.setattr(email, "LEASE_MARGIN", timedelta(0))  # every send comes too late
+    campaign = running(workspace, [MAIL])
+    queue(campaign, *[make_person(workspace, f"p{n}", email=f"p{n}@example.com")
+                      for n in range(3)])
+
+    assert email.send_due_emails() == 3
+
+    assert list(Delivery.objects.values_list("state", "attempts", "reason")) == [
+        ("queued", 1, "queued again: its batch took too long to send")] * 3
+    assert smtp_sink.messages == []
