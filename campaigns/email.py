@@ -188,6 +188,9 @@ def render_email(delivery: Delivery, message: dict, person: Person | None) -> Re
         raise Skip("the message has no recipient")
     if not valid_address(to):
         raise Skip(f"the recipient address is invalid: {to[:200]}")
+    for name, value in (("from", from_email), ("reply_to", reply_to)):
+        if value and not valid_address(value):
+            raise RenderError(f"{name}: the address is invalid: {value[:200]}")
     subject = " ".join(_render("subject", message.get("subject"), context).split())
     html = _render("body_html", message.get("body_html"), context, html=True)
     text = _render("body_text", message.get("body_text"), context)
@@ -482,8 +485,8 @@ def _send(outgoing: list[Outgoing], *, claimed: float) -> None:
                 _give_back([rest.delivery for rest in outgoing[index:]])
                 return
             delivery = item.delivery
-            message = build_message(delivery, item.rendered, smtp)
             try:
+                message = build_message(delivery, item.rendered, smtp)
                 accepted = smtp.send_messages([message])
             except Exception as error:
                 _failed(delivery, error)
@@ -595,6 +598,8 @@ def classify(error: Exception) -> tuple[bool, str]:
         return status in (408, 429) or status >= 500, f"{type(error).__name__} {status}: {error}"
     if type(error).__name__ == "AnymailRecipientsRefused":
         return False, str(error)
+    if isinstance(error, ValueError):  # a message that cannot be built (a bad header)
+        return False, f"{type(error).__name__}: {error}"
     return True, f"{type(error).__name__}: {error}"
 
 

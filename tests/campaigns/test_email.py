@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import time_machine
+from django.core.mail import BadHeaderError
 from django.db import connection, connections
 from django.utils import timezone
 
@@ -130,6 +131,20 @@ def test_a_template_error_fails_the_delivery_with_the_line_and_sends_nothing(
     assert delivery.reason == "body_html: line 2: customer.nickname is undefined"
     assert smtp_sink.messages == []
     assert campaign_metrics(campaign)["steps"]["mail"]["failed"] == 1
+
+
+@pytest.mark.django_db
+def test_an_invalid_sender_fails_the_delivery(workspace, smtp_sink):
+    campaign = running(workspace, [{**MAIL, "from": "{{customer.sender}}"}])
+    ada = make_person(workspace, "ada", email="ada@example.com", sender="me\nBcc: x@y.z")
+    (delivery,) = queue(campaign, ada)
+
+    send_all()
+
+    delivery = refreshed(delivery)
+    assert (delivery.state, delivery.reason) == (
+        "failed", "from: the address is invalid: me\nBcc: x@y.z")
+    assert smtp_sink.messages == []
 
 
 @pytest.mark.django_db
@@ -446,6 +461,7 @@ def test_without_a_text_template_the_text_part_comes_from_the_rendered_html():
     (smtplib.SMTPDataError(554, b"spam"), False),
     (smtplib.SMTPRecipientsRefused({"a@b.c": (550, b"unknown")}), False),
     (smtplib.SMTPRecipientsRefused({"a@b.c": (450, b"greylisted")}), True),
+    (BadHeaderError("Header values can't contain newlines"), False),
 ])
 def test_smtp_errors_are_temporary_or_final_by_their_reply(error, temporary):
     assert email.classify(error)[0] is temporary
