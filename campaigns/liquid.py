@@ -26,8 +26,8 @@ ENVIRONMENT = CampaignEnvironment(undefined=StrictDefaultUndefined)
 
 
 @lru_cache(maxsize=512)
-def _parse(source: str):
-    return ENVIRONMENT.from_string(source)
+def _parse(source: str, environment: Environment):
+    return environment.from_string(source)
 
 
 def _describe(error: LiquidError) -> str:
@@ -39,12 +39,17 @@ def _describe(error: LiquidError) -> str:
     return f"line {line}: {message}" if line else message
 
 
-def render(source: str, context: dict[str, Any]) -> str:
-    """Render ``source`` with ``context``; raise TemplateError saying where and why."""
+def render(source: str, context: dict[str, Any], *,
+           environment: Environment = ENVIRONMENT) -> str:
+    """Render ``source`` with ``context``; raise TemplateError saying where and why.
+
+    ``environment`` is another CampaignEnvironment where a text needs one (the HTML of
+    an email escapes what it inserts: ``campaigns.email``).
+    """
     if "{" not in source:
         return source  # plain text: nothing to render
     try:
-        return _parse(source).render(**context)
+        return _parse(source, environment).render(**context)
     except LiquidError as error:
         raise TemplateError(_describe(error)) from None
 

@@ -264,6 +264,9 @@ class Delivery(models.Model):
             # Webhooks cut off while sending (a dead worker), found when their lease lapses.
             models.Index(fields=["next_attempt_at"], name="delivery_webhook_lease_idx",
                          condition=Q(state="sending", kind="webhook")),
+            # Emails being sent, by the end of their claim's lease (campaigns.email).
+            models.Index(fields=["next_attempt_at"], name="delivery_email_lease_idx",
+                         condition=Q(state="sending", kind="email")),
         ]
 
     def __str__(self):

@@ -35,17 +35,22 @@ def advance_journeys(seconds: float = SWEEP_SECONDS) -> int:
             time.sleep(IDLE_PAUSE)
 
 
-def send_webhooks(seconds: float = SWEEP_SECONDS) -> int:
-    """Send due webhook deliveries for ``seconds``, pausing briefly when none are due."""
-    from campaigns import webhooks
+def send_deliveries(seconds: float = SWEEP_SECONDS) -> int:
+    """Send due emails and webhook calls for ``seconds``, a batch of each in turn,
+    pausing briefly when none are due; return how many were claimed.
+
+    One sweeper for both keeps a worker free for other tasks: with the journeys' sweeper
+    it holds two of the cluster's workers (``Q_WORKERS``, three by default).
+    """
+    from campaigns import email, webhooks
 
     deadline = time.monotonic() + seconds
-    sent = 0
+    claimed = 0
     while True:
-        done = webhooks.send_due_webhooks()
-        sent += done
+        done = email.send_due_emails() + webhooks.send_due_webhooks()
+        claimed += done
         if time.monotonic() >= deadline:
-            return sent
+            return claimed
         if not done:
             time.sleep(IDLE_PAUSE)
 

@@ -26,6 +26,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from campaigns.models import Delivery, EmailSuppression
+from engage.models import Workspace
 from people import services as people
 from people.models import Activity, Person
 from people.services.common import announce_change, log_activity
@@ -190,6 +191,20 @@ def announce_engagement(delivery: Delivery) -> None:
                                             cio_id=delivery.cio_id).values_list("pk", flat=True))
     if person_ids:
         announce_change(delivery.workspace, person_ids)
+
+
+def announce_sent(deliveries: Iterable[Delivery]) -> None:
+    """Have the segments of the people just sent these emails re-evaluated ("sent" and
+    "delivered" engagement conditions), one query per workspace."""
+    by_workspace: dict[int, set[str]] = {}
+    for delivery in deliveries:
+        if delivery.cio_id:
+            by_workspace.setdefault(delivery.workspace_id, set()).add(delivery.cio_id)
+    for workspace_id, cio_ids in by_workspace.items():
+        person_ids = list(Person.objects.filter(workspace_id=workspace_id, cio_id__in=cio_ids)
+                          .values_list("pk", flat=True))
+        if person_ids:
+            announce_change(Workspace(pk=workspace_id), person_ids)
 
 
 def _first_time(delivery_id: int, moment: str, *, also: tuple[str, ...] = (),

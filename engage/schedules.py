@@ -9,8 +9,9 @@ SCHEDULES = [
     ("recompute time-relative segments", "segments.tasks.recompute_time_relative_segments", 10),
     # Runs for just under a minute, advancing journeys as they fall due.
     ("advance due journeys", "campaigns.tasks.advance_journeys", 1),
-    # Runs for just under a minute, sending webhook steps' calls as they fall due.
-    ("send due webhooks", "campaigns.tasks.send_webhooks", 1),
+    # Runs for just under a minute, sending due emails (one connection per batch) and
+    # webhook calls as they fall due.
+    ("send due emails and webhooks", "campaigns.tasks.send_deliveries", 1),
     ("start scheduled campaigns", "campaigns.tasks.start_scheduled_campaigns", 1),
     ("enter people who came to match segment triggers",
      "campaigns.tasks.sweep_segment_triggers", 1),

@@ -7,6 +7,7 @@ Django ORM broker, and a secret key generated once and kept under ``var/``.
 import os
 import secrets
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
@@ -180,12 +181,22 @@ EMAIL_PORT = int(os.environ.get("EMAIL_PORT", "25"))
 EMAIL_HOST_USER = os.environ.get("EMAIL_HOST_USER", "")
 EMAIL_HOST_PASSWORD = os.environ.get("EMAIL_HOST_PASSWORD", "")
 EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS")
+EMAIL_USE_SSL = env_bool("EMAIL_USE_SSL")
+# Seconds an SMTP connection waits on the server before giving up (a retry follows).
+EMAIL_TIMEOUT = int(os.environ.get("EMAIL_TIMEOUT", "30"))
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "engage@localhost")
+# Where engage is reached from outside: absolute links in emails (unsubscribe, tracking).
+ENGAGE_BASE_URL = os.environ.get("ENGAGE_BASE_URL", "http://localhost:8000").rstrip("/")
+# The domain of the Message-ID of campaign emails (<delivery-{id}.{hash}@domain>).
+ENGAGE_MESSAGE_ID_DOMAIN = (os.environ.get("ENGAGE_MESSAGE_ID_DOMAIN")
+                            or urlsplit(ENGAGE_BASE_URL).hostname or "localhost")
 
 # django-q2: the Django ORM broker by default, Redis when REDIS_URL is set.
 Q_CLUSTER = {
     "name": "engage",
-    "workers": int(os.environ.get("Q_WORKERS", "2")),
+    # Two run the campaign sweepers (journeys; emails and webhooks) for just under each
+    # minute; the others run everything else.
+    "workers": int(os.environ.get("Q_WORKERS", "3")),
     "timeout": 600,
     # A task not acknowledged within `retry` seconds (its worker died) is handed out again.
     "retry": 660,
@@ -241,9 +252,8 @@ ENGAGE_SYNC_DELETE_LIMIT = int(os.environ.get("ENGAGE_SYNC_DELETE_LIMIT", "500")
 ENGAGE_DELETE_BATCH_SIZE = int(os.environ.get("ENGAGE_DELETE_BATCH_SIZE", "2000"))
 
 # Email tracking and unsubscribes (campaigns.tracking): the base of the absolute links in
-# messages (open pixel, click redirects, unsubscribe page), and an address that takes
-# unsubscribe requests by email (a mailto in List-Unsubscribe) when set.
-ENGAGE_BASE_URL = os.environ.get("ENGAGE_BASE_URL", "http://localhost:8000").rstrip("/")
+# messages (open pixel, click redirects, unsubscribe page: ENGAGE_BASE_URL above), and
+# an address that takes unsubscribe requests by email (a mailto in List-Unsubscribe) when set.
 ENGAGE_UNSUBSCRIBE_MAILTO = os.environ.get("ENGAGE_UNSUBSCRIBE_MAILTO", "")
 # django-anymail's tracking webhooks (under /t/esp/): the basic-auth "user:password" the
 # ESP is configured to send (without it they are open to anyone, and anymail warns).

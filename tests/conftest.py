@@ -34,3 +34,25 @@ def editor(client, workspace):
     user = make_member(workspace, Membership.Role.EDITOR)
     client.force_login(user)
     return user
+
+
+@pytest.fixture
+def smtp_sink(settings):
+    """A real SMTP server on a free port, with engage's email settings pointing at it.
+
+    ``.messages`` holds what it received (parsed ``email.message.EmailMessage``),
+    ``.replies`` chooses the answer to a recipient (``{"a@b.c": "550 5.1.1 unknown"}``),
+    ``.connections`` counts SMTP connections and ``.env`` points another process at it.
+    """
+    from tests.smtp_sink import SmtpSink
+
+    sink = SmtpSink().start()
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST, settings.EMAIL_PORT = sink.host, sink.port
+    settings.EMAIL_HOST_USER = settings.EMAIL_HOST_PASSWORD = ""
+    settings.EMAIL_USE_TLS = settings.EMAIL_USE_SSL = False
+    settings.EMAIL_TIMEOUT = 10
+    try:
+        yield sink
+    finally:
+        sink.stop()

@@ -232,3 +232,24 @@ def test_a_conversion_puts_the_person_in_a_converted_segment(workspace, travel):
     assert PendingEvaluation.objects.filter(person_id=ada.pk).exists()
     segment_services.evaluate_pending(workspace.pk)
     assert list(segment.memberships.values_list("person__customer_id", flat=True)) == ["ada"]
+
+
+def test_an_email_sent_puts_the_person_in_a_sent_segment_in_real_time(
+        workspace, smtp_sink, django_capture_on_commit_callbacks):
+    from campaigns import email
+    from tests.campaigns.test_email import queue, running
+
+    ada = make_person(workspace, "ada", email="ada@example.com")
+    segment = segment_services.create_segment(workspace, name="Mailed", conditions_tree={
+        "engagement": {"metric": "sent"}})
+    segment_services.recompute_segment(segment)
+    campaign = running(workspace, [{**MAIL, "id": "hello"}])
+    queue(campaign, ada)
+    assert not segment.memberships.exists()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        assert email.send_due_emails() == 1
+    segment_services.evaluate_pending(workspace.pk)  # what the queued task runs
+
+    assert [m["To"] for m in smtp_sink.messages] == ["ada@example.com"]
+    assert set(segment.memberships.values_list("person__customer_id", flat=True)) == {"ada"}

@@ -360,7 +360,7 @@ def test_the_sweeper_task_sends_what_is_due(workspace, allowed):
     campaign = running(workspace, [hook(allowed.url + "/swept")])
     enter(campaign, make_person(workspace, "ada"))
 
-    assert tasks.send_webhooks(seconds=0) == 1
+    assert tasks.send_deliveries(seconds=0) == 1
 
     assert Delivery.objects.get().state == "sent"
     assert len(allowed.to("/swept")) == 1
