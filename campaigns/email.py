@@ -139,6 +139,8 @@ class Rendered:
     html: str
     text: str
     links: list[str] = field(default_factory=list)
+    bcc: list[str] = field(default_factory=list)  # a transactional send's (its payload)
+    headers: dict[str, str] = field(default_factory=dict)
 
     def summary(self, message_id: str) -> dict[str, str]:
         return {"from": self.from_email, "to": self.to, "reply_to": self.reply_to,
@@ -206,7 +208,14 @@ def render_email(delivery: Delivery, message: dict, person: Person | None) -> Re
             html = _INLINER.inline(html)
         html, links = tracking.instrument_html(html, delivery.pk,
                                                track=bool(message.get("tracking", True)))
-    return Rendered(from_email, to, reply_to, subject, html, text, links)
+    bcc = [address.strip() for address in (message.get("bcc") or "").split(",")
+           if address.strip()]
+    for address in bcc:
+        if not valid_address(address):
+            raise RenderError(f"bcc: the address is invalid: {address[:200]}")
+    return Rendered(from_email, to, reply_to, subject, html, text, links, bcc=bcc,
+                    headers={str(name): str(value)
+                             for name, value in (message.get("headers") or {}).items()})
 
 
 def address_of(value: str) -> str:
@@ -301,11 +310,12 @@ def message_id(delivery_id: int) -> str:
 
 
 def build_message(delivery: Delivery, rendered: Rendered, smtp) -> mail.EmailMessage:
-    headers = {"Message-ID": message_id(delivery.pk),
+    headers = {**rendered.headers, "Message-ID": message_id(delivery.pk),
                **tracking.unsubscribe_headers(delivery.pk)}
     message = mail.EmailMultiAlternatives(
         subject=rendered.subject, body=rendered.text, from_email=rendered.from_email,
-        to=[rendered.to], reply_to=[rendered.reply_to] if rendered.reply_to else None,
+        to=[rendered.to], bcc=rendered.bcc or None,
+        reply_to=[rendered.reply_to] if rendered.reply_to else None,
         headers=headers, connection=smtp)
     if rendered.html.strip():
         message.attach_alternative(rendered.html, "text/html")

@@ -26,6 +26,7 @@ class SmtpSink:
         self.raw: list[bytes] = []  # the bytes received, when ``keep_raw``
         self.messages: list[email.message.EmailMessage] = []  # parsed, when ``parse``
         self.message_ids: list[str] = []  # every accepted message's Message-ID, in order
+        self.recipients: list[list[str]] = []  # each message's envelope recipients
         self.replies: dict[str, str] = {}  # recipient -> reply to RCPT ("451 4.3.0 ...")
         self.connections = 0
         self._lock = threading.Lock()
@@ -57,6 +58,7 @@ class SmtpSink:
         with self._lock:
             self.messages.clear()
             self.message_ids.clear()
+            self.recipients.clear()
             self.raw.clear()
             self.connections = 0
 
@@ -102,6 +104,7 @@ class _Handler:
             if self.sink.keep_raw:
                 self.sink.raw.append(content)
             self.sink.message_ids.append(message_id)
+            self.sink.recipients.append(list(envelope.rcpt_tos))
         return "250 Message accepted for delivery"
 
 

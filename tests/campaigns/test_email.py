@@ -97,7 +97,12 @@ def test_an_email_renders_with_liquid_and_reaches_the_server(workspace, smtp_sin
     assert delivery.payload["rendered"] == {
         "from": "Acme <news@acme.test>", "to": "ada@example.com", "reply_to": "help@acme.test",
         "subject": "Tom & <Ada>: free", "message_id": message["Message-ID"]}
-    assert delivery.payload["links"] == []
+    # The link goes through a click redirect in HTML; the open pixel and unsubscribe
+    # headers come from the tracking seam.
+    assert delivery.payload["links"] == ["https://acme.test/shop"]
+    assert "/t/c/" in html and 'href="https://acme.test/shop"' not in html
+    assert "/t/u/" in message["List-Unsubscribe"]
+    assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     assert send_all() == 0  # sent once
 
 

@@ -369,3 +369,23 @@ def test_sends_are_not_held_to_the_app_apis_rate(api, workspace, settings):
 
     assert answers == [200] * 12
     assert Delivery.objects.count() == 12
+
+
+def test_a_transactional_send_reaches_the_server_with_its_data_bcc_and_headers(
+        api, workspace, smtp_sink):
+    from campaigns import email
+
+    make_person(workspace, "u1", email="ada@example.com", name="Ada")
+
+    response = api({**INLINE, "identifiers": {"id": "u1"}, "to": "ada@example.com",
+                    "message_data": {"code": "<b>4711</b>"}, "bcc": "audit@example.com",
+                    "headers": {"X-Order": "77"}})
+    assert response.status_code == 200, response.text
+    assert email.send_due_emails() == 1
+
+    (message,) = smtp_sink.messages
+    assert (message["Subject"], message["To"], message["X-Order"]) == (
+        "Your code", "ada@example.com", "77")
+    assert "<p>&lt;b&gt;4711&lt;/b&gt;</p>" in message.get_body(("html",)).get_content()
+    assert smtp_sink.recipients[-1] == ["ada@example.com", "audit@example.com"]
+    assert Delivery.objects.get(pk=int(response.json()["delivery_id"])).state == "sent"
