@@ -140,9 +140,17 @@ def read_goal_logs(workspace_id: int | None = None, segment_ids=None) -> int:
 
 def goal_met_on_entry(campaign: Campaign, person_id: int) -> bool:
     """Tell whether a person starting a journey already meets its segment goal."""
+    return person_id in goals_met_on_entry(campaign, [person_id])
+
+
+def goals_met_on_entry(campaign: Campaign, person_ids: list[int]) -> set[int]:
+    """Return those of the people starting journeys who already meet the campaign's
+    segment goal (when its exit rule includes the goal): one query for them all."""
     found = goal_segment(campaign)
-    if found is None or campaign.definition.get("exit") not in ("goal", "goal_or_unmatch"):
-        return False
+    if (not person_ids or found is None
+            or campaign.definition.get("exit") not in ("goal", "goal_or_unmatch")):
+        return set()
     segment_id, kind = found
-    inside = Membership.objects.filter(segment_id=segment_id, person_id=person_id).exists()
-    return inside if kind == "enters_segment" else not inside
+    inside = set(Membership.objects.filter(segment_id=segment_id, person_id__in=person_ids)
+                 .values_list("person_id", flat=True))
+    return inside if kind == "enters_segment" else set(person_ids) - inside
