@@ -129,7 +129,7 @@ def advance_due(*, now: datetime | None = None, limit: int = BATCH_SIZE) -> int:
         due = (Journey.objects.filter(state=Journey.State.ACTIVE, next_run_at__lte=now)
                .order_by("next_run_at")
                .select_for_update(skip_locked=True, of=("self",))
-               .select_related("campaign__workspace", "person"))
+               )
         journeys = list(due[:limit])
         Batch(journeys, now).advance()
         # A stopping campaign is stopped once its last journey has ended.
@@ -153,12 +153,14 @@ class Batch:
 
     def __init__(self, journeys: list[Journey], now: datetime):
         self.now = now
-        workflows: dict[int, Workflow] = {}
+        # Each campaign is read once, not once per journey; people when a step needs them.
+        campaigns = (Campaign.objects.select_related("workspace")
+                     .in_bulk({journey.campaign_id for journey in journeys}))
+        workflows = {pk: Workflow(campaign.definition["workflow"]["steps"])
+                     for pk, campaign in campaigns.items()}
         self.runs: list[Run] = []
         for journey in journeys:
-            if journey.campaign_id not in workflows:
-                workflows[journey.campaign_id] = Workflow(
-                    journey.campaign.definition["workflow"]["steps"])
+            journey.campaign = campaigns[journey.campaign_id]
             self.runs.append(Run(journey, workflows[journey.campaign_id], now))
 
     def advance(self) -> None:
@@ -179,6 +181,8 @@ class Batch:
             moving = []
             for runs in groups.values():
                 step = runs[0].current_step()
+                if needs_people(step):
+                    load_people(runs)
                 try:
                     with transaction.atomic():
                         moves = BATCH_RUNNERS[step["type"]](runs, step)
@@ -195,6 +199,7 @@ class Batch:
             run.journey.next_run_at = self.now  # more to do: in the next batch, after others
             run.changed = True
         save_runs([run for run in together if run.changed])
+        load_people([run for run, _ in alone])
         for run, budget in alone:
             _advance_one(run.journey, run.workflow, self.now, budget=budget,
                          checked=run in together)
@@ -222,14 +227,24 @@ class Batch:
         return moving
 
 
+def load_people(runs: list["Run"]) -> None:
+    """Give the runs' journeys their people, with one query for those not loaded yet."""
+    wanted = {run.journey.person_id for run in runs if run.journey.person_id is not None
+              and not Journey.person.is_cached(run.journey)}
+    if not wanted:
+        return
+    found = Person.objects.in_bulk(wanted)
+    for run in runs:
+        if run.journey.person_id in found:
+            run.journey.person = found[run.journey.person_id]
+
+
 def save_runs(runs: list["Run"]) -> None:
     """Write the runs' step log rows with one insert and their journeys' moves with one
     update."""
     if not runs:
         return
-    insert_rows(JourneyStep, STEP_FIELDS, [
-        (row.journey_id, row.seq, row.step_id, row.step_type, row.outcome, row.data,
-         row.created_at) for run in runs for row in run.log])
+    insert_rows(JourneyStep, STEP_FIELDS, [row for run in runs for row in run.log])
     update_rows(Journey, MOVE_FIELDS, [
         (run.journey.pk, *(getattr(run.journey, name) for name in MOVE_FIELDS))
         for run in runs])
@@ -264,7 +279,7 @@ class Run:
         self.campaign = journey.campaign
         self.workflow = workflow
         self.now = now
-        self.log: list[JourneyStep] = []
+        self.log: list[tuple] = []  # step log rows to write (values of STEP_FIELDS)
         self.changed = False  # the journey moved (or its log grew) since it was last saved
 
     @property
@@ -344,9 +359,8 @@ class Run:
     def record(self, step: dict, outcome: str, data: dict | None = None) -> int:
         self.journey.seq += 1
         self.changed = True
-        self.log.append(JourneyStep(journey_id=self.journey.pk, seq=self.journey.seq,
-                                    step_id=step["id"], step_type=step["type"],
-                                    outcome=outcome[:80], data=data or {}, created_at=self.now))
+        self.log.append((self.journey.pk, self.journey.seq, step["id"], step["type"],
+                         outcome[:80], data or {}, self.now))
         return self.journey.seq
 
     def end(self, move: End, step: dict | None) -> None:
@@ -361,7 +375,7 @@ class Run:
         self.changed = True
 
     def save(self) -> None:
-        JourneyStep.objects.bulk_create(self.log)
+        insert_rows(JourneyStep, STEP_FIELDS, self.log)
         self.log = []
         self.changed = False
         Journey.objects.filter(pk=self.journey.pk).update(**{
@@ -733,7 +747,8 @@ def batch_branch(runs: list[Run], step: dict) -> list:
     """Evaluate a branch's condition for the whole group in one statement."""
     run = runs[0]
     matched = matching_people(run.campaign.workspace_id,
-                              [run.journey.person_id for run in runs if run.person is not None],
+                              [run.journey.person_id for run in runs
+                               if run.journey.person_id is not None],
                               step["condition"], now=run.now)
     return [Path("true" if run.journey.person_id in matched else "false") for run in runs]
 
@@ -742,16 +757,18 @@ def batch_update_attributes(runs: list[Run], step: dict) -> list:
     """Render each journey's attributes, then write them all through one people service."""
     moves: list = [None] * len(runs)
     changes: list[tuple[int, int, dict]] = []  # (index of the run, person id, identify body)
+    templated = _templated(step["set"])
     for index, run in enumerate(runs):
-        if run.person is None:
+        if run.journey.person_id is None:
             moves[index] = Next("skipped", {"reason": "no person"})
             continue
         try:
-            values = liquid.render_value(step["set"], run.liquid_context())
+            values = (liquid.render_value(step["set"], run.liquid_context()) if templated
+                      else step["set"])
         except liquid.TemplateError as error:
             moves[index] = Next("failed", {"reason": str(error)})
             continue
-        changes.append((index, run.person.pk,
+        changes.append((index, run.journey.person_id,
                         {**values, **{name: None for name in step["unset"]}}))
     if changes:
         results = people.update_people(runs[0].campaign.workspace,
@@ -765,6 +782,23 @@ def batch_update_attributes(runs: list[Run], step: dict) -> list:
             moves[index] = Next(f"done:{result.outcome}" if result.outcome != "updated"
                                 else "done")
     return moves
+
+
+def needs_people(step: dict) -> bool:
+    """Tell whether a batch runner reads the journeys' people (beyond their ids)."""
+    if step["type"] == "update_attributes":
+        return _templated(step["set"])  # the service reads and locks them itself
+    return step["type"] == "time_window"
+
+
+def _templated(value: Any) -> bool:
+    if isinstance(value, str):
+        return "{" in value
+    if isinstance(value, list):
+        return any(_templated(item) for item in value)
+    if isinstance(value, dict):
+        return any(_templated(item) for item in value.values())
+    return False
 
 
 BATCH_RUNNERS = {
