@@ -17,6 +17,7 @@ Rules it keeps (``DESIGN.md``, "Journeys"):
 
 import hashlib
 import logging
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -183,9 +184,12 @@ class Batch:
                 step = runs[0].current_step()
                 if needs_people(step):
                     load_people(runs)
+                runner = BATCH_RUNNERS[step["type"]]
                 try:
-                    with transaction.atomic():
-                        moves = BATCH_RUNNERS[step["type"]](runs, step)
+                    # A runner that queries does it in a savepoint: a failed statement
+                    # must not spoil the batch's transaction.
+                    with nullcontext() if runner is each else transaction.atomic():
+                        moves = runner(runs, step)
                 except Exception:  # redo the group journey by journey: one fault stays alone
                     log.exception("a batch of %s journeys failed at step %s; going on one "
                                   "by one", len(runs), step["id"])
