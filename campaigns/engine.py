@@ -129,8 +129,7 @@ def advance_due(*, now: datetime | None = None, limit: int = BATCH_SIZE) -> int:
     with transaction.atomic():
         due = (Journey.objects.filter(state=Journey.State.ACTIVE, next_run_at__lte=now)
                .order_by("next_run_at")
-               .select_for_update(skip_locked=True, of=("self",))
-               )
+               .select_for_update(skip_locked=True, of=("self",)))
         journeys = list(due[:limit])
         Batch(journeys, now).advance()
         # A stopping campaign is stopped once its last journey has ended.
@@ -204,9 +203,10 @@ class Batch:
             run.changed = True
         save_runs([run for run in together if run.changed])
         load_people([run for run, _ in alone])
+        checked = {id(run) for run in together}
         for run, budget in alone:
             _advance_one(run.journey, run.workflow, self.now, budget=budget,
-                         checked=run in together)
+                         checked=id(run) in checked)
 
     def start(self, runs: list["Run"]) -> list["Run"]:
         """End the journeys that may not go on (as ``Run.check``); return the others."""
