@@ -10,6 +10,10 @@ Rules it keeps (``DESIGN.md``, "Journeys"):
   and the journeys' moves commit together, so a replayed batch finds the journeys moved
   on and repeats nothing. A journey whose step fails unexpectedly is rolled back alone
   (a savepoint) and retried later; the others go on.
+- Set-based: a batch's journeys take their steps together, group by group (one campaign,
+  one step): a branch is one condition query, an attribute update one write through the
+  people services, and step rows and moves one insert and one update (``Batch``). Other
+  steps, data campaigns and a group that fails go journey by journey (``Run``).
 - Messages and webhooks become deliveries (an outbox row, unique per journey step);
   sending them is the delivery's business. A journey goes on after an email at once and
   waits for a webhook's answer.
