@@ -64,8 +64,9 @@ def test_one_chain_of_sweepers_relays_without_a_gap(workspace, relays):
 
 
 def test_a_step_falling_due_while_a_sweeper_runs_runs_at_once(workspace):
+    campaign = campaign_with_journeys(workspace, 3, due=timezone.now() + timedelta(days=1))
     due = timezone.now() + timedelta(seconds=0.6)
-    campaign = campaign_with_journeys(workspace, 3, due=due)
+    Journey.objects.filter(campaign=campaign).update(next_run_at=due)
 
     assert tasks.advance_journeys(seconds=1.5) == 3
 
