@@ -618,11 +618,12 @@ def step_branch(run: Run, step: dict):
     return Path("true" if run.matches(step["condition"]) else "false")
 
 
-def step_wait_until(run: Run, step: dict):
+def step_wait_until(run: Run, step: dict, *, met: bool | None = None):
+    """Go on when the condition is met (``met``: found already) or the deadline passed."""
     deadline = run.journey.step_data.get("deadline")
     deadline_at = (datetime.fromisoformat(deadline) if deadline
                    else run.now + _duration(step["max"]))
-    if run.matches(step["condition"]):
+    if run.matches(step["condition"]) if met is None else met:
         return Path("met")
     if deadline_at <= run.now:
         return Path("max_time")
@@ -761,6 +762,16 @@ def batch_branch(runs: list[Run], step: dict) -> list:
     return [Path("true" if run.journey.person_id in matched else "false") for run in runs]
 
 
+def batch_wait_until(runs: list[Run], step: dict) -> list:
+    """Check a wait's condition for the whole group in one statement."""
+    run = runs[0]
+    matched = matching_people(run.campaign.workspace_id,
+                              [run.journey.person_id for run in runs
+                               if run.journey.person_id is not None],
+                              step["condition"], now=run.now)
+    return [step_wait_until(run, step, met=run.journey.person_id in matched) for run in runs]
+
+
 def batch_update_attributes(runs: list[Run], step: dict) -> list:
     """Render each journey's attributes, then write them all through one people service."""
     moves: list = [None] * len(runs)
@@ -815,5 +826,6 @@ BATCH_RUNNERS = {
     "random_split": each,
     "exit": each,
     "branch": batch_branch,
+    "wait_until": batch_wait_until,
     "update_attributes": batch_update_attributes,
 }
