@@ -11,7 +11,8 @@ Run by hand on the local PostgreSQL (it drops and recreates its own database,
     update and a delay that then expires, in journey steps a second, and the floor (the
     same changes made with a handful of hand-written statements);
 (c) lateness: journeys falling due at a steady pace below capacity, advanced by one
-    worker loop; p50 / p95 / max of (when the step ran - when it was due);
+    worker loop polling as the sweeper does (``campaigns.tasks.IDLE_PAUSE``); p50 / p95 /
+    max of (when the step ran - when it was due);
 (d) the worker's peak memory (max RSS) throughout.
 """
 
@@ -101,7 +102,7 @@ def main() -> int:
     from django.db import connection
     from django.utils import timezone
 
-    from campaigns import engine, services
+    from campaigns import engine, services, tasks
     from campaigns.models import Campaign, Journey, JourneyStep
     from engage.models import Workspace
     from segments import services as segments
@@ -158,8 +159,10 @@ def main() -> int:
         .values("pk")[:args.stepped]).update(next_run_at=None)
     entered = min(entered, args.stepped)
     steps, first = timed(run_all, campaign.pk)
+    # The delay expires now (not timed: a wait is not work).
+    expired = timezone.now()
     Journey.objects.filter(campaign=campaign, state="active", step_id="wait").update(
-        next_run_at=timezone.now())
+        next_run_at=expired, step_data={"until": expired.isoformat(), "waiting": True})
     _, second = timed(run_all, campaign.pk)
     rows = JourneyStep.objects.filter(journey__campaign=campaign).count()
     rate = rows / (first + second)
@@ -211,7 +214,7 @@ def main() -> int:
         if time.monotonic() > deadline:
             break
         if not engine.advance_due(limit=500):
-            time.sleep(0.05)
+            time.sleep(tasks.IDLE_PAUSE)  # as the sweeper does
     # A step row carries the moment its batch began: when the step ran.
     ran_at = dict(JourneyStep.objects.filter(journey__campaign=paced)
                   .values_list("journey_id", "created_at"))

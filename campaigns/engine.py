@@ -10,6 +10,10 @@ Rules it keeps (``DESIGN.md``, "Journeys"):
   and the journeys' moves commit together, so a replayed batch finds the journeys moved
   on and repeats nothing. A journey whose step fails unexpectedly is rolled back alone
   (a savepoint) and retried later; the others go on.
+- Set-based: a batch's journeys take their steps together, group by group (one campaign,
+  one step): a branch is one condition query, an attribute update one write through the
+  people services, and step rows and moves one insert and one update (``Batch``). Other
+  steps, data campaigns and a group that fails go journey by journey (``Run``).
 - Messages and webhooks become deliveries (an outbox row, unique per journey step);
   sending them is the delivery's business. A journey goes on after an email at once and
   waits for a webhook's answer.
@@ -17,6 +21,7 @@ Rules it keeps (``DESIGN.md``, "Journeys"):
 
 import hashlib
 import logging
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -29,7 +34,7 @@ from campaigns import liquid
 from campaigns.definition import DATA_TRIGGERS
 from campaigns.models import Campaign, Delivery, Journey, JourneyStep
 from campaigns.workflow import Workflow
-from engage.sql import insert_rows
+from engage.sql import in_ids, insert_rows, update_rows
 from people import services as people
 from people.models import Person, Suppression
 from segments import conditions
@@ -128,15 +133,9 @@ def advance_due(*, now: datetime | None = None, limit: int = BATCH_SIZE) -> int:
     with transaction.atomic():
         due = (Journey.objects.filter(state=Journey.State.ACTIVE, next_run_at__lte=now)
                .order_by("next_run_at")
-               .select_for_update(skip_locked=True, of=("self",))
-               .select_related("campaign", "person"))
+               .select_for_update(skip_locked=True, of=("self",)))
         journeys = list(due[:limit])
-        workflows: dict[int, Workflow] = {}
-        for journey in journeys:
-            campaign = journey.campaign
-            if campaign.pk not in workflows:
-                workflows[campaign.pk] = Workflow(campaign.definition["workflow"]["steps"])
-            _advance_one(journey, workflows[campaign.pk], now)
+        Batch(journeys, now).advance()
         # A stopping campaign is stopped once its last journey has ended.
         Campaign.objects.filter(
             pk__in={journey.campaign_id for journey in journeys}, state=Campaign.State.STOPPING,
@@ -144,11 +143,134 @@ def advance_due(*, now: datetime | None = None, limit: int = BATCH_SIZE) -> int:
     return len(journeys)
 
 
-def _advance_one(journey: Journey, workflow: Workflow, now: datetime) -> None:
+class Batch:
+    """Claimed journeys advancing together, step by step, as sets.
+
+    Each round groups the journeys that go on by (campaign, step); a group at a step with
+    a batch runner (``BATCH_RUNNERS``) takes that step together, in a savepoint, with a
+    statement or two for all of them (one condition query for a branch, one attribute
+    write for an update). Their step log rows and moves are written at the end with one
+    insert and one update. A journey at any other step, a data campaign's journey
+    (``bind_person``), and every journey of a group whose batch runner raised go on
+    alone afterwards (``Run``, each in a savepoint), from where the batch left them.
+    """
+
+    def __init__(self, journeys: list[Journey], now: datetime):
+        self.now = now
+        # Each campaign is read once, not once per journey; people when a step needs them.
+        campaigns = (Campaign.objects.select_related("workspace")
+                     .in_bulk({journey.campaign_id for journey in journeys}))
+        workflows = {pk: Workflow(campaign.definition["workflow"]["steps"])
+                     for pk, campaign in campaigns.items()}
+        self.runs: list[Run] = []
+        for journey in journeys:
+            journey.campaign = campaigns[journey.campaign_id]
+            self.runs.append(Run(journey, workflows[journey.campaign_id], now))
+
+    def advance(self) -> None:
+        together = [run for run in self.runs if run.campaign.trigger not in DATA_TRIGGERS]
+        alone: list[tuple[Run, int]] = [(run, MAX_STEPS_AT_ONCE) for run in self.runs
+                                        if run.campaign.trigger in DATA_TRIGGERS]
+        moving = self.start(together)
+        for taken in range(MAX_STEPS_AT_ONCE):
+            groups: dict[tuple[int, str], list[Run]] = {}
+            for run in moving:
+                step = run.current_step()
+                if step is None:
+                    run.end(End(Journey.State.FINISHED, "finished"), None)
+                elif step["type"] in BATCH_RUNNERS:
+                    groups.setdefault((run.campaign.pk, step["id"]), []).append(run)
+                else:
+                    alone.append((run, MAX_STEPS_AT_ONCE - taken))
+            moving = []
+            for runs in groups.values():
+                step = runs[0].current_step()
+                if needs_people(step):
+                    load_people(runs)
+                runner = BATCH_RUNNERS[step["type"]]
+                try:
+                    # A runner that queries does it in a savepoint: a failed statement
+                    # must not spoil the batch's transaction.
+                    with nullcontext() if runner is each else transaction.atomic():
+                        moves = runner(runs, step)
+                except Exception:  # redo the group journey by journey: one fault stays alone
+                    log.exception("a batch of %s journeys failed at step %s; going on one "
+                                  "by one", len(runs), step["id"])
+                    alone += [(run, MAX_STEPS_AT_ONCE - taken) for run in runs]
+                    continue
+                moving += [run for run, move in zip(runs, moves, strict=True)
+                           if run.take(step, move)]
+            if not moving:
+                break
+        for run in moving:
+            run.journey.next_run_at = self.now  # more to do: in the next batch, after others
+            run.changed = True
+        save_runs([run for run in together if run.changed])
+        load_people([run for run, _ in alone])
+        checked = {id(run) for run in together}
+        for run, budget in alone:
+            _advance_one(run.journey, run.workflow, self.now, budget=budget,
+                         checked=id(run) in checked)
+
+    def start(self, runs: list["Run"]) -> list["Run"]:
+        """End the journeys that may not go on (as ``Run.check``); return the others."""
+        from campaigns.goals import goals_met_on_entry
+
+        entering: dict[int, list[Run]] = {}
+        for run in runs:
+            if not run.journey.step_id and run.journey.seq == 0 and run.journey.person_id:
+                entering.setdefault(run.campaign.pk, []).append(run)
+        met: set[int] = set()  # journeys whose goal is met on entry
+        for group in entering.values():
+            people_met = goals_met_on_entry(group[0].campaign,
+                                            [run.journey.person_id for run in group])
+            met |= {run.journey.pk for run in group if run.journey.person_id in people_met}
+        moving = []
+        for run in runs:
+            end = run.check(goal_met=run.journey.pk in met)
+            if end is None:
+                moving.append(run)
+            else:
+                run.end(end, None)
+        return moving
+
+
+def load_people(runs: list["Run"]) -> None:
+    """Give the runs' journeys their people, with one query for those not loaded yet."""
+    wanted = {run.journey.person_id for run in runs if run.journey.person_id is not None
+              and not Journey.person.is_cached(run.journey)}
+    if not wanted:
+        return
+    found = Person.objects.in_bulk(wanted)
+    for run in runs:
+        if run.journey.person_id in found:
+            run.journey.person = found[run.journey.person_id]
+
+
+def save_runs(runs: list["Run"]) -> None:
+    """Write the runs' step log rows with one insert and their journeys' moves with one
+    update."""
+    if not runs:
+        return
+    insert_rows(JourneyStep, STEP_FIELDS, [row for run in runs for row in run.log])
+    update_rows(Journey, MOVE_FIELDS, [
+        (run.journey.pk, *(getattr(run.journey, name) for name in MOVE_FIELDS))
+        for run in runs])
+    for run in runs:
+        run.log, run.changed = [], False
+
+
+STEP_FIELDS = ["journey", "seq", "step_id", "step_type", "outcome", "data", "created_at"]
+MOVE_FIELDS = ["state", "exit_reason", "step_id", "step_data", "seq", "next_run_at",
+               "lease_until", "ended_at"]
+
+
+def _advance_one(journey: Journey, workflow: Workflow, now: datetime, *,
+                 budget: int = MAX_STEPS_AT_ONCE, checked: bool = False) -> None:
     """Advance one journey as far as it goes now, in a savepoint of the batch."""
     try:
         with transaction.atomic():
-            Run(journey, workflow, now).advance()
+            Run(journey, workflow, now).advance(budget=budget, checked=checked)
     except Exception:  # a bug or a fault in one journey must not stop the others
         log.exception("journey %s failed at step %s", journey.pk, journey.step_id)
         failures = journey.step_data.get("failures", 0) + 1
@@ -165,60 +287,92 @@ class Run:
         self.campaign = journey.campaign
         self.workflow = workflow
         self.now = now
-        self.log: list[JourneyStep] = []
+        self.log: list[tuple] = []  # step log rows to write (values of STEP_FIELDS)
+        self.changed = False  # the journey moved (or its log grew) since it was last saved
 
     @property
     def person(self) -> Person | None:
         return self.journey.person
 
-    def advance(self) -> None:
+    def check(self, *, goal_met: bool | None = None) -> End | None:
+        """Return how the journey ends before its next step (its campaign is no longer
+        running, its person is gone, its goal was met as it entered), or None."""
         journey = self.journey
         if self.campaign.state not in (Campaign.State.RUNNING, Campaign.State.STOPPING):
-            return self.end(End(Journey.State.EXITED, f"campaign_{self.campaign.state}"), None)
+            return End(Journey.State.EXITED, f"campaign_{self.campaign.state}")
         if journey.person_id is None and self.campaign.trigger not in ("webhook", "api"):
-            return self.end(End(Journey.State.EXITED, "person_deleted"), None)
+            return End(Journey.State.EXITED, "person_deleted")
         if not journey.step_id and journey.seq == 0 and journey.person_id is not None:
-            from campaigns.goals import goal_met_on_entry
+            if goal_met is None:
+                from campaigns.goals import goal_met_on_entry
 
-            if goal_met_on_entry(self.campaign, journey.person_id):
-                return self.end(End(Journey.State.EXITED, "goal_met_on_entry"), None)
-        for _ in range(MAX_STEPS_AT_ONCE):
-            step = (self.workflow.get(journey.step_id) if journey.step_id
-                    else self.workflow.first())
+                goal_met = goal_met_on_entry(self.campaign, journey.person_id)
+            if goal_met:
+                return End(Journey.State.EXITED, "goal_met_on_entry")
+        return None
+
+    def current_step(self) -> dict | None:
+        """Return the step the journey is at (None: past the end of the workflow)."""
+        step_id = self.journey.step_id
+        return self.workflow.get(step_id) if step_id else self.workflow.first()
+
+    def advance(self, *, budget: int = MAX_STEPS_AT_ONCE, checked: bool = False) -> None:
+        """Take the journey's steps, at most ``budget`` of them, and save where it is.
+
+        ``checked``: ``check`` was done already (by the batch this journey came from).
+        """
+        end = None if checked else self.check()
+        if end is not None:
+            self.end(end, None)
+            return self.save()
+        for _ in range(budget):
+            step = self.current_step()
             if step is None:
-                return self.end(End(Journey.State.FINISHED, "finished"), None)
+                self.end(End(Journey.State.FINISHED, "finished"), None)
+                return self.save()
             # A data campaign's step acts on the person it names (campaigns.triggers).
             move = bind_person(self, step) or STEP_RUNNERS[step["type"]](self, step)
-            if isinstance(move, Wait):
-                if move.outcome and not journey.step_data.get("waiting"):
-                    self.record(step, move.outcome, move.data)
-                journey.step_id = step["id"]
-                journey.step_data = {**move.keep, "waiting": True}
-                journey.next_run_at = move.until
+            if not self.take(step, move):
                 return self.save()
-            if isinstance(move, End):
-                return self.end(move, step)
-            if isinstance(move, Path):
-                self.record(step, f"path:{move.key}", move.data)
-                following = self.workflow.on_path(step["id"], move.key)
-            else:
-                self.record(step, move.outcome, move.data)
-                following = self.workflow.after(step["id"])
-            journey.step_data = {}
-            if following is None:
-                return self.end(End(Journey.State.FINISHED, "finished"), None)
-            journey.step_id = following["id"]
-        journey.next_run_at = self.now  # more to do: in the next batch, after others
+        self.journey.next_run_at = self.now  # more to do: in the next batch, after others
         self.save()
+
+    def take(self, step: dict, move: "Next | Path | Wait | End") -> bool:
+        """Apply a step's move to the journey (in memory); tell whether it goes on now."""
+        journey = self.journey
+        self.changed = True
+        if isinstance(move, Wait):
+            if move.outcome and not journey.step_data.get("waiting"):
+                self.record(step, move.outcome, move.data)
+            journey.step_id = step["id"]
+            journey.step_data = {**move.keep, "waiting": True}
+            journey.next_run_at = move.until
+            return False
+        if isinstance(move, End):
+            self.end(move, step)
+            return False
+        if isinstance(move, Path):
+            self.record(step, f"path:{move.key}", move.data)
+            following = self.workflow.on_path(step["id"], move.key)
+        else:
+            self.record(step, move.outcome, move.data)
+            following = self.workflow.after(step["id"])
+        journey.step_data = {}
+        if following is None:
+            self.end(End(Journey.State.FINISHED, "finished"), None)
+            return False
+        journey.step_id = following["id"]
+        return True
 
     def record(self, step: dict, outcome: str, data: dict | None = None) -> int:
         self.journey.seq += 1
-        self.log.append(JourneyStep(journey_id=self.journey.pk, seq=self.journey.seq,
-                                    step_id=step["id"], step_type=step["type"],
-                                    outcome=outcome[:80], data=data or {}, created_at=self.now))
+        self.changed = True
+        self.log.append((self.journey.pk, self.journey.seq, step["id"], step["type"],
+                         outcome[:80], data or {}, self.now))
         return self.journey.seq
 
     def end(self, move: End, step: dict | None) -> None:
+        """End the journey (in memory: ``save`` writes it)."""
         if step is not None:
             self.record(step, "exited" if move.state == Journey.State.EXITED else "done",
                         {"reason": move.reason, **move.data})
@@ -226,15 +380,14 @@ class Run:
         journey.state, journey.exit_reason = move.state, move.reason
         journey.ended_at, journey.next_run_at, journey.lease_until = self.now, None, None
         journey.step_data = {}
-        self.save()
+        self.changed = True
 
     def save(self) -> None:
-        JourneyStep.objects.bulk_create(self.log)
+        insert_rows(JourneyStep, STEP_FIELDS, self.log)
         self.log = []
+        self.changed = False
         Journey.objects.filter(pk=self.journey.pk).update(**{
-            name: getattr(self.journey, name) for name in (
-                "state", "exit_reason", "step_id", "step_data", "seq", "next_run_at",
-                "lease_until", "ended_at")})
+            name: getattr(self.journey, name) for name in MOVE_FIELDS})
 
     # --- what steps need -----------------------------------------------------------------
 
@@ -256,12 +409,8 @@ class Run:
             return True
         if self.person is None:
             return False
-        compiled = conditions.compile_tree(tree, now=self.now, correlated=True,
-                                           workspace_id=self.campaign.workspace_id)
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT 1 FROM people_person WHERE people_person.id = %s AND "
-                           f"({compiled.sql})", [self.person.pk, *compiled.params])
-            return cursor.fetchone() is not None
+        return bool(matching_people(self.campaign.workspace_id, [self.person.pk], tree,
+                                    now=self.now))
 
     def still_triggered(self) -> bool:
         """Tell whether the person still matches the campaign's trigger and filters."""
@@ -470,11 +619,12 @@ def step_branch(run: Run, step: dict):
     return Path("true" if run.matches(step["condition"]) else "false")
 
 
-def step_wait_until(run: Run, step: dict):
+def step_wait_until(run: Run, step: dict, *, met: bool | None = None):
+    """Go on when the condition is met (``met``: found already) or the deadline passed."""
     deadline = run.journey.step_data.get("deadline")
     deadline_at = (datetime.fromisoformat(deadline) if deadline
                    else run.now + _duration(step["max"]))
-    if run.matches(step["condition"]):
+    if run.matches(step["condition"]) if met is None else met:
         return Path("met")
     if deadline_at <= run.now:
         return Path("max_time")
@@ -572,4 +722,111 @@ STEP_RUNNERS = {
     "create_event": step_create_event,
     "delete_person": step_delete_person,
     "exit": step_exit,
+}
+
+
+# --- the steps, for many journeys at once ------------------------------------------------
+#
+# A batch runner takes the runs of one group (journeys of one campaign at one step) and
+# returns their moves, in order. It may write (in the batch's savepoint for the group),
+# but never moves a journey itself: ``Run.take`` does.
+
+
+def matching_people(workspace_id: int, person_ids: list[int], tree: dict, *,
+                    now: datetime) -> set[int]:
+    """Return those of ``person_ids`` whom a condition tree matches now: one statement."""
+    if not person_ids:
+        return set()
+    compiled = conditions.compile_tree(tree, now=now, correlated=True,
+                                       workspace_id=workspace_id)
+    wanted, params = in_ids("people_person.id", sorted(set(person_ids)))
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT people_person.id FROM people_person WHERE "
+                       f"people_person.workspace_id = %s AND {wanted} AND ({compiled.sql})",
+                       [workspace_id, *params, *compiled.params])
+        return {row[0] for row in cursor.fetchall()}
+
+
+def each(runs: list[Run], step: dict) -> list:
+    """Run a step that needs no query (a delay, a split, a window, an exit) per journey."""
+    runner = STEP_RUNNERS[step["type"]]
+    return [runner(run, step) for run in runs]
+
+
+def batch_branch(runs: list[Run], step: dict) -> list:
+    """Evaluate a branch's condition for the whole group in one statement."""
+    run = runs[0]
+    matched = matching_people(run.campaign.workspace_id,
+                              [run.journey.person_id for run in runs
+                               if run.journey.person_id is not None],
+                              step["condition"], now=run.now)
+    return [Path("true" if run.journey.person_id in matched else "false") for run in runs]
+
+
+def batch_wait_until(runs: list[Run], step: dict) -> list:
+    """Check a wait's condition for the whole group in one statement."""
+    run = runs[0]
+    matched = matching_people(run.campaign.workspace_id,
+                              [run.journey.person_id for run in runs
+                               if run.journey.person_id is not None],
+                              step["condition"], now=run.now)
+    return [step_wait_until(run, step, met=run.journey.person_id in matched) for run in runs]
+
+
+def batch_update_attributes(runs: list[Run], step: dict) -> list:
+    """Render each journey's attributes, then write them all through one people service."""
+    moves: list = [None] * len(runs)
+    changes: list[tuple[int, int, dict]] = []  # (index of the run, person id, identify body)
+    templated = _templated(step["set"])
+    for index, run in enumerate(runs):
+        if run.journey.person_id is None:
+            moves[index] = Next("skipped", {"reason": "no person"})
+            continue
+        try:
+            values = (liquid.render_value(step["set"], run.liquid_context()) if templated
+                      else step["set"])
+        except liquid.TemplateError as error:
+            moves[index] = Next("failed", {"reason": str(error)})
+            continue
+        changes.append((index, run.journey.person_id,
+                        {**values, **{name: None for name in step["unset"]}}))
+    if changes:
+        results = people.update_people(runs[0].campaign.workspace,
+                                       [(person_id, body) for _, person_id, body in changes])
+        for (index, _, _), result in zip(changes, results, strict=True):
+            if isinstance(result, people.InvalidInput):
+                moves[index] = Next("failed", {"reason": str(result)})
+                continue
+            if result.person is not None:
+                runs[index].journey.person = result.person  # what later steps read
+            moves[index] = Next(f"done:{result.outcome}" if result.outcome != "updated"
+                                else "done")
+    return moves
+
+
+def needs_people(step: dict) -> bool:
+    """Tell whether a batch runner reads the journeys' people (beyond their ids)."""
+    if step["type"] == "update_attributes":
+        return _templated(step["set"])  # the service reads and locks them itself
+    return step["type"] == "time_window"
+
+
+def _templated(value: Any) -> bool:
+    if isinstance(value, str):
+        return "{" in value
+    if isinstance(value, list):
+        return any(_templated(item) for item in value)
+    if isinstance(value, dict):
+        return any(_templated(item) for item in value.values())
+    return False
+
+
+BATCH_RUNNERS = {
+    "delay": each,
+    "time_window": each,
+    "random_split": each,
+    "exit": each,
+    "branch": batch_branch,
+    "wait_until": batch_wait_until,
+    "update_attributes": batch_update_attributes,
 }

@@ -15,12 +15,13 @@ to leave) exits at once when the exit rule includes the goal, without converting
 from datetime import timedelta
 
 from django.db import transaction
-from django.db.models import Max, Q
+from django.db.models import Max
 
-from campaigns import tracking
 from campaigns.event_filters import events_passing
 from campaigns.models import Campaign, Delivery, Journey
+from engage.sql import update_rows
 from people.models import Event
+from people.services.common import announce_change
 from people.signals import StoredEvent
 from segments.log import ENTERED, EXITED, read_changes
 from segments.models import Membership, MembershipChange
@@ -55,31 +56,70 @@ def note_goal_events(workspace_id: int, events: list[StoredEvent]) -> int:
 
 
 def reach_goal(campaign: Campaign, moments: list[tuple[int, object]]) -> int:
-    """Record that people reached the campaign's goal at these moments; return conversions."""
+    """Record that people reached the campaign's goal at these moments; return conversions.
+
+    Set-based: one query locks the people's journeys, one reads the messages that may
+    convert them, and three statements at most write what changed, however many moments.
+    The moments are taken in order, as if one after another.
+    """
     within = timedelta(days=campaign.definition["goal"].get("within_days", 7))
     exits = campaign.definition.get("exit") in ("goal", "goal_or_unmatch")
-    converted = 0
+    moments = list(moments)
+    if not moments:
+        return 0
     with transaction.atomic():
+        journeys: dict[int, list[Journey]] = {}
+        for journey in (Journey.objects.filter(
+                campaign=campaign, person_id__in={person_id for person_id, _ in moments})
+                .order_by("pk").select_for_update()
+                .only("pk", "person_id", "entered_at", "converted_at", "state")):
+            journeys.setdefault(journey.person_id, []).append(journey)
+        messages = _messages(campaign, journeys, moments, within)
+        conversions: dict[int, tuple[object, int]] = {}  # journey -> (moment, delivery)
+        ended: dict[int, object] = {}  # journey -> moment
         for person_id, moment in moments:
-            journeys = Journey.objects.filter(campaign=campaign, person_id=person_id,
-                                              entered_at__lte=moment)
-            for journey in journeys.filter(converted_at__isnull=True):
-                message = (Delivery.objects.filter(
-                    journey=journey, state__in=MESSAGE_STATES, created_at__lte=moment,
-                    created_at__gte=moment - within).order_by("-created_at", "-pk").first())
-                if message is None:
+            for journey in journeys.get(person_id, []):
+                if journey.entered_at > moment:
                     continue
-                Delivery.objects.filter(pk=message.pk).update(converted_at=moment)
-                journey.converted_at = moment
-                journey.save(update_fields=["converted_at"])
-                converted += 1
-                # "converted" engagement conditions (campaigns.engagement) follow.
-                tracking.announce_engagement(message)
-            if exits:
-                journeys.filter(Q(state=Journey.State.ACTIVE)).update(
-                    state=Journey.State.EXITED, exit_reason="goal", ended_at=moment,
-                    next_run_at=None, lease_until=None)
-    return converted
+                if journey.converted_at is None:
+                    sent = [(created_at, pk) for created_at, pk in messages.get(journey.pk, [])
+                            if moment - within <= created_at <= moment]
+                    if sent:
+                        journey.converted_at = moment
+                        conversions[journey.pk] = (moment, max(sent)[1])  # the last message
+                if exits and journey.state == Journey.State.ACTIVE:
+                    journey.state = Journey.State.EXITED
+                    ended[journey.pk] = moment
+        update_rows(Delivery, ["converted_at"],
+                    [(delivery, moment) for moment, delivery in conversions.values()])
+        update_rows(Journey, ["converted_at"],
+                    [(journey, moment) for journey, (moment, _) in conversions.items()])
+        update_rows(Journey, ["state", "exit_reason", "ended_at", "next_run_at", "lease_until"],
+                    [(journey, Journey.State.EXITED, "goal", moment, None, None)
+                     for journey, moment in ended.items()])
+        if conversions:  # "converted" engagement conditions (campaigns.engagement) follow
+            announce_change(campaign.workspace, sorted(
+                {journey.person_id for group in journeys.values() for journey in group
+                 if journey.pk in conversions}))
+    return len(conversions)
+
+
+def _messages(campaign: Campaign, journeys: dict[int, list[Journey]], moments: list,
+              within: timedelta) -> dict[int, list[tuple[object, int]]]:
+    """Return, per journey not converted yet, its messages (sent at, id) that a moment
+    may follow within the goal's days."""
+    open_ids = [journey.pk for group in journeys.values() for journey in group
+                if journey.converted_at is None]
+    if not open_ids:
+        return {}
+    times = [moment for _, moment in moments]
+    found: dict[int, list[tuple[object, int]]] = {}
+    for pk, journey_id, created_at in Delivery.objects.filter(
+            journey_id__in=open_ids, state__in=MESSAGE_STATES,
+            created_at__gte=min(times) - within, created_at__lte=max(times)).values_list(
+            "pk", "journey_id", "created_at"):
+        found.setdefault(journey_id, []).append((created_at, pk))
+    return found
 
 
 # --- goals of entering or leaving a segment ----------------------------------------------
@@ -143,9 +183,17 @@ def read_goal_logs(workspace_id: int | None = None, segment_ids=None) -> int:
 
 def goal_met_on_entry(campaign: Campaign, person_id: int) -> bool:
     """Tell whether a person starting a journey already meets its segment goal."""
+    return person_id in goals_met_on_entry(campaign, [person_id])
+
+
+def goals_met_on_entry(campaign: Campaign, person_ids: list[int]) -> set[int]:
+    """Return those of the people starting journeys who already meet the campaign's
+    segment goal (when its exit rule includes the goal): one query for them all."""
     found = goal_segment(campaign)
-    if found is None or campaign.definition.get("exit") not in ("goal", "goal_or_unmatch"):
-        return False
+    if (not person_ids or found is None
+            or campaign.definition.get("exit") not in ("goal", "goal_or_unmatch")):
+        return set()
     segment_id, kind = found
-    inside = Membership.objects.filter(segment_id=segment_id, person_id=person_id).exists()
-    return inside if kind == "enters_segment" else not inside
+    inside = set(Membership.objects.filter(segment_id=segment_id, person_id__in=person_ids)
+                 .values_list("person_id", flat=True))
+    return inside if kind == "enters_segment" else set(person_ids) - inside

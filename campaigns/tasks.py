@@ -1,22 +1,32 @@
 """django-q2 entry points for campaigns: thin, idempotent, ids in."""
 
+import secrets
 import time
+from collections.abc import Callable
 
 from campaigns import engine
 
-# The sweeper runs a little under a minute and is scheduled every minute, so a due step
-# runs within about a second while a worker runs, without a task per journey.
+# A sweeper runs a little under a minute, then hands over to its successor
+# (``relay_journey_sweeper``), so that while a worker runs, a due step is picked up within
+# IDLE_PAUSE (plus the batch in hand), without a task per journey.
 SWEEP_SECONDS = 55
-IDLE_PAUSE = 0.5
+IDLE_PAUSE = 0.25
 RESUME_EVERY = 10
+# The running chain of sweepers holds a baton in the cache, renewed every RESUME_EVERY
+# seconds; a chain whose worker died lets go of it this long after, and the every-minute
+# schedule starts another.
+SWEEPER_BATON = "campaigns:journey-sweeper"
+BATON_SECONDS = 30
 
 
-def advance_journeys(seconds: float = SWEEP_SECONDS) -> int:
+def advance_journeys(seconds: float = SWEEP_SECONDS, *,
+                     keep_alive: Callable[[], None] | None = None) -> int:
     """Advance due journeys for ``seconds``, pausing briefly when none are due.
 
     Every RESUME_EVERY seconds it also hands out again background jobs whose worker died
     (a lapsed lease), so that while any worker runs, a job is picked up again well within
-    a minute, not only when the one-minute schedule next fires.
+    a minute, not only when the one-minute schedule next fires; and calls ``keep_alive``.
+    A backlog never starves journeys falling due now: batches are claimed oldest due first.
     """
     from engage import jobs
 
@@ -26,6 +36,8 @@ def advance_journeys(seconds: float = SWEEP_SECONDS) -> int:
     while True:
         if time.monotonic() >= next_resume:
             jobs.resume_every_stalled()
+            if keep_alive is not None:
+                keep_alive()
             next_resume = time.monotonic() + RESUME_EVERY
         done = engine.advance_due()
         advanced += done
@@ -53,6 +65,34 @@ def send_deliveries(seconds: float = SWEEP_SECONDS) -> int:
             return claimed
         if not done:
             time.sleep(IDLE_PAUSE)
+def relay_journey_sweeper(baton: str = "") -> int:
+    """Advance due journeys for SWEEP_SECONDS, then queue the next sweeper with the baton.
+
+    One chain of sweepers runs without a gap between them (a schedule alone leaves gaps:
+    django-q2 looks at its schedules every 30 seconds). The every-minute schedule calls
+    this without a baton: it starts a chain only when none holds the baton. A sweeper
+    whose baton is no longer the chain's (its chain lapsed and another started) stops.
+    """
+    from django.core.cache import cache
+    from django_q.conf import Conf
+    from django_q.tasks import async_task
+
+    if baton:
+        if cache.get(SWEEPER_BATON) != baton:
+            return 0
+    else:
+        baton = secrets.token_hex(8)
+        if not cache.add(SWEEPER_BATON, baton, BATON_SECONDS):
+            return 0  # a chain is running
+
+    def keep_alive():
+        cache.set(SWEEPER_BATON, baton, BATON_SECONDS)
+
+    advanced = advance_journeys(SWEEP_SECONDS, keep_alive=keep_alive)
+    keep_alive()  # held while the successor waits in the queue
+    if not Conf.SYNC:  # inline tasks would relay forever
+        async_task("campaigns.tasks.relay_journey_sweeper", baton)
+    return advanced
 
 
 def scan_date_triggers() -> int:

@@ -29,7 +29,7 @@ from people.services.events import (
     track_anonymous_event,
     track_event,
 )
-from people.services.identify import LINK_WINDOW, PERSON_FIELDS, identify_person
+from people.services.identify import LINK_WINDOW, PERSON_FIELDS, identify_person, update_people
 from people.services.jobs import (
     DELETION_TASK,
     fail_deletion_job,
@@ -54,4 +54,5 @@ __all__ = [
     "identify_person", "is_suppressed", "make_ref", "merge_people", "parse_identifier",
     "retry_deletion_job", "run_deletion_job", "start_deletion_job", "suppress_identifier",
     "suppressions_of", "track_anonymous_event", "track_event", "unsuppress_identifier",
+    "update_people",
 ]

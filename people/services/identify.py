@@ -8,11 +8,12 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from engage.models import Workspace
-from engage.sql import insert_rows, update_fields
+from engage.sql import insert_rows, update_fields, update_rows
 from people import validation as v
 from people.errors import InvalidInput, Problem
 from people.models import Activity, Event, Person
 from people.services.common import (
+    ACTIVITY_FIELDS,
     Outcome,
     Ref,
     Result,
@@ -425,3 +426,81 @@ def _link_anonymous_events(person: Person, anonymous_id: str) -> list[StoredEven
                      {"anonymous_id": anonymous_id, "events": len(linked)})
         announce_events(person.workspace, linked)
     return linked
+
+
+# The columns an identify without identifiers may change on someone who exists.
+CHANGED_FIELDS = ["attributes", "email", "email_key", "unsubscribed", "created_at",
+                  "updated_at", "attributes_timestamp"]
+
+
+def update_people(workspace: Workspace,
+                  changes: list[tuple[int, dict]]) -> list[Result | InvalidInput]:
+    """Apply identify bodies to people who exist, given by primary key, in order.
+
+    The set-based twin of ``identify_person`` addressed by cio_id, for many people at once
+    (a campaign's attribute updates): one statement locks them all, one writes their
+    changes, one their activity, and the change is announced once. A body that names
+    identifiers (``id``, an identifying ``email``, ``anonymous_id``) needs the exact
+    resolution: every body for that person goes through ``identify_person``, in order,
+    after the others. Return, per body, the Result or the InvalidInput that refused it.
+    """
+    results: list[Result | InvalidInput | None] = [None] * len(changes)
+    inputs: dict[int, IdentifyInput] = {}
+    exact: set[int] = set()  # people whose bodies need identify_person
+    for index, (person_id, body) in enumerate(changes):
+        try:
+            data = read_identify_body(workspace, body)
+        except InvalidInput as error:
+            results[index] = error
+            continue
+        inputs[index] = data
+        if body_refs(workspace, data) or data.anonymous_id:
+            exact.add(person_id)
+    found = {person.pk: person for person in Person.objects.filter(
+        workspace=workspace, pk__in=sorted({changes[index][0] for index in inputs}))
+        .order_by("pk").select_for_update()}
+    now = timezone.now()
+    dirty: dict[int, Person] = {}
+    activity: list[tuple] = []
+    changed: set[int] = set()
+    for index, data in inputs.items():
+        person_id = changes[index][0]
+        person = found.get(person_id)
+        if person is None:
+            results[index] = Result(Outcome.NOT_FOUND, message="nobody has this id")
+            continue
+        if person_id in exact:
+            continue
+        person.workspace = workspace
+        if is_stale(person, data):
+            results[index] = Result(Outcome.STALE, person,
+                                    "an update with a later _timestamp was applied")
+            continue
+        try:
+            change = change_person(person, data, identifiers={}, now=now)
+        except InvalidInput as error:  # raised before anything changed
+            results[index] = error
+            continue
+        if change.fields:
+            dirty[person.pk] = person
+        if change.changed:
+            changed.add(person.pk)
+            activity += [(workspace.pk, person.cio_id, kind, entry, False, now)
+                         for kind, entry in change.activity]
+        results[index] = Result(Outcome.UPDATED if change.changed else Outcome.UNCHANGED,
+                                person)
+    update_rows(Person, CHANGED_FIELDS, [
+        (person.pk, *(getattr(person, name) for name in CHANGED_FIELDS))
+        for person in dirty.values()])
+    insert_rows(Activity, ACTIVITY_FIELDS, activity)
+    if changed:
+        announce_change(workspace, sorted(changed))
+    for index in inputs:
+        person_id, body = changes[index]
+        if person_id in exact and person_id in found:
+            try:
+                results[index] = identify_person(workspace, Ref("cio_id",
+                                                                found[person_id].cio_id), body)
+            except InvalidInput as error:
+                results[index] = error
+    return results

@@ -175,3 +175,38 @@ def test_people_who_already_meet_the_goal_exit_on_entry(workspace, travel):
     assert (journey.state, journey.exit_reason, journey.converted_at) == (
         "exited", "goal_met_on_entry", None)
     assert not Delivery.objects.exists()  # nothing was sent
+
+
+@pytest.mark.parametrize("size", [2, 30])
+def test_reaching_the_goal_is_set_based_and_takes_the_moments_in_order(
+        workspace, travel, size, django_assert_max_num_queries):
+    from campaigns import goals
+
+    campaign = campaign_with_goal(workspace, within_days=1)
+    crowd = [make_person(workspace, f"p{n}", email=f"p{n}@example.com") for n in range(size)]
+    journeys = [journey_of(campaign, person) for person in crowd]
+    late = START + timedelta(days=2)  # too long after the first message to convert
+    soon = START + timedelta(hours=2)
+    # The first half reach the goal late (exiting then, without converting), then soon
+    # (converting the journey they left); the others soon (converting and exiting), then
+    # late (nothing more).
+    half = size // 2
+    moments = [(person.pk, late) for person in crowd[:half]]
+    moments += [(person.pk, soon) for person in crowd]
+    moments += [(person.pk, late) for person in crowd[half:]]
+
+    # savepoint, lock the journeys, read the messages, two conversions and the exits,
+    # then the converted people's owed segment evaluations (engagement conditions)
+    with django_assert_max_num_queries(9):
+        assert goals.reach_goal(campaign, moments) == size
+
+    for index, journey in enumerate(journeys):
+        journey.refresh_from_db()
+        first = Delivery.objects.get(journey=journey, step_id="first")
+        assert (journey.state, journey.exit_reason) == ("exited", "goal")
+        if index < half:
+            assert (journey.converted_at, journey.ended_at, first.converted_at) == (
+                soon, late, soon)
+        else:
+            assert (journey.converted_at, journey.ended_at, first.converted_at) == (
+                soon, soon, soon)

@@ -1,0 +1,60 @@
+"""people.services.update_people: identify bodies for many people, with set-based writes."""
+
+import pytest
+
+from people import services
+from people.models import Activity
+from people.services import Outcome
+from segments.models import PendingEvaluation
+from segments.services import create_segment
+from tests.factories import make_person
+
+pytestmark = pytest.mark.django_db
+
+
+def test_many_people_change_at_once_as_identify_would_change_each(workspace):
+    create_segment(workspace, name="Pro", conditions_tree={
+        "attribute": {"field": "plan", "operator": "eq", "value": "pro"}})
+    ada = make_person(workspace, "ada", plan="free", old="x")
+    bob = make_person(workspace, "bob", plan="pro")
+    cy = make_person(workspace, "cy", plan="free")
+    PendingEvaluation.objects.all().delete()
+
+    results = services.update_people(workspace, [
+        (ada.pk, {"plan": "pro", "old": None}),
+        (bob.pk, {"plan": "pro"}),  # already so
+        (cy.pk, {"plan": {"too": "deep" * 100_000}}),  # refused: too large
+        (ada.pk, {"seen": 1}),  # the same person again, after the first
+        (10**9, {"plan": "pro"}),  # nobody
+    ])
+
+    assert [getattr(result, "outcome", "invalid") for result in results] == [
+        Outcome.UPDATED, Outcome.UNCHANGED, "invalid", Outcome.UPDATED, Outcome.NOT_FOUND]
+    assert isinstance(results[2], services.InvalidInput)
+    for person in (ada, bob, cy):
+        person.refresh_from_db()
+    assert ada.attributes == {"plan": "pro", "seen": 1}
+    assert (bob.attributes, cy.attributes) == ({"plan": "pro"}, {"plan": "free"})
+    changes = list(Activity.objects.filter(cio_id=ada.cio_id,
+                                           kind=Activity.Kind.ATTRIBUTES_CHANGED)
+                   .order_by("pk").values_list("data", flat=True))
+    assert changes[-2:] == [{"changed": {"plan": "pro", "old": None}},
+                            {"changed": {"seen": 1}}]
+    # Segments are owed a look at whoever changed, and only them.
+    assert list(PendingEvaluation.objects.values_list("person_id", flat=True)) == [ada.pk]
+
+
+def test_a_body_with_identifiers_takes_the_exact_path(workspace):
+    ada = make_person(workspace, "ada", email="ada@example.com")
+    make_person(workspace, "bob", email="bob@example.com")
+
+    given, taken = services.update_people(workspace, [
+        (ada.pk, {"email": "ada@new.example.com", "plan": "pro"}),
+        (ada.pk, {"id": "bob"}),  # another person's id: a conflict, as identify says
+    ])
+
+    assert given.outcome == Outcome.UPDATED
+    assert taken.outcome == Outcome.CONFLICT
+    ada.refresh_from_db()
+    assert (ada.email_key, ada.customer_id, ada.attributes["plan"]) == (
+        "ada@new.example.com", "ada", "pro")
