@@ -37,7 +37,8 @@ class Cluster:
         db = connection.settings_dict
         inherited = {key: value for key, value in os.environ.items() if key != "REDIS_URL"}
         self.env = {**inherited, "DJANGO_SETTINGS_MODULE": "engage.settings", "DEBUG": "1",
-                    "ENGAGE_VAR_DIR": str(tmp_path), "Q_WORKERS": "1",
+                    "ENGAGE_VAR_DIR": str(tmp_path), "Q_WORKERS": "3",  # the default
+                    # (two campaign sweepers hold a worker each for most of every minute)
                     "DATABASE_URL": (f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/"
                                      f"{db['NAME']}"),
                     **{key: str(value) for key, value in env.items()}}
