@@ -153,7 +153,10 @@ def _canvas_context(request, campaign: Campaign, **extra) -> dict:
 
 
 def _campaign(request, pk: int) -> Campaign:
-    return get_object_or_404(Campaign, pk=pk, workspace=request.membership.workspace)
+    workspace = request.membership.workspace
+    campaign = get_object_or_404(Campaign, pk=pk, workspace=workspace)
+    campaign.workspace = workspace  # read already, with the membership
+    return campaign
 
 
 # --- the page ----------------------------------------------------------------------------
