@@ -33,8 +33,10 @@
     return {parent: list.dataset.parent, path: list.dataset.path, index: stepIndex(item)};
   }
 
+  // Over a card or a slot, the upper half drops before it and the lower half after it.
   const common = {forceFallback: true, fallbackOnBody: true, fallbackTolerance: 3,
-                  swapThreshold: 0.65, emptyInsertThreshold: 24, animation: 120};
+                  invertSwap: true, invertedSwapThreshold: 1, emptyInsertThreshold: 24,
+                  animation: 120};
 
   function init() {
     const region = canvas();
@@ -53,8 +55,10 @@
     }));
     region.querySelectorAll(".sequence").forEach(function (list) {
       Sortable.create(list, Object.assign({}, common, {
-        group: "steps", draggable: ".step", handle: ".step-card",
-        filter: ".step-remove, .add-menu", preventOnFilter: false,
+        // Slots are places to drop at (never dragged themselves): a drop on the slot
+        // between two steps lands between them.
+        group: "steps", draggable: ".step, .slot", handle: ".step-card, .slot",
+        filter: ".slot, .step-remove", preventOnFilter: false,
         onEnd: function (event) {
           if (event.from === event.to && event.oldIndex === event.newIndex) return;
           post(region.dataset.moveUrl, Object.assign({step: event.item.dataset.stepId},
