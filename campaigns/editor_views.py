@@ -13,8 +13,10 @@ from dataclasses import dataclass, field
 
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
+from django.middleware.csrf import get_token
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils.html import format_html, format_html_join
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import reswap, retarget
 
@@ -39,7 +41,15 @@ WEEKDAY_RANGE = ", ".join(definitions.WEEKDAYS[:5])
 class Lane:
     key: str
     label: str
-    cards: list
+    entries: list  # the cards, with a slot before, between and after them when editable
+
+
+@dataclass(frozen=True)
+class Place:
+    """A slot of the canvas: where a step can be added or dropped."""
+
+    index: int
+    is_slot: bool = True
 
 
 @dataclass
@@ -117,9 +127,10 @@ def _problems_by_step(campaign: Campaign) -> dict[str, list[str]]:
     return found
 
 
-def _cards(steps: list[dict], problems: dict) -> list[Card]:
-    cards = []
-    for step in steps:
+def _entries(steps: list[dict], problems: dict, slots: bool) -> list:
+    """Return the cards of a sequence, with the slots between them when ``slots``."""
+    entries = [Place(0)] if slots else []
+    for index, step in enumerate(steps, start=1):
         card = Card(step, TYPE_LABELS[step["type"]], step.get("name") or describe(step),
                     problems.get(step["id"], []))
         if step["type"] == "create_event":
@@ -128,9 +139,12 @@ def _cards(steps: list[dict], problems: dict) -> list[Card]:
             label = PATH_LABELS.get(path["key"], path["key"])
             if "weight" in path:
                 label = f"{path['key']} · {path['weight']}%"
-            card.lanes.append(Lane(path["key"], label, _cards(path["steps"], problems)))
-        cards.append(card)
-    return cards
+            card.lanes.append(Lane(path["key"], label,
+                                   _entries(path["steps"], problems, slots)))
+        entries.append(card)
+        if slots:
+            entries.append(Place(index))
+    return entries
 
 
 def _editable(request, campaign: Campaign) -> bool:
@@ -139,14 +153,27 @@ def _editable(request, campaign: Campaign) -> bool:
 
 def _canvas_context(request, campaign: Campaign, **extra) -> dict:
     base = reverse("campaigns:workflow", kwargs={"pk": campaign.pk})
+    editable = _editable(request, campaign)
+    new_step_id = definitions.new_step_id()
+    # What every slot's menu and every card's form repeat, rendered once: a 60-step
+    # canvas has some 80 slots, and rendering 12 buttons in each cost most of the page.
+    hidden = format_html('<input type="hidden" name="csrfmiddlewaretoken" value="{}">'
+                         '<input type="hidden" name="version" value="{}">',
+                         get_token(request), campaign.version)
     return {
         "campaign": campaign,
         "tab": "workflow",
-        "editable": _editable(request, campaign),
-        "cards": _cards(campaign.definition["workflow"]["steps"], _problems_by_step(campaign)),
+        "editable": editable,
+        "entries": _entries(campaign.definition["workflow"]["steps"],
+                            _problems_by_step(campaign), editable),
         "step_types": STEP_TYPES,
-        "new_step_id": definitions.new_step_id(),
+        "new_step_id": new_step_id,
         "base_url": base,
+        "hidden_fields": hidden,
+        "add_fields": hidden + format_html(
+            '<input type="hidden" name="step_id" value="{}">', new_step_id),
+        "add_buttons": format_html_join("", '<button type="submit" name="type" '
+                                        'value="{}">{}</button>', STEP_TYPES),
         "trigger": next(iter(campaign.definition["trigger"])),
         **extra,
     }
