@@ -221,11 +221,11 @@ def _removed_steps(request) -> str | None:
     return choice if choice in ("move_on", "exit") else None
 
 
-def _edit(request, pk: int, apply, *, panel: str | None = None):
+def _edit(request, pk: int, apply, *, panel: str | None = None, focus: str = ""):
     """Run one edit (``apply(campaign, version)``) and answer with the canvas.
 
     ``panel`` names the step whose settings panel answers instead (the canvas goes along
-    out of band).
+    out of band); ``focus`` the step that keyboard focus goes to once it is shown.
     """
     campaign = _campaign(request, pk)
     if campaign.state == Campaign.State.ARCHIVED:
@@ -258,7 +258,8 @@ def _edit(request, pk: int, apply, *, panel: str | None = None):
         context.update(_panel_context(request, campaign, panel, form=form,
                                       saved=status == 200))
         return render(request, f"{TEMPLATE}#settings-response", context, status=status)
-    context = _canvas_context(request, campaign, message=message)
+    context = _canvas_context(request, campaign, message=message,
+                              focus=focus if status == 200 else "")
     return render(request, f"{TEMPLATE}#canvas-response", context, status=status)
 
 
@@ -282,14 +283,16 @@ def _ask_about_people(request, campaign: Campaign, waiting: editing.PeopleWaitin
 def step_add(request, pk):
     return _edit(request, pk, lambda campaign, version: editing.add(
         campaign, kind=request.POST.get("type", ""), slot=_slot(request),
-        step_id=request.POST.get("step_id", ""), version=version))
+        step_id=request.POST.get("step_id", ""), version=version),
+        focus=request.POST.get("step_id", ""))
 
 
 @role_required("editor")
 @require_POST
 def step_move(request, pk):
     return _edit(request, pk, lambda campaign, version: editing.move(
-        campaign, step_id=request.POST.get("step", ""), slot=_slot(request), version=version))
+        campaign, step_id=request.POST.get("step", ""), slot=_slot(request), version=version),
+        focus=request.POST.get("step", ""))
 
 
 @role_required("editor")

@@ -100,6 +100,13 @@
   document.addEventListener("htmx:afterSettle", function () {
     const viewport = document.getElementById("canvas-viewport");
     if (viewport && scroll) { viewport.scrollLeft = scroll[0]; viewport.scrollTop = scroll[1]; }
+    // The step just added or moved takes the focus (a keyboard user goes on from there).
+    const region = canvas();
+    if (region && region.dataset.focus) {
+      const link = document.querySelector("#step-" + CSS.escape(region.dataset.focus) + " .step-open");
+      if (link) link.focus({preventScroll: true});
+      region.dataset.focus = "";
+    }
     // A panel whose step is gone (deleted here) closes.
     const panel = document.getElementById("panel");
     if (panel && panel.dataset.stepId && !document.getElementById("step-" + panel.dataset.stepId)) {

@@ -200,7 +200,10 @@ def test_the_plus_menu_by_keyboard(editor_page, workspace):
     page.keyboard.press("Enter")
 
     expect(page.locator(".step-time_window")).to_have_count(1)
+    expect(page.locator(".step-time_window .step-open")).to_be_focused()
     assert [step["type"] for step in steps_of(campaign)] == ["delay", "time_window"]
+    page.keyboard.press("Enter")  # opens the new step's settings
+    expect(page.locator("#panel h2")).to_have_text("Time window")
 
 
 def test_settings_panel_and_email_preview_for_a_real_person_screenshot(editor_page,
@@ -238,3 +241,37 @@ def test_a_viewer_sees_no_edit_controls(viewer_page, workspace):
     expect(viewer_page.locator("#step-first")).to_be_visible()
     expect(viewer_page.locator("#palette")).to_have_count(0)
     expect(viewer_page.locator(".slot")).to_have_count(0)
+    viewer_page.click("[data-zoom=out]")
+    viewer_page.click("[data-zoom=out]")
+    expect(viewer_page.locator("#zoom-level")).to_have_text("80%")
+    expect(viewer_page.locator("#canvas-zoom")).to_have_attribute("style", "transform: scale(0.8);")
+
+
+def test_deleting_a_step_where_people_wait_asks_to_move_them_on_or_exit_them(editor_page,
+                                                                             workspace):
+    from django.utils import timezone
+
+    from campaigns.models import Journey
+    from tests.factories import make_person
+
+    page = editor_page
+    campaign = make_campaign(workspace, [
+        {"id": "first", "type": "delay", "duration": {"days": 1}},
+        {"id": "mail", "type": "email"}])
+    person = make_person(workspace, "ada")
+    journey = Journey.objects.create(workspace=workspace, campaign=campaign, person=person,
+                                     cio_id=person.cio_id, entry_key="e1", step_id="mail",
+                                     entered_at=timezone.now())
+    open_editor(page, campaign)
+
+    page.click("#step-mail .step-delete")
+    dialog = page.locator("dialog#people-waiting")
+    expect(dialog).to_be_visible()
+    expect(dialog).to_contain_text("1 person is at the steps you are removing")
+    page.click("#removed-exit")
+
+    expect(dialog).to_have_count(0)
+    expect(page.locator("#step-mail")).to_have_count(0)
+    journey.refresh_from_db()
+    assert (journey.state, journey.exit_reason) == ("exited", "step_removed")
+    assert [step["id"] for step in steps_of(campaign)] == ["first"]
