@@ -1,11 +1,16 @@
 """The workflow editor's views: the canvas, each edit, stale edits, roles, CSRF, workspaces."""
 
+from html.parser import HTMLParser
+from urllib.parse import urlencode
+
 import pytest
 from django.test import Client
 
 from campaigns import services
+from campaigns.editor_forms import TYPE_LABELS
 from campaigns.models import Campaign, Journey
 from engage.models import Membership
+from segments.services import create_segment
 from tests.factories import make_member, make_person
 
 pytestmark = pytest.mark.django_db
@@ -328,3 +333,99 @@ def test_query_counts_stay_the_same_for_any_size_of_workflow(
     with django_assert_num_queries(11):
         assert client.post(url(campaign, "delete/"), {"step": "new", "version": version},
                            **HTMX).status_code == 200
+
+
+class FormFields(HTMLParser):
+    """Read the fields a browser would post from the settings form."""
+
+    def __init__(self):
+        super().__init__()
+        self.fields: list[tuple[str, str]] = []
+        self._select = self._textarea = None
+        self._text = ""
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        name = attrs.get("name")
+        if tag == "input" and name and attrs.get("type") in ("checkbox", "radio"):
+            if "checked" in attrs:
+                self.fields.append((name, attrs.get("value") or "on"))
+        elif tag == "input" and name:
+            self.fields.append((name, attrs.get("value") or ""))
+        elif tag == "select" and name:
+            self._select = name
+        elif tag == "option" and self._select and "selected" in attrs:
+            self.fields.append((self._select, attrs.get("value", "")))
+        elif tag == "textarea" and name:
+            self._textarea, self._text = name, ""
+
+    def handle_data(self, data):
+        if self._textarea:
+            self._text += data
+
+    def handle_endtag(self, tag):
+        if tag == "select":
+            self._select = None
+        elif tag == "textarea" and self._textarea:
+            self.fields.append((self._textarea, self._text.removeprefix("\n")))
+            self._textarea = None
+
+
+@pytest.mark.parametrize("kind", list(TYPE_LABELS))
+def test_every_step_type_has_a_settings_form_that_round_trips(client, editor, workspace,
+                                                             kind):
+    manual = create_segment(workspace, name="Winback")
+    steps = [{"id": "it", "type": kind, **SETTINGS.get(kind, {})}]
+    if kind == "segment_membership":
+        steps[0]["segment"] = manual.pk
+    campaign = services.create_campaign(workspace, definition(workflow={"steps": steps}))
+    before = steps_of(campaign)
+
+    panel = client.get(url(campaign, "steps/it/"), **HTMX)
+    assert panel.status_code == 200
+    parser = FormFields()
+    parser.feed(panel.content.decode())
+    data = [(name, value) for name, value in parser.fields if name != "preview_person"]
+    response = client.post(url(campaign, "steps/it/"),
+                           urlencode([*data, ("version", "1")]),
+                           content_type="application/x-www-form-urlencoded", **HTMX)
+
+    assert response.status_code == 200, response.context["form"].errors
+    assert steps_of(campaign) == before  # what the form shows is what the step holds
+
+
+SETTINGS = {
+    "email": {"from": "team@example.com", "reply_to": "help@example.com",
+              "subject": "Hi {{customer.first_name}}", "body_html": "<p>Hi</p>",
+              "body_text": "Hi", "sending": "draft", "send_to_unsubscribed": False,
+              "tracking": False},
+    "delay": {"duration": {"days": 2, "hours": 3}},
+    "webhook": {"method": "PUT", "url": "https://example.com/{{customer.id}}",
+                "headers": {"Authorization": "Basic x"}, "body": {"a": [1, 2]},
+                "response": [{"path": "data.plan", "attribute": "plan"}]},
+    "time_window": {"days": ["sat", "sun"], "start": "10:00", "end": "12:30",
+                    "timezone": "Europe/Berlin"},
+    "branch": {"condition": {"attribute": {"field": "plan", "operator": "eq",
+                                           "value": "pro"}}},
+    "wait_until": {"condition": {"event": {"name": "purchase"}}, "max": {"days": 3}},
+    "random_split": {"paths": [{"key": "A", "weight": 30, "steps": []},
+                               {"key": "B", "weight": 70, "steps": []}]},
+    "update_attributes": {"set": {"stage": "{{event.stage}}"}, "unset": ["old", "older"]},
+    "segment_membership": {"action": "remove"},
+    "create_event": {"name": "reengage_failed", "data": {"why": "no reply"}},
+    "delete_person": {"suppress": True},
+    "exit": {"name": "Done"},
+}
+
+
+def test_a_data_campaigns_steps_name_their_person(client, editor, workspace):
+    campaign = services.create_campaign(workspace, {
+        "name": "Hook", "trigger": {"webhook": {}}, "exit": "never",
+        "workflow": {"steps": [{"id": "tag", "type": "update_attributes",
+                                "set": {"vip": True}}]}})
+    response = client.post(url(campaign, "steps/tag/"), {
+        "version": "1", "person_kind": "email", "person_value": "{{trigger.email}}",
+        "set": '{"vip": true}'}, **HTMX)
+
+    assert response.status_code == 200
+    assert steps_of(campaign)[0]["person"] == {"email": "{{trigger.email}}"}
