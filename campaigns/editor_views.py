@@ -269,12 +269,20 @@ class _FormInvalid(Exception):  # noqa: N818 - control flow within this module
 
 
 def _ask_about_people(request, campaign: Campaign, waiting: editing.PeopleWaiting):
-    """Ask whether the people at the steps an edit removes move on or exit."""
+    """Ask whether the people at the steps an edit removes move on or exit.
+
+    HTMX gets the question as a dialog; without JavaScript it comes on the page.
+    """
+    question = {
+        "count": waiting.count, "action": request.path,
+        "fields": [(key, value) for key, value in request.POST.items()
+                   if key not in ("removed_steps", "csrfmiddlewaretoken")]}
+    if not request.htmx:
+        return render(request, TEMPLATE, _canvas_context(request, campaign, asking=True,
+                                                         **question))
     response = render(request, f"{TEMPLATE}#people-waiting", {
-        "campaign": campaign, "count": waiting.count, "post": request.POST,
-        "action": request.path, "fields": [(key, value) for key, value in request.POST.items()
-                                           if key not in ("removed_steps",
-                                                          "csrfmiddlewaretoken")]})
+        "campaign": campaign, **question,
+        "base_url": reverse("campaigns:workflow", kwargs={"pk": campaign.pk})})
     return reswap(retarget(response, "#editor-dialog"), "innerHTML")
 
 

@@ -429,3 +429,23 @@ def test_a_data_campaigns_steps_name_their_person(client, editor, workspace):
 
     assert response.status_code == 200
     assert steps_of(campaign)[0]["person"] == {"email": "{{trigger.email}}"}
+
+
+def test_without_javascript_the_question_about_people_comes_on_the_page(client, editor,
+                                                                        campaign, workspace):
+    from django.utils import timezone
+
+    person = make_person(workspace, "ada")
+    Journey.objects.create(workspace=workspace, campaign=campaign, person=person,
+                           cio_id=person.cio_id, entry_key="e1", step_id="wait",
+                           entered_at=timezone.now())
+    asked = client.post(url(campaign, "delete/"), {"step": "wait", "version": "1"})
+
+    html = asked.content.decode()
+    assert asked.status_code == 200 and 'id="canvas"' in html
+    assert '<dialog data-modal id="people-waiting"' in html and "open>" in html
+    assert 'name="csrfmiddlewaretoken"' in html
+    done = client.post(url(campaign, "delete/"), {"step": "wait", "version": "1",
+                                                  "removed_steps": "move_on"})
+    assert done.status_code == 302
+    assert Journey.objects.get().step_id == "check"
