@@ -11,6 +11,7 @@ import json
 from django import forms
 
 from campaigns import definition as definitions
+from segments.builder_forms import Builder
 
 SENDING_CHOICES = [("automatic", "Send automatically"), ("draft", "Queue a draft"),
                    ("off", "Do not send")]
@@ -74,8 +75,9 @@ class StepForm(forms.Form):
             settings["person"] = {kind: value} if kind and value else None
         return settings
 
-    def place_problem(self, field: str, message: str) -> None:
-        """Show a validator's problem about the step field ``field`` beside its input."""
+    def place_problem(self, field: str, message: str, where: str = "") -> None:
+        """Show a validator's problem about the step field ``field`` beside its input
+        (``where``: the place inside the field, for a condition)."""
         name = FIELD_OF.get(field, field)
         self.add_error(name if name in self.fields else None,
                        message if name in self.fields else f"{field}: {message}")
@@ -228,20 +230,23 @@ class TimeWindowForm(StepForm):
 
 
 class ConditionForm(StepForm):
-    condition = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 6}),
-                                help_text="A condition tree as segments take it (JSON), e.g. "
-                                          "{\"attribute\": {\"field\": \"plan\", "
-                                          "\"operator\": \"eq\", \"value\": \"pro\"}}")
+    """A block's condition, in the segment builder's rows (``segments.builder_forms``)."""
 
-    @classmethod
-    def initial_for(cls, step):
-        return {**super().initial_for(step), "condition": _dump(step.get("condition"))}
-
-    def clean_condition(self):
-        return _json(self.cleaned_data["condition"], kinds=(dict,), what="a JSON object")
+    def __init__(self, data=None, *, step, **kwargs):
+        super().__init__(data, step=step, **kwargs)
+        self.builder = (Builder.from_post(data) if data is not None
+                        else Builder.from_tree(step.get("condition")))
 
     def settings(self):
-        return {**super().settings(), "condition": self.cleaned_data["condition"]}
+        return {**super().settings(), "condition": self.builder.tree()}
+
+    def place_problem(self, field: str, message: str, where: str = "") -> None:
+        if field != "condition":
+            return super().place_problem(field, message)
+        self.builder.tree()  # gives every row its place in the tree
+        self.builder.place([(where or "(root)", message)])
+        self.add_error(None, "The condition has problems: see beside its rows.")
+        return None
 
 
 class WaitUntilForm(ConditionForm):

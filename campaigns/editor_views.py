@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
+from django.http import Http404
 from django.middleware.csrf import get_token
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -27,6 +28,7 @@ from campaigns.models import Campaign
 from campaigns.services import CampaignStateError, StaleEdit
 from engage.workspaces import role_required
 from people.models import Event, Person
+from segments import builder_forms
 
 TEMPLATE = "campaigns/editor/workflow.html"
 STEP_TYPES = list(TYPE_LABELS.items())
@@ -351,7 +353,23 @@ def _panel_context(request, campaign: Campaign, step_id: str, *, form=None,
     if form is None or saved:
         form = settings_form(step, names_person=_names_person(campaign),
                              segments=_manual_segments(campaign, step))
-    return {"panel_step": step, "panel_label": TYPE_LABELS[step["type"]], "form": form,
+    conditions = {}
+    if step["type"] in ("branch", "wait_until"):
+        from segments.models import Segment
+
+        conditions = {
+            "form_action": reverse("campaigns:workflow-step",
+                                   kwargs={"pk": campaign.pk, "step_id": step_id}),
+            "segment_choices": [(str(pk), name) for pk, name in Segment.objects.in_workspace(
+                campaign.workspace_id).order_by("name", "pk").values_list("pk", "name")],
+            "attribute_operators": builder_forms.ATTRIBUTE_OPERATOR_CHOICES,
+            "count_operators": builder_forms.COUNT_OPERATOR_CHOICES,
+            "timestamp_units": builder_forms.TIMESTAMP_UNIT_CHOICES,
+            "group_choices": builder_forms.GROUP_CHOICES,
+            "addable_rows": list(builder_forms.row_kinds().items()),
+        }
+    return {**conditions,
+            "panel_step": step, "panel_label": TYPE_LABELS[step["type"]], "form": form,
             "saved": saved,
             "base_url": reverse("campaigns:workflow", kwargs={"pk": campaign.pk}),
             "panel_url": reverse("campaigns:workflow-step",
@@ -368,6 +386,9 @@ def step_settings(request, pk, step_id):
         return render(request, f"{TEMPLATE}#panel", context)
     if not request.membership.can_edit:
         raise PermissionDenied("this needs the editor role")
+    op = request.POST.get("op", "save")
+    if op != "save":
+        return _condition_rows(request, pk, step_id, op)
 
     def apply(campaign, version):
         step = editing.find_step(campaign.definition["workflow"]["steps"], step_id)
@@ -386,6 +407,24 @@ def step_settings(request, pk, step_id):
     return _edit(request, pk, apply, panel=step_id)
 
 
+def _condition_rows(request, pk: int, step_id: str, op: str):
+    """Add or remove a row of a block's condition (nothing is saved until Save)."""
+    campaign = _campaign(request, pk)
+    try:
+        step = editing.find_step(campaign.definition["workflow"]["steps"], step_id)
+    except editing.EditError as error:
+        raise Http404(str(error)) from None
+    if step["type"] not in ("branch", "wait_until"):
+        raise Http404("only a branch or a wait-until has a condition")
+    form = settings_form(step, data=request.POST, names_person=_names_person(campaign))
+    added = form.builder.apply(op)
+    form.builder.renumber()
+    context = {"campaign": campaign, "editable": True, "form": form,
+               **_panel_context(request, campaign, step_id, form=form),
+               "focus": added.id if added else None}
+    return render(request, f"{TEMPLATE}#condition-builder", context)
+
+
 def _place_problems(campaign: Campaign, step_id: str, form, error) -> None:
     """Put the validator's problems about this step beside the settings they are about."""
     steps = campaign.definition["workflow"]["steps"]
@@ -394,7 +433,8 @@ def _place_problems(campaign: Campaign, step_id: str, form, error) -> None:
     for problem in error.problems:
         if place and problem.place.startswith(place + "."):
             rest = problem.place[len(place) + 1:]
-            form.place_problem(re.split(r"[.\[]", rest)[0], problem.message)
+            field = re.split(r"[.\[]", rest)[0]
+            form.place_problem(field, problem.message, rest[len(field):].lstrip("."))
         else:
             form.add_error(None, f"{problem.place}: {problem.message}")
 

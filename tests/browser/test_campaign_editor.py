@@ -275,3 +275,23 @@ def test_deleting_a_step_where_people_wait_asks_to_move_them_on_or_exit_them(edi
     journey.refresh_from_db()
     assert (journey.state, journey.exit_reason) == ("exited", "step_removed")
     assert [step["id"] for step in steps_of(campaign)] == ["first"]
+
+
+def test_a_branch_condition_built_in_rows(editor_page, workspace):
+    page = editor_page
+    campaign = make_campaign(workspace, [{"id": "check", "type": "branch"}])
+    open_editor(page, campaign)
+    expect(page.locator("#step-check .step-flag")).to_be_visible()
+
+    page.click("#step-check .step-open")
+    page.click("#panel button[value='add:attribute:0']")
+    field = page.locator("#panel input[name=n-1-field]")
+    expect(field).to_be_focused()
+    field.fill("plan")
+    page.fill("#panel input[name=n-1-value]", "pro")
+    page.press("#panel input[name=n-1-value]", "Enter")  # Enter saves
+
+    expect(page.locator("#panel-saved")).to_be_visible()
+    expect(page.locator("#step-check .step-flag")).to_have_count(0)
+    assert steps_of(campaign)[0]["condition"] == {"and": [
+        {"attribute": {"field": "plan", "operator": "eq", "value": "pro"}}]}

@@ -222,10 +222,8 @@ def test_settings_panel_saves_a_step_and_re_renders_the_canvas(client, editor, c
 
 
 @pytest.mark.parametrize("step_id, data, field, message", [
-    ("check", {"condition": "{not json"}, "condition", "is not valid JSON"),
-    ("check", {"condition": '{"attribute": {"field": "plan", "operator": "nope"}}'},
-     "condition", "operator"),
     ("wait", {"days": "-1"}, "days", "greater than or equal to 0"),
+    ("mail", {"sending": "sometimes"}, "sending", "Select a valid choice"),
 ])
 def test_settings_that_do_not_fit_are_shown_beside_their_field(client, editor, campaign,
                                                                step_id, data, field,
@@ -236,6 +234,40 @@ def test_settings_that_do_not_fit_are_shown_beside_their_field(client, editor, c
     assert response.status_code == 422
     form = response.context["form"]
     assert any(message in error for error in form.errors[field]), form.errors
+    assert Campaign.objects.get(pk=campaign.pk).version == 1
+
+
+CONDITION_ROWS = {"n-0-kind": "and", "n-0-parent": "", "n-1-kind": "attribute",
+                  "n-1-parent": "0", "n-1-field": "plan", "n-1-operator": "eq",
+                  "n-1-value": "pro"}
+
+
+def test_a_branch_condition_is_built_in_the_segment_builders_rows(client, editor, campaign):
+    panel = client.get(url(campaign, "steps/check/"), **HTMX).content.decode()
+    assert 'id="builder"' in panel and 'value="add:attribute:0"' in panel
+
+    added = client.post(url(campaign, "steps/check/"), {
+        "version": "1", "op": "add:attribute:0", "n-0-kind": "and", "n-0-parent": ""},
+        **HTMX)
+    assert added.status_code == 200
+    assert 'name="n-1-field"' in added.content.decode()
+    assert Campaign.objects.get(pk=campaign.pk).version == 1  # nothing saved yet
+
+    saved = client.post(url(campaign, "steps/check/"), {"version": "1", **CONDITION_ROWS},
+                        **HTMX)
+    assert saved.status_code == 200
+    assert steps_of(campaign)[1]["condition"] == {"and": [
+        {"attribute": {"field": "plan", "operator": "eq", "value": "pro"}}]}
+
+
+def test_a_conditions_problems_are_shown_beside_its_rows(client, editor, campaign):
+    response = client.post(url(campaign, "steps/check/"), {
+        "version": "1", **CONDITION_ROWS, "n-1-field": "items["}, **HTMX)
+
+    assert response.status_code == 422
+    form = response.context["form"]
+    assert form.builder.find(1).problems == ["'items[' is not a valid field path"]
+    assert 'id="problems-1"' in response.content.decode()
     assert Campaign.objects.get(pk=campaign.pk).version == 1
 
 
@@ -405,9 +437,11 @@ SETTINGS = {
                 "response": [{"path": "data.plan", "attribute": "plan"}]},
     "time_window": {"days": ["sat", "sun"], "start": "10:00", "end": "12:30",
                     "timezone": "Europe/Berlin"},
-    "branch": {"condition": {"attribute": {"field": "plan", "operator": "eq",
-                                           "value": "pro"}}},
-    "wait_until": {"condition": {"event": {"name": "purchase"}}, "max": {"days": 3}},
+    # A condition as the builder's rows write it: in a group.
+    "branch": {"condition": {"and": [{"attribute": {"field": "plan", "operator": "eq",
+                                                    "value": "pro"}}]}},
+    "wait_until": {"condition": {"or": [{"event": {"name": "purchase"}}]},
+                   "max": {"days": 3}},
     "random_split": {"paths": [{"key": "A", "weight": 30, "steps": []},
                                {"key": "B", "weight": 70, "steps": []}]},
     "update_attributes": {"set": {"stage": "{{event.stage}}"}, "unset": ["old", "older"]},
