@@ -483,3 +483,18 @@ def test_without_javascript_the_question_about_people_comes_on_the_page(client, 
                                                   "removed_steps": "move_on"})
     assert done.status_code == 302
     assert Journey.objects.get().step_id == "check"
+
+
+def test_settings_saved_from_a_stale_panel_get_409_and_the_settings_as_they_are(
+        client, editor, campaign):
+    first = {"version": "1", "days": "2"}
+    assert client.post(url(campaign, "steps/wait/"), first, **HTMX).status_code == 200
+    response = client.post(url(campaign, "steps/wait/"), {"version": "1", "days": "5"},
+                           **HTMX)
+
+    assert response.status_code == 409
+    html = response.content.decode()
+    assert 'id="panel-message"' in html and "changed since you opened it" in html
+    assert response.context["form"]["days"].value() == 2  # as saved by the first
+    assert 'data-version="2"' in html
+    assert steps_of(campaign)[0]["duration"]["days"] == 2
