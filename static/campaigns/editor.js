@@ -34,7 +34,9 @@
   }
 
   // Over a card or a slot, the upper half drops before it and the lower half after it.
+  // On a touch screen a swipe pans the canvas; a drag starts after a short press.
   const common = {forceFallback: true, fallbackOnBody: true, fallbackTolerance: 3,
+                  delay: 200, delayOnTouchOnly: true, touchStartThreshold: 5,
                   invertSwap: true, invertedSwapThreshold: 1, emptyInsertThreshold: 24,
                   animation: 120};
 
