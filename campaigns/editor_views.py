@@ -206,7 +206,7 @@ def workflow(request, pk):
 
 
 def _version(request) -> int:
-    text = request.POST.get("version", "")
+    text = request.POST.get("version") or request.POST.get("page_version", "")
     return int(text) if text.isdigit() else 0
 
 
@@ -381,6 +381,9 @@ def _panel_context(request, campaign: Campaign, step_id: str, *, form=None,
 def step_settings(request, pk, step_id):
     if request.method == "GET":
         campaign = _campaign(request, pk)
+        if not request.htmx:  # the panel comes on the editor's page
+            url = reverse("campaigns:workflow", kwargs={"pk": campaign.pk})
+            return redirect(f"{url}?step={step_id}")
         context = {"campaign": campaign, "editable": _editable(request, campaign),
                    **_panel_context(request, campaign, step_id)}
         return render(request, f"{TEMPLATE}#panel", context)

@@ -498,3 +498,17 @@ def test_settings_saved_from_a_stale_panel_get_409_and_the_settings_as_they_are(
     assert response.context["form"]["days"].value() == 2  # as saved by the first
     assert 'data-version="2"' in html
     assert steps_of(campaign)[0]["duration"]["days"] == 2
+
+
+def test_a_steps_settings_open_on_the_editors_page_without_javascript(client, editor,
+                                                                       campaign):
+    response = client.get(url(campaign, "steps/mail/"))
+    assert response.status_code == 302
+    assert response["Location"] == url(campaign) + "?step=mail"
+    page = client.get(response["Location"]).content.decode()
+    assert 'id="step-form"' in page and 'name="subject"' in page
+    assert 'name="page_version" value="1"' in page
+    saved = client.post(url(campaign, "steps/mail/"), {
+        "page_version": "1", "subject": "Hi", "sending": "automatic"})
+    assert saved.status_code == 302 and saved["Location"] == url(campaign) + "?step=mail"
+    assert steps_of(campaign)[1]["paths"][0]["steps"][0]["subject"] == "Hi"
