@@ -250,6 +250,10 @@ def _edit(request, pk: int, apply, *, panel: str | None = None, focus: str = "")
         form = getattr(error, "form", None)
     except CampaignStateError as error:
         campaign, status, message = _campaign(request, pk), 409, f"Not saved: {error}."
+    if not request.htmx and form is not None:  # the page, with the form's errors
+        context = _canvas_context(request, campaign, message=message)
+        context.update(_panel_context(request, campaign, panel, form=form))
+        return render(request, TEMPLATE, context, status=status)
     if not request.htmx:
         if message:
             messages.error(request, message)

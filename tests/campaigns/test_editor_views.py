@@ -512,3 +512,7 @@ def test_a_steps_settings_open_on_the_editors_page_without_javascript(client, ed
         "page_version": "1", "subject": "Hi", "sending": "automatic"})
     assert saved.status_code == 302 and saved["Location"] == url(campaign) + "?step=mail"
     assert steps_of(campaign)[1]["paths"][0]["steps"][0]["subject"] == "Hi"
+    refused = client.post(url(campaign, "steps/mail/"), {"page_version": "2",
+                                                         "sending": "sometimes"})
+    assert refused.status_code == 422 and 'id="step-form"' in refused.content.decode()
+    assert "Select a valid choice" in refused.content.decode()
