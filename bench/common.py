@@ -5,7 +5,8 @@ import os
 SERVER_URL = "postgres://postgres@127.0.0.1:5432"
 # The only databases a benchmark may drop: never anything else, least of all "test".
 BENCH_DATABASES = {"engage_bench", "engage_segments_bench", "engage_ingest_bench",
-                   "engage_campaigns_bench", "engage_webhooks_bench", "engage_email_bench"}
+                   "engage_campaigns_bench", "engage_webhooks_bench", "engage_email_bench",
+                   "engage_editor_bench"}
 
 
 def recreate_database(name: str) -> None:
