@@ -12,6 +12,7 @@ urlpatterns = [
     path("<int:pk>/workflow/paths/add/", editor_views.path_add, name="workflow-path-add"),
     path("<int:pk>/workflow/paths/remove/", editor_views.path_remove,
          name="workflow-path-remove"),
+    path("<int:pk>/workflow/figures/", editor_views.figures, name="workflow-figures"),
     path("<int:pk>/workflow/steps/<str:step_id>/", editor_views.step_settings,
          name="workflow-step"),
     path("<int:pk>/workflow/steps/<str:step_id>/preview/", editor_views.email_preview,

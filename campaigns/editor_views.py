@@ -22,7 +22,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from django_htmx.http import reswap, retarget
 
 from campaigns import definition as definitions
-from campaigns import editing, liquid
+from campaigns import editing, liquid, metrics
 from campaigns.editor_forms import TYPE_LABELS, settings_form
 from campaigns.models import Campaign
 from campaigns.services import CampaignStateError, StaleEdit
@@ -189,6 +189,18 @@ def _campaign(request, pk: int) -> Campaign:
 
 
 # --- the page ----------------------------------------------------------------------------
+
+
+@role_required("viewer")
+@require_GET
+def figures(request, pk):
+    """Each step's figures, swapped into the canvas's cards (a request of their own, so
+    that the page and every edit stay quick however many journeys the campaign has)."""
+    campaign = _campaign(request, pk)
+    steps = [(step["id"], step["type"])
+             for _, step in definitions.iter_steps(campaign.definition["workflow"]["steps"])]
+    return render(request, f"{TEMPLATE}#figures", {
+        "campaign": campaign, "steps": steps, "figures": metrics.step_metrics(campaign)})
 
 
 @role_required("viewer")

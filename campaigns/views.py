@@ -389,9 +389,9 @@ def problem_link(campaign: Campaign, problem: Problem) -> str:
     """Return where a problem is fixed: its workflow step, or its settings field."""
     if problem.place.startswith("workflow"):
         step_id = step_at(campaign.definition, problem.place)
-        # The workflow editor's page (its own module names it); the step's anchor.
-        base = f"/campaigns/{campaign.pk}/workflow/"
-        return base + (f"#step-{step_id}" if step_id else "")
+        # The workflow editor with the step's settings open, scrolled to its card.
+        base = reverse("campaigns:workflow", args=[campaign.pk])
+        return base + (f"?step={step_id}#step-{step_id}" if step_id else "")
     field = field_for(problem.place, campaign.trigger)
     base = reverse("campaigns:settings", args=[campaign.pk])
     return base + (f"#field-{field}" if field else "")

@@ -83,7 +83,7 @@ def test_create_set_up_review_start_and_stop_a_segment_triggered_campaign(editor
     page.click("#tab-review")
     step_problem = page.locator("#problems li[data-place='workflow.steps[0].duration']")
     expect(step_problem.locator("a")).to_have_attribute(
-        "href", f"/campaigns/{campaign.pk}/workflow/#step-wait")
+        "href", f"/campaigns/{campaign.pk}/workflow/?step=wait#step-wait")
     campaign.refresh_from_db()
     services.update_campaign(campaign, {**campaign.definition, "workflow": {"steps": [
         {"id": "wait", "type": "delay", "duration": {"days": 3}}]}}, version=campaign.version)

@@ -516,3 +516,28 @@ def test_a_steps_settings_open_on_the_editors_page_without_javascript(client, ed
                                                          "sending": "sometimes"})
     assert refused.status_code == 422 and 'id="step-form"' in refused.content.decode()
     assert "Select a valid choice" in refused.content.decode()
+
+
+def test_a_started_campaigns_cards_get_their_figures_in_a_request_of_their_own(
+        client, viewer, campaign, workspace, django_assert_max_num_queries):
+    from django.utils import timezone
+
+    assert "figures/" not in client.get(url(campaign)).content.decode()  # a draft has none
+    Campaign.objects.filter(pk=campaign.pk).update(first_started_at=timezone.now())
+    for number, step in enumerate(("wait", "wait", "mail")):
+        person = make_person(workspace, f"p{number}")
+        Journey.objects.create(workspace=workspace, campaign=campaign, person=person,
+                               cio_id=person.cio_id, entry_key=f"e{number}", step_id=step,
+                               entered_at=timezone.now())
+
+    page = client.get(url(campaign)).content.decode()
+    with django_assert_max_num_queries(8):
+        figures = client.get(url(campaign, "figures/"), **HTMX)
+
+    assert f'hx-get="{url(campaign, "figures/")}"' in page
+    assert 'id="figures-wait" class="step-figures"></div>' in page  # filled by the swap
+    html = figures.content.decode()
+    assert figures.status_code == 200 and html.count('hx-swap-oob="true"') == 4
+    waiting = html.split('id="figures-wait"')[1].split('data-metric="waiting">')[1]
+    assert waiting.startswith(f'<a href="/campaigns/{campaign.pk}/steps/wait/people/">2</a>')
+    assert 'data-metric="sent">0<' in html.split('id="figures-mail"')[1]

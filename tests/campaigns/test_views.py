@@ -390,10 +390,11 @@ def test_review_lists_every_problem_with_a_link_to_its_place(client, viewer, wor
     assert where["trigger.segments.segments"] == "Trigger & settings"
     settings_url = url("settings", campaign)
     assert links["trigger.segments.segments"] == settings_url + "#field-segments"
-    assert links["workflow.steps[0].subject"] == f"/campaigns/{campaign.pk}/workflow/#step-hello"
-    assert links["workflow.steps[1].condition"] == f"/campaigns/{campaign.pk}/workflow/#step-fork"
+    workflow = f"/campaigns/{campaign.pk}/workflow/"
+    assert links["workflow.steps[0].subject"] == f"{workflow}?step=hello#step-hello"
+    assert links["workflow.steps[1].condition"] == f"{workflow}?step=fork#step-fork"
     assert (links["workflow.steps[1].paths[0].steps[0].duration"]
-            == f"/campaigns/{campaign.pk}/workflow/#step-nap")
+            == f"/campaigns/{campaign.pk}/workflow/?step=nap#step-nap")
     assert 'id="problems"' in body(response)
 
 
