@@ -13,12 +13,14 @@ from campaigns import bounces, broadcasts, services, transactional
 from campaigns.models import (
     BroadcastTrigger,
     Campaign,
+    CampaignEntryJob,
     Delivery,
     EmailSuppression,
     Journey,
     JourneyStep,
     TransactionalMessage,
 )
+from engage import jobs
 from engage.admin_base import JobAdmin, ReadOnlyAdmin, pretty_json
 
 
@@ -261,3 +263,18 @@ class BroadcastTriggerAdmin(JobAdmin):
     @admin.display(description="Trigger data")
     def data_display(self, trigger):
         return pretty_json(trigger.data)
+
+
+@admin.register(CampaignEntryJob)
+class CampaignEntryJobAdmin(JobAdmin):
+    """Entering the people who matched a campaign when it started, batch by batch."""
+
+    list_display = ["pk", "campaign", "workspace", "state", "progress_display", "entered",
+                    "created_at", "finished_at"]
+    list_filter = ["workspace", "state"]
+    list_select_related = ["campaign", "workspace"]
+    fields = ["workspace", "campaign", "description", "state", "total", "done", "entered",
+              "cursor", "error", "created_at", "started_at", "finished_at"]
+    readonly_fields = fields
+    retry_permission = "campaigns.change_campaign"
+    retry_job = staticmethod(jobs.retry)

@@ -348,6 +348,31 @@ class BroadcastTriggerItem(JobItem):
     data = models.JSONField(null=True, blank=True)
 
 
+class CampaignEntryJob(BackgroundJob):
+    """Entering the people who match a segment-triggered campaign when it starts
+    ("current people and future additions"), in batches, by a worker.
+
+    It walks the members of the trigger's segments in primary-key order (``cursor``), so
+    a start that its process did not live to finish goes on where it stopped: nobody who
+    matched is lost, and the entry keys enter nobody twice.
+    """
+
+    task = "campaigns.tasks.run_campaign_entry"
+    batch_size = 10_000
+    walks = True
+
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="+",
+                                  db_index=False)
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE,
+                                 related_name="entry_jobs")
+    entered = models.PositiveIntegerField(default=0, help_text="Journeys started.")
+    cursor = models.BigIntegerField(
+        default=0, help_text="The last person (primary key) handled: batches walk on from it.")
+
+    def __str__(self):
+        return f"Entry job {self.pk} of campaign {self.campaign_id} ({self.state})"
+
+
 class DateTriggerScan(models.Model):
     """How far the scan of a date-triggered campaign has come (``campaigns.date_triggers``).
 

@@ -16,12 +16,14 @@ after their last journey began.
 from datetime import timedelta
 
 from django.db import connection, transaction
-from django.db.models import Max
+from django.db.models import Max, QuerySet
 from django.utils import timezone
 
 from campaigns import engine
-from campaigns.models import Campaign, Journey
+from campaigns.models import Campaign, CampaignEntryJob, Journey
+from engage import jobs
 from engage.sql import in_ids
+from people.models import Person
 from segments.conditions import compile_tree
 from segments.log import ENTERED, EXITED, read_changes
 from segments.models import Membership, MembershipChange
@@ -90,31 +92,50 @@ def start_key(campaign: Campaign, person_id: int) -> str:
     return f"p{person_id}:s{int(campaign.started_at.timestamp())}"
 
 
-def enter_current_matches(campaign: Campaign) -> int:
-    """Enter everyone who matches the segments trigger now, in batches; return how many.
+def start_entering(campaign: Campaign) -> CampaignEntryJob:
+    """Start entering everyone who matches the segments trigger now; return the job.
 
-    Candidates are read from the members of each segment people must be in, in keyset
-    batches of the membership index, and each batch is checked against the whole trigger
-    and filters for those people only: the work follows the segments' size, not the
-    workspace's.
+    Called in the transaction that starts the campaign. A start of more than one batch
+    of candidates is entered by a worker, in batches, with progress; a smaller one is
+    left to the caller to run at once after that transaction (``runs_at_once``,
+    ``run_entry``). Either way the job keeps its place, so a process that dies mid-way
+    loses nobody: the job is resumed.
     """
-    tree = trigger_tree(campaign.definition)
+    job = CampaignEntryJob(workspace_id=campaign.workspace_id, campaign=campaign,
+                           description=f"People matching campaign {campaign.pk} at its start")
+    return jobs.start(job, candidates(campaign), queue_over=ENTER_BATCH)
+
+
+def runs_at_once(job: CampaignEntryJob) -> bool:
+    """Tell whether the caller that started ``job`` runs it (one batch at most)."""
+    return 0 < job.total <= ENTER_BATCH
+
+
+def candidates(campaign: Campaign) -> QuerySet:
+    """The people who may match the trigger: the members of the segments they must be in
+    (with "all", one of them is enough)."""
     sources = [segment_id for segment_id, inside in trigger_segments(campaign).items()
                if inside]
     if campaign.definition["trigger"]["segments"]["match"] == "all":
         sources = sources[:1]  # everyone who matches is in each of them: one is enough
-    entered = 0
-    for segment_id in sources:
-        members = (Membership.objects.filter(segment_id=segment_id).order_by("person_id")
-                   .values_list("person_id", flat=True))
-        last = 0
-        while ids := list(members.filter(person_id__gt=last)[:ENTER_BATCH]):
-            matching = matching_among(campaign, tree, ids)
-            with transaction.atomic():
-                entered += engine.enter(campaign, [
-                    engine.Entry(start_key(campaign, pk), pk, cio_id) for pk, cio_id in matching])
-            last = ids[-1]
-    return entered
+    return Person.objects.filter(
+        workspace_id=campaign.workspace_id,
+        pk__in=Membership.objects.filter(segment_id__in=sources).values("person_id"))
+
+
+def run_entry(job_id: int, *, max_batches: int | None = None) -> CampaignEntryJob | None:
+    """Enter a start's matching people batch by batch; safe to run again after any stop."""
+    return jobs.run(CampaignEntryJob, job_id, _enter_batch, max_batches=max_batches,
+                    select_related=("campaign",), walk=lambda job: candidates(job.campaign))
+
+
+def _enter_batch(job: CampaignEntryJob, person_pks: list[int]) -> None:
+    campaign = job.campaign
+    if campaign.state != Campaign.State.RUNNING:
+        raise jobs.Stop(f"the campaign is {campaign.state}: the rest was not entered")
+    matching = matching_among(campaign, trigger_tree(campaign.definition), person_pks)
+    job.entered += engine.enter(campaign, [
+        engine.Entry(start_key(campaign, pk), pk, cio_id) for pk, cio_id in matching])
 
 
 def matching_among(campaign: Campaign, tree: dict, person_ids: list[int]

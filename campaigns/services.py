@@ -134,7 +134,8 @@ def start_campaign(campaign: Campaign, *, audience: str = Audience.CURRENT_AND_F
 
     Refuses a definition with unconfigured steps (DefinitionError, by place). For a
     campaign triggered by segments, "current and future" enters the people who match
-    now, in set-based batches; "future only" enters nobody until someone newly matches.
+    now, in set-based batches (a job: at once for one batch, else by a worker, resumed
+    if its process dies); "future only" enters nobody until someone newly matches.
     """
     if audience not in Audience.CHOICES:
         raise ValueError(f"audience must be one of {Audience.CHOICES}")
@@ -156,8 +157,12 @@ def start_campaign(campaign: Campaign, *, audience: str = Audience.CURRENT_AND_F
             # below (current and future), or not at all (future only).
             segment_triggers.start_at_head(current)
         goals.start_goal_log(current)
-    if current.trigger == Campaign.Trigger.SEGMENTS and audience == Audience.CURRENT_AND_FUTURE:
-        segment_triggers.enter_current_matches(current)
+        entry = None
+        if (current.trigger == Campaign.Trigger.SEGMENTS
+                and audience == Audience.CURRENT_AND_FUTURE):
+            entry = segment_triggers.start_entering(current)
+    if entry is not None and segment_triggers.runs_at_once(entry):
+        segment_triggers.run_entry(entry.pk)
     return current
 
 

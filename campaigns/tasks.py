@@ -146,6 +146,16 @@ def start_scheduled_campaigns() -> int:
     return services.start_scheduled_campaigns()
 
 
+def run_campaign_entry(job_id: int) -> None:
+    """Enter the people who matched a campaign when it started; mark the job failed if an
+    error stops it."""
+    from campaigns import segment_triggers
+    from campaigns.models import CampaignEntryJob
+    from engage import jobs
+
+    jobs.run_task(CampaignEntryJob, job_id, segment_triggers.run_entry)
+
+
 def run_broadcast_trigger(trigger_id: int) -> None:
     """Enter a broadcast trigger's recipients; mark it failed if an error stops it."""
     from campaigns import broadcasts

@@ -6,7 +6,7 @@ from django.utils import timezone
 
 from campaigns import engine, segment_triggers, services
 from campaigns.definition import DefinitionError
-from campaigns.models import Campaign, Delivery, Journey, JourneyStep
+from campaigns.models import Campaign, CampaignEntryJob, Delivery, Journey, JourneyStep
 from segments.models import Segment
 from segments.services import add_to_segment, create_segment, set_archived
 from tests.factories import make_person
@@ -33,8 +33,7 @@ def members(workspace, segment, count):
     return people
 
 
-def test_start_with_current_people_enters_everyone_who_matches(workspace, vip, monkeypatch):
-    monkeypatch.setattr(segment_triggers, "ENTER_BATCH", 2)  # several batches
+def test_start_with_current_people_enters_everyone_who_matches(workspace, vip):
     members(workspace, vip, 5)
     make_person(workspace, "outsider")
     campaign = campaign_for(workspace, vip)
@@ -43,8 +42,58 @@ def test_start_with_current_people_enters_everyone_who_matches(workspace, vip, m
 
     campaign.refresh_from_db()
     assert campaign.state == "running" and campaign.first_started_at
+    assert Journey.objects.filter(campaign=campaign).count() == 5  # one batch: at once
+    assert not Journey.objects.filter(person__customer_id="outsider").exists()
+    job = CampaignEntryJob.objects.get(campaign=campaign)
+    assert (job.state, job.total, job.entered) == ("done", 5, 5)
+
+
+def test_a_large_start_is_entered_by_a_worker_and_goes_on_where_a_dead_one_stopped(
+        workspace, vip, monkeypatch, django_capture_on_commit_callbacks):
+    monkeypatch.setattr(segment_triggers, "ENTER_BATCH", 2)  # more than one batch
+    monkeypatch.setattr(CampaignEntryJob, "batch_size", 2)
+    members(workspace, vip, 5)
+    make_person(workspace, "outsider")
+    campaign = campaign_for(workspace, vip)
+
+    with django_capture_on_commit_callbacks() as queued:
+        services.start_campaign(campaign, audience="current_and_future")
+
+    # The start answers at once; a worker's task enters them.
+    assert not Journey.objects.exists() and len(queued) == 1
+    job = CampaignEntryJob.objects.get(campaign=campaign)
+    assert (job.state, job.total) == ("pending", 5)
+    segment_triggers.run_entry(job.pk, max_batches=1)  # then its worker dies
+    job.refresh_from_db()
+    assert (job.state, job.done, job.entered) == ("running", 2, 2)
+    assert Journey.objects.count() == 2
+
+    segment_triggers.run_entry(job.pk)  # resumed (engage.jobs hands it out again)
+    segment_triggers.run_entry(job.pk)  # and once more, for nothing
+
+    job.refresh_from_db()
+    assert (job.state, job.done, job.entered) == ("done", 5, 5)
     assert Journey.objects.filter(campaign=campaign).count() == 5
     assert not Journey.objects.filter(person__customer_id="outsider").exists()
+
+
+def test_a_start_stopped_before_its_people_were_all_entered_enters_no_more(
+        workspace, vip, monkeypatch):
+    monkeypatch.setattr(segment_triggers, "ENTER_BATCH", 2)
+    monkeypatch.setattr(CampaignEntryJob, "batch_size", 2)
+    members(workspace, vip, 5)
+    campaign = campaign_for(workspace, vip)
+    services.start_campaign(campaign, audience="current_and_future")
+    job = CampaignEntryJob.objects.get(campaign=campaign)
+    segment_triggers.run_entry(job.pk, max_batches=1)
+
+    services.stop_campaign(campaign, journeys="exit")
+    segment_triggers.run_entry(job.pk)
+
+    job.refresh_from_db()
+    assert (job.state, job.entered) == ("failed", 2)
+    assert "the campaign is stopped" in job.error
+    assert not Journey.objects.filter(state="active").exists()
 
 
 def test_start_with_future_additions_only_enters_nobody_now(workspace, vip):
