@@ -9,23 +9,26 @@ Run by hand on the local PostgreSQL (it drops and recreates its own database,
 (a) engage: ``--calls`` journeys waiting at a webhook step (POST, a JSON body and a header
     rendered with Liquid), sent by the worker's loop (``send_due_webhooks`` until none is
     due), in calls a second, for each concurrency; "mapped": the step maps the answer into
-    an attribute (``identify_person`` for each person), "plain": it does not;
+    an attribute (one ``update_people`` call a batch), "plain": it does not;
 (b) the floor: a bare ``requests.Session`` loop POSTing the same bodies to the same
     server, one after the other, and ``requests.post`` without a session;
 (c) the worker's peak memory (max RSS).
 """
 
-import argparse
-import json
-import multiprocessing
-import resource
 import sys
-import time
-from datetime import datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+# Run as a script, its own folder comes first on the path, and bench/email.py would shadow
+# the standard library's email (which http.server imports): the repository root instead.
+sys.path[0] = str(Path(__file__).resolve().parent.parent)
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import multiprocessing  # noqa: E402
+import resource  # noqa: E402
+import time  # noqa: E402
+from datetime import datetime  # noqa: E402
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer  # noqa: E402
 
 from bench import common  # noqa: E402
 
