@@ -209,10 +209,11 @@ def claim_due(*, now: datetime, limit: int = BATCH_SIZE) -> list[Delivery]:
     webhooks = Delivery.objects.filter(kind=Delivery.Kind.WEBHOOK, next_attempt_at__lte=now)
     lapsed = webhooks.filter(state=Delivery.State.SENDING)
     queued = webhooks.filter(state=Delivery.State.QUEUED)
-    if not (lapsed.exists() or queued.exists()):
+    any_lapsed = lapsed.exists()
+    if not (any_lapsed or queued.exists()):
         return []  # a read, not a write transaction: cheap to ask every half second
     with transaction.atomic():
-        if lapsed.exists():
+        if any_lapsed:  # the updates below say again which are lapsed, under lock
             spent = lapsed.filter(attempts__gte=settings.ENGAGE_WEBHOOK_MAX_ATTEMPTS)
             journeys = list(spent.exclude(journey=None).values_list("journey_id", flat=True))
             spent.update(state=Delivery.State.FAILED, next_attempt_at=None,
@@ -222,14 +223,16 @@ def claim_due(*, now: datetime, limit: int = BATCH_SIZE) -> list[Delivery]:
             lapsed.update(state=Delivery.State.QUEUED, next_attempt_at=now,
                           reason="the worker sending it stopped; sent again with the same "
                                  "Idempotency-Key")
-        ids = list(queued.order_by("next_attempt_at")
-                   .select_for_update(skip_locked=True)
-                   .values_list("pk", flat=True)[:limit])
-        Delivery.objects.filter(pk__in=ids).update(
+        claimed = list(queued.order_by("next_attempt_at", "pk")
+                       .select_related("campaign", "journey", "workspace")
+                       .select_for_update(skip_locked=True, of=("self",))[:limit])
+        Delivery.objects.filter(pk__in=[delivery.pk for delivery in claimed]).update(
             state=Delivery.State.SENDING, attempts=F("attempts") + 1,
             next_attempt_at=now + LEASE)
-    return list(Delivery.objects.filter(pk__in=ids)
-                .select_related("campaign", "journey", "workspace").order_by("next_attempt_at"))
+    for delivery in claimed:  # as the update left them
+        delivery.state, delivery.next_attempt_at = Delivery.State.SENDING, now + LEASE
+        delivery.attempts += 1
+    return claimed
 
 
 def prepare(delivery: Delivery, *, now: datetime, person: Person | None | object = _FIND
