@@ -598,14 +598,6 @@ def map_responses(outcomes: list[Outcome]) -> dict[int, tuple[dict, str]]:
     return mapped
 
 
-def map_response(delivery: Delivery, answer: Answer, person: Person | None
-                 ) -> tuple[dict, str]:
-    """Set the step's mapped response fields on the person; return what was set and any
-    problem. Through the people services: a suppressed person is left alone."""
-    values, reason, write = response_values(delivery, answer, person)
-    return _identify(delivery, values) if write else (values, reason)
-
-
 def response_values(delivery: Delivery, answer: Answer, person: Person | None,
                     current: dict | None = None) -> tuple[dict, str, bool]:
     """Return the attribute values the step maps out of the answer, any problem, and
