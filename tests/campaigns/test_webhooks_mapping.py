@@ -72,6 +72,7 @@ def test_a_batch_with_mixed_outcomes_writes_once_and_keeps_each_reason(
     allowed.answer("/map/dee", Reply(200, body=b"<html>not json</html>"))
     allowed.answer("/map/eve", Reply(200, json={"plan": "pro"}))  # deleted meanwhile
     allowed.answer("/map/fay", Reply(200, json={"seats": 2}))
+    allowed.answer("/map/gus", Reply(200, json={"plan": "pro"}))  # suppressed meanwhile
     campaign = mapping_campaign(workspace, allowed)
     ada = make_person(workspace, "ada", plan="free", billing={"currency": "EUR"})
     bob = make_person(workspace, "bob", plan="pro")
@@ -79,19 +80,23 @@ def test_a_batch_with_mixed_outcomes_writes_once_and_keeps_each_reason(
     dee = make_person(workspace, "dee", plan="free")
     eve = make_person(workspace, "eve", plan="free")
     fay = make_person(workspace, "fay")
-    enter(campaign, ada, bob, cy, dee, eve, fay)
+    gus = make_person(workspace, "gus", plan="free")
+    enter(campaign, ada, bob, cy, dee, eve, fay, gus)
     deliveries = {person.customer_id: delivery_of(person) for person in (ada, bob, cy, dee,
-                                                                          eve, fay)}
+                                                                          eve, fay, gus)}
     bob_updated = Person.objects.get(pk=bob.pk).updated_at
     before = Activity.objects.filter(kind=Activity.Kind.ATTRIBUTES_CHANGED).count()
 
-    states = send_batch(before_recording=lambda: people.delete_person(
-        workspace, people.Ref("id", "eve")))
+    def meanwhile():
+        people.delete_person(workspace, people.Ref("id", "eve"))
+        people.suppress_identifier(workspace, people.Ref("id", "gus"))
+
+    states = send_batch(before_recording=meanwhile)
 
     # Every call was answered: all are sent, whatever the mapping made of the answer.
     assert states == {delivery.pk: "sent" for delivery in deliveries.values()}
     # One write for the people whose attributes change (not bob's, who already has it).
-    assert update_calls == [(workspace.pk, [ada.pk, cy.pk, eve.pk, fay.pk])]
+    assert update_calls == [(workspace.pk, [ada.pk, cy.pk, eve.pk, fay.pk, gus.pk])]
     reasons = {name: delivery.reason for name, delivery in (
         (name, Delivery.objects.get(pk=delivery.pk)) for name, delivery in deliveries.items())}
     assert reasons["ada"] == reasons["bob"] == reasons["fay"] == ""
@@ -109,7 +114,11 @@ def test_a_batch_with_mixed_outcomes_writes_once_and_keeps_each_reason(
     assert (cy.attributes["plan"], dee.attributes["plan"]) == ("free", "free")
     assert "mapped" not in Delivery.objects.get(pk=deliveries["cy"].pk).payload
     assert fay.attributes["billing"] == {"seats": 2}
-    assert not Person.objects.filter(customer_id="eve").exists()
+    assert not Person.objects.filter(customer_id__in=["eve", "gus"]).exists()
+    # The suppressed person's delivery forgets them: nothing of the answer is kept.
+    forgotten = Delivery.objects.get(pk=deliveries["gus"].pk)
+    assert (forgotten.state, forgotten.cio_id, forgotten.payload) == ("sent", None, {})
+    assert forgotten.reason == "mapping the response: not_found"
     # Activity as identify would log it, for those who changed only.
     assert Activity.objects.filter(kind=Activity.Kind.ATTRIBUTES_CHANGED).count() == before + 2
 
