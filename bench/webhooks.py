@@ -9,23 +9,30 @@ Run by hand on the local PostgreSQL (it drops and recreates its own database,
 (a) engage: ``--calls`` journeys waiting at a webhook step (POST, a JSON body and a header
     rendered with Liquid), sent by the worker's loop (``send_due_webhooks`` until none is
     due), in calls a second, for each concurrency; "mapped": the step maps the answer into
-    an attribute (``identify_person`` for each person), "plain": it does not;
+    an attribute (one ``update_people`` call a batch), "plain": it does not;
 (b) the floor: a bare ``requests.Session`` loop POSTing the same bodies to the same
-    server, one after the other, and ``requests.post`` without a session;
-(c) the worker's peak memory (max RSS).
+    server, one after the other, measured right before each engage run (each ratio is to
+    the floor measured next to it: the load of a shared machine drifts), and
+    ``requests.post`` without a session;
+(c) the CPU time of this process a call (all its threads; not the server's nor
+    PostgreSQL's), steadier than the rates on a loaded machine;
+(d) the worker's peak memory (max RSS).
 """
 
-import argparse
-import json
-import multiprocessing
-import resource
 import sys
-import time
-from datetime import datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+# Run as a script, its own folder comes first on the path, and bench/email.py would shadow
+# the standard library's email (which http.server imports): the repository root instead.
+sys.path[0] = str(Path(__file__).resolve().parent.parent)
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import multiprocessing  # noqa: E402
+import resource  # noqa: E402
+import time  # noqa: E402
+from datetime import datetime  # noqa: E402
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer  # noqa: E402
 
 from bench import common  # noqa: E402
 
@@ -108,7 +115,10 @@ def prepare_journeys(url: str, calls: int, *, mapped: bool):
     return campaign
 
 
-def run_engage(url: str, calls: int, concurrency: int, *, mapped: bool) -> float:
+def run_engage(url: str, calls: int, concurrency: int, *, mapped: bool
+               ) -> tuple[float, float, float]:
+    """Return the seconds engage took, those the session loop took just before, and the
+    worker's CPU seconds (all its threads)."""
     from django.conf import settings
 
     from campaigns import webhooks
@@ -116,26 +126,29 @@ def run_engage(url: str, calls: int, concurrency: int, *, mapped: bool) -> float
 
     settings.ENGAGE_WEBHOOK_CONCURRENCY = concurrency
     campaign = prepare_journeys(url, calls, mapped=mapped)
-    started = time.perf_counter()
+    # On a shared machine the load drifts: the floor is measured right before each run.
+    floor, _ = run_bare(url, calls, session=True)
+    started, cpu = time.perf_counter(), time.process_time()
     while webhooks.send_due_webhooks():
         pass
-    elapsed = time.perf_counter() - started
+    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
     sent = Delivery.objects.filter(campaign=campaign, state="sent").count()
     assert sent == calls, sent
-    return elapsed
+    return elapsed, floor, cpu
 
 
-def run_bare(url: str, calls: int, *, session: bool) -> float:
+def run_bare(url: str, calls: int, *, session: bool) -> tuple[float, float]:
+    """Return the seconds and the CPU seconds the loop took."""
     import requests
 
     client = requests.Session() if session else requests
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     for number in range(calls):
         response = client.post(url + "/hook", json={"id": f"user-{number}",
                                                    "email": f"user{number}@example.com"},
                                headers={"X-Customer": f"user-{number}"}, timeout=(5, 15))
         response.json()
-    return time.perf_counter() - started
+    return time.perf_counter() - started, time.process_time() - cpu
 
 
 def main() -> int:
@@ -157,23 +170,25 @@ def main() -> int:
     call_command("migrate", verbosity=0)
     settings.ENGAGE_WEBHOOK_ALLOWED_HOSTS = ["127.0.0.1"]
 
-    results = {}
+    rows = []  # (name, seconds, seconds of the session loop measured just before, CPU s)
     run_bare(url, 100, session=True)  # warm the server up
     for mapped in (True, False):
         for concurrency in args.concurrency:
             name = f"engage_c{concurrency}_{'mapped' if mapped else 'plain'}"
             log(name)
-            results[name] = run_engage(url, args.calls, concurrency, mapped=mapped)
+            rows.append((name, *run_engage(url, args.calls, concurrency, mapped=mapped)))
     log("bare requests")
-    results["requests_session"] = run_bare(url, args.calls, session=True)
-    results["requests_post"] = run_bare(url, args.calls, session=False)
+    floor, cpu = run_bare(url, args.calls, session=True)
+    rows.append(("requests_session", floor, floor, cpu))
+    post, cpu = run_bare(url, args.calls, session=False)
+    rows.append(("requests_post", post, floor, cpu))
     server.terminate()
 
-    floor = args.calls / results["requests_session"]
-    for name, elapsed in results.items():
+    for name, elapsed, floor, cpu in rows:
         rate = args.calls / elapsed
         print(f"{name:20} {args.calls} calls in {elapsed:6.2f} s = {rate:7.0f}/s "
-              f"({rate / floor:.2f}x the session loop)")
+              f"({floor / elapsed:.2f}x the session loop's {args.calls / floor:.0f}/s), "
+              f"CPU {1000 * cpu / args.calls:.2f} ms a call")
     print(f"peak RSS {peak_mb():.0f} MB")
     return 0
 

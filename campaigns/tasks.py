@@ -1,10 +1,13 @@
 """django-q2 entry points for campaigns: thin, idempotent, ids in."""
 
+import logging
 import secrets
 import time
 from collections.abc import Callable
 
 from campaigns import engine
+
+log = logging.getLogger(__name__)
 
 # A sweeper runs a little under a minute, then hands over to its successor
 # (``relay_journey_sweeper``), so that while a worker runs, a due step is picked up within
@@ -52,14 +55,22 @@ def send_deliveries(seconds: float = SWEEP_SECONDS) -> int:
     pausing briefly when none are due; return how many were claimed.
 
     One sweeper for both keeps a worker free for other tasks: with the journeys' sweeper
-    it holds two of the cluster's workers (``Q_WORKERS``, three by default).
+    it holds two of the cluster's workers (``Q_WORKERS``, three by default). Each kind
+    gets its turn whatever the other does: an error sending one (a broken SMTP server, a
+    database hiccup) is logged and never keeps the other waiting until the next schedule.
     """
     from campaigns import email, webhooks
 
     deadline = time.monotonic() + seconds
     claimed = 0
     while True:
-        done = email.send_due_emails() + webhooks.send_due_webhooks()
+        done = 0
+        for kind, send_due in (("emails", email.send_due_emails),
+                               ("webhooks", webhooks.send_due_webhooks)):
+            try:
+                done += send_due()
+            except Exception:
+                log.exception("sending due %s failed; the sweeper goes on", kind)
         claimed += done
         if time.monotonic() >= deadline:
             return claimed

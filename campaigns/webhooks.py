@@ -209,10 +209,11 @@ def claim_due(*, now: datetime, limit: int = BATCH_SIZE) -> list[Delivery]:
     webhooks = Delivery.objects.filter(kind=Delivery.Kind.WEBHOOK, next_attempt_at__lte=now)
     lapsed = webhooks.filter(state=Delivery.State.SENDING)
     queued = webhooks.filter(state=Delivery.State.QUEUED)
-    if not (lapsed.exists() or queued.exists()):
+    any_lapsed = lapsed.exists()
+    if not (any_lapsed or queued.exists()):
         return []  # a read, not a write transaction: cheap to ask every half second
     with transaction.atomic():
-        if lapsed.exists():
+        if any_lapsed:  # the updates below say again which are lapsed, under lock
             spent = lapsed.filter(attempts__gte=settings.ENGAGE_WEBHOOK_MAX_ATTEMPTS)
             journeys = list(spent.exclude(journey=None).values_list("journey_id", flat=True))
             spent.update(state=Delivery.State.FAILED, next_attempt_at=None,
@@ -222,14 +223,16 @@ def claim_due(*, now: datetime, limit: int = BATCH_SIZE) -> list[Delivery]:
             lapsed.update(state=Delivery.State.QUEUED, next_attempt_at=now,
                           reason="the worker sending it stopped; sent again with the same "
                                  "Idempotency-Key")
-        ids = list(queued.order_by("next_attempt_at")
-                   .select_for_update(skip_locked=True)
-                   .values_list("pk", flat=True)[:limit])
-        Delivery.objects.filter(pk__in=ids).update(
+        claimed = list(queued.order_by("next_attempt_at", "pk")
+                       .select_related("campaign", "journey", "workspace")
+                       .select_for_update(skip_locked=True, of=("self",))[:limit])
+        Delivery.objects.filter(pk__in=[delivery.pk for delivery in claimed]).update(
             state=Delivery.State.SENDING, attempts=F("attempts") + 1,
             next_attempt_at=now + LEASE)
-    return list(Delivery.objects.filter(pk__in=ids)
-                .select_related("campaign", "journey", "workspace").order_by("next_attempt_at"))
+    for delivery in claimed:  # as the update left them
+        delivery.state, delivery.next_attempt_at = Delivery.State.SENDING, now + LEASE
+        delivery.attempts += 1
+    return claimed
 
 
 def prepare(delivery: Delivery, *, now: datetime, person: Person | None | object = _FIND
@@ -461,9 +464,8 @@ def record_outcomes(outcomes: list[Outcome], *, now: datetime) -> dict[int, str]
     states: dict[int, str] = {}
     with transaction.atomic():
         # Locks in the order a deletion takes them: people, journeys, deliveries.
-        mapped = {outcome.delivery.pk: map_response(outcome.delivery, outcome.answer,
-                                                    outcome.person)
-                  for outcome in outcomes if _next_state(outcome) == Delivery.State.SENT}
+        mapped = map_responses([outcome for outcome in outcomes
+                                if _next_state(outcome) == Delivery.State.SENT])
         journeys = {journey.pk: journey for journey in Journey.objects.select_for_update()
                     .filter(pk__in={outcome.delivery.journey_id for outcome in outcomes})}
         current = {delivery.pk: delivery for delivery in Delivery.objects.select_for_update()
@@ -557,40 +559,93 @@ def _tell_journey(journey: Journey | None, delivery: Delivery, answer: Answer,
     return True
 
 
-def map_response(delivery: Delivery, answer: Answer, person: Person | None
-                 ) -> tuple[dict, str]:
-    """Set the step's mapped response fields on the person; return what was set and any
-    problem. Through the people services: a suppressed person is left alone."""
+def map_responses(outcomes: list[Outcome]) -> dict[int, tuple[dict, str]]:
+    """Set the mapped response fields of a batch of sent deliveries on their people; return,
+    per delivery, what was set and any problem.
+
+    Each delivery's values are worked out first; those that change someone are written
+    with one ``update_people`` call per workspace (a suppressed or deleted person is left
+    alone; an invalid value is refused for its delivery only). Should that call fail, the
+    workspace's deliveries are mapped one by one, each in a savepoint of its own: one
+    person's trouble never undoes the batch.
+    """
+    mapped: dict[int, tuple[dict, str]] = {}
+    pending: dict[int, list[tuple[Delivery, Person, dict]]] = {}
+    attributes: dict[int, dict] = {}  # each person's attributes as the batch leaves them
+    for outcome in outcomes:
+        delivery, person = outcome.delivery, outcome.person
+        current = attributes.get(person.pk, person.attributes) if person is not None else {}
+        values, reason, write = response_values(delivery, outcome.answer, person, current)
+        mapped[delivery.pk] = (values, reason)
+        if write:
+            attributes[person.pk] = {**current, **values}
+            pending.setdefault(delivery.workspace_id, []).append((delivery, person, values))
+    for workspace_id in sorted(pending):  # people of one workspace locked at once, in order
+        writes = pending[workspace_id]
+        try:
+            with transaction.atomic():
+                results = people.update_people(writes[0][0].workspace,
+                                                [(person.pk, values)
+                                                 for _, person, values in writes])
+        except Exception:
+            log.exception("mapping the responses of %s webhook deliveries at once failed; "
+                          "mapping them one by one", len(writes))
+            for delivery, _, values in writes:
+                mapped[delivery.pk] = _identify(delivery, values)
+            continue
+        for (delivery, _, values), result in zip(writes, results, strict=True):
+            mapped[delivery.pk] = _mapped(values, result)
+    return mapped
+
+
+def response_values(delivery: Delivery, answer: Answer, person: Person | None,
+                    current: dict | None = None) -> tuple[dict, str, bool]:
+    """Return the attribute values the step maps out of the answer, any problem, and
+    whether they must be written (they change the person's ``current`` attributes)."""
     step = None
     if delivery.campaign is not None:
         step = Workflow(delivery.campaign.definition["workflow"]["steps"]).get(delivery.step_id)
     mapping = (step or {}).get("response") or []
     if not mapping or not delivery.cio_id:
-        return {}, ""
+        return {}, "", False
     data = answer.json()
     if data is None:
-        return {}, "the response is not JSON: nothing was mapped"
+        return {}, "the response is not JSON: nothing was mapped", False
     if person is None:
-        return {}, "mapping the response: the person is gone"
+        return {}, "mapping the response: the person is gone", False
+    current = person.attributes if current is None else current
     values: dict[str, Any] = {}
     for item in mapping:
         found = extract(data, item["path"])
         if found is not _MISSING:
-            _put(values, person.attributes, item["attribute"], found)
-    if not values:
-        return {}, ""
-    if all(person.attributes.get(key) == value for key, value in values.items()):
-        return values, ""  # nothing changes: no need to lock and rewrite the person
+            _put(values, current, item["attribute"], found)
+    # Nothing changes: no need to lock and rewrite the person.
+    unchanged = all(current.get(key) == value for key, value in values.items())
+    return values, "", bool(values) and not unchanged
+
+
+def _identify(delivery: Delivery, values: dict) -> tuple[dict, str]:
+    """Write one delivery's values through ``identify_person``, in a savepoint."""
     try:
-        result = people.identify_person(delivery.workspace, people.Ref("cio_id", delivery.cio_id),
-                                        values)
+        with transaction.atomic():
+            result = people.identify_person(
+                delivery.workspace, people.Ref("cio_id", delivery.cio_id), values)
     except people.InvalidInput as error:
         return {}, f"mapping the response failed: {error}"
     except Exception as error:  # one person's trouble must not undo the batch
         log.exception("webhook delivery %s: mapping the response failed", delivery.pk)
         return {}, f"mapping the response failed: {error}"
+    return _mapped(values, result)
+
+
+def _mapped(values: dict, result: people.Result | people.InvalidInput) -> tuple[dict, str]:
+    """Return what was set and any problem, from the people service's answer."""
+    if isinstance(result, people.InvalidInput):
+        return {}, f"mapping the response failed: {result}"
     if result.outcome in (people.Outcome.NOT_FOUND, people.Outcome.SUPPRESSED):
         return {}, f"mapping the response: {result.outcome}"
+    if result.outcome in (people.Outcome.CONFLICT, people.Outcome.STALE):
+        return {}, f"mapping the response: {result.outcome} ({result.message})"
     return values, ""
 
 

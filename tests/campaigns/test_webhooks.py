@@ -366,6 +366,23 @@ def test_the_sweeper_task_sends_what_is_due(workspace, allowed):
     assert len(allowed.to("/swept")) == 1
 
 
+@pytest.mark.django_db
+def test_the_sweeper_sends_webhooks_while_emails_fail(workspace, allowed, monkeypatch, caplog):
+    from campaigns import email
+
+    def broken(**kwargs):
+        raise ConnectionRefusedError("the SMTP server is down")
+
+    monkeypatch.setattr(email, "send_due_emails", broken)
+    campaign = running(workspace, [hook(allowed.url + "/swept")])
+    enter(campaign, make_person(workspace, "ada"))
+
+    assert tasks.send_deliveries(seconds=0) == 1
+
+    assert Delivery.objects.get().state == "sent"
+    assert "sending due emails failed" in caplog.text
+
+
 @pytest.mark.skipif(connection.vendor != "postgresql",
                     reason="senders racing for deliveries need row locks (PostgreSQL)")
 @pytest.mark.django_db(transaction=True)
