@@ -92,6 +92,9 @@ def test_the_seed_campaign_deletes_inactive_people_screenshot(
               "profile is deleted.</p>")
     page.select_option("#panel select[name=sending]", "automatic")
     expect(page.locator("#preview-subject")).to_have_text("Last chance, dee@example.com")
+    expect(page.frame_locator("#preview-body").locator("p").first).to_have_text(
+        "We miss you, dee@example.com.")
+    page.locator("#email-preview").evaluate("preview => preview.scrollIntoView(false)")
     screenshot(page, "seed-email-settings")
     page.click("#save-step")
     expect(page.locator("#panel-saved")).to_be_visible()
@@ -162,6 +165,10 @@ def test_the_seed_campaign_deletes_inactive_people_screenshot(
     # Bob reached the webhook too, and exited there before it was sent.
     expect(page.locator(f"#figures-{delete} [data-metric=entered]")).to_have_text("3")
     expect(page.locator(f"#figures-{delete} [data-metric=sent]")).to_have_text("2")
+    page.click(f"#step-{delete} .step-open")
+    expect(page.locator("#send-test-request")).to_be_visible()
+    page.click("[data-zoom=out]")
+    page.locator("#editor").evaluate("editor => editor.scrollIntoView()")
     screenshot(page, "seed-canvas")
 
     # The People page lists who came back, and nobody who was deleted.
