@@ -147,6 +147,9 @@ def test_the_seed_campaign_deletes_inactive_people_screenshot(
     assert not inactive.memberships.filter(person=bob).exists()
     time_machine.move_to(timezone.now() + timedelta(days=5), tick=True)
     run_workers()
+    # Hang up on the live server, as a stopping worker does: a kept-alive connection
+    # would keep its request thread, and that thread's database session, open.
+    webhooks.close_sessions()
 
     assert set(Person.objects.filter(workspace=workspace).values_list(
         "customer_id", flat=True)) == {"bob", "dee"}
