@@ -94,11 +94,12 @@ def test_the_seed_campaign_deletes_inactive_people_screenshot(
     expect(page.locator("#preview-subject")).to_have_text("Last chance, dee@example.com")
     expect(page.frame_locator("#preview-body").locator("p").first).to_have_text(
         "We miss you, dee@example.com.")
-    page.locator("#email-preview").evaluate("preview => preview.scrollIntoView(false)")
-    screenshot(page, "seed-email-settings")
     page.click("#save-step")
     expect(page.locator("#panel-saved")).to_be_visible()
     expect(page.locator(f"#step-{mail} .step-flag")).to_have_count(0)
+    expect(page.locator("#preview-subject")).to_have_text("Last chance, dee@example.com")
+    page.locator("#email-preview").evaluate("preview => preview.scrollIntoView(false)")
+    screenshot(page, "seed-email-settings")
 
     wait = dropped(page, "delay", page.locator(f"#step-{mail} + .slot"))
     configure(page, wait, {"days": "7"})
