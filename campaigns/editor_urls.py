@@ -17,4 +17,6 @@ urlpatterns = [
          name="workflow-step"),
     path("<int:pk>/workflow/steps/<str:step_id>/preview/", editor_views.email_preview,
          name="workflow-preview"),
+    path("<int:pk>/workflow/steps/<str:step_id>/test-request/", editor_views.webhook_test,
+         name="workflow-test-request"),
 ]

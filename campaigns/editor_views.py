@@ -8,7 +8,9 @@ refuses) answers 400 or 422 with the canvas and the reason. Viewers and archived
 campaigns get the canvas without edit controls, and 403 on edits.
 """
 
+import json
 import re
+import uuid
 from dataclasses import dataclass, field
 
 from django.contrib import messages
@@ -22,7 +24,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from django_htmx.http import reswap, retarget
 
 from campaigns import definition as definitions
-from campaigns import editing, liquid, metrics
+from campaigns import editing, liquid, metrics, webhooks
 from campaigns.editor_forms import TYPE_LABELS, settings_form
 from campaigns.models import Campaign
 from campaigns.services import CampaignStateError, StaleEdit
@@ -503,3 +505,75 @@ def email_preview(request, pk, step_id):
     return render(request, f"{TEMPLATE}#email-preview", {
         "person": person, "rendered": rendered, "errors": errors,
         "asked": request.POST.get("preview_person", "").strip()})
+
+
+# --- webhook test request ----------------------------------------------------------------
+
+
+def _shown_body(answer: webhooks.Answer) -> str:
+    """Return the answer's body for display: indented when it is JSON, cut when long."""
+    data = answer.json()
+    if data is not None and len(answer.body) <= webhooks.DISPLAY_BYTES:
+        return json.dumps(data, indent=2, ensure_ascii=False)
+    return answer.body[:webhooks.DISPLAY_BYTES].decode("utf-8", errors="replace")
+
+
+def _test_request(campaign: Campaign, step: dict, data) -> dict:
+    """Render the posted webhook settings for a chosen person and send them once.
+
+    The call goes through ``campaigns.webhooks`` (private addresses refused unless
+    allowed, timeouts, the size cap). Nothing is stored: no delivery, no journey, and
+    the response is not mapped into the person's attributes.
+    """
+    asked = data.get("preview_person", "").strip()
+    person = _preview_person(campaign, asked)
+    result = {"test_person": person, "test_asked": asked, "test_errors": [],
+              "test_call": None, "test_answer": None}
+    form = settings_form(step, data=data, names_person=_names_person(campaign))
+    if not form.is_valid():
+        result["test_errors"] = [
+            f"{form.fields[name].label or name if name in form.fields else 'Settings'}: "
+            f"{' '.join(errors)}" for name, errors in form.errors.items()]
+        return result
+    if asked and person is None:
+        return result
+    message = form.settings()
+    if not message.get("url"):
+        result["test_errors"] = ["URL: set the URL to call first"]
+        return result
+    context = {**_preview_context(campaign, person), "webhook": {}}
+    try:
+        call = webhooks.render_call(message, context, delivery_id=0,
+                                    key=f"test-{uuid.uuid4()}")
+    except webhooks.Unsendable as error:
+        result["test_errors"] = [str(error)]
+        return result
+    answer = webhooks.send(call)
+    result.update(test_call=call, test_answer=answer,
+                  test_body=_shown_body(answer) if answer.status is not None else "",
+                  test_cut=answer.truncated or len(answer.body) > webhooks.DISPLAY_BYTES)
+    return result
+
+
+@role_required("editor")
+@require_POST
+def webhook_test(request, pk, step_id):
+    """Send a webhook step's request once, as its settings stand in the panel (saved or
+    not), for a chosen person; show the answer's status, headers and body."""
+    campaign = _campaign(request, pk)
+    try:
+        step = editing.find_step(campaign.definition["workflow"]["steps"], step_id)
+    except editing.EditError as error:
+        raise Http404(str(error)) from None
+    if step["type"] != "webhook":
+        raise Http404("only a webhook step sends a test request")
+    result = _test_request(campaign, step, request.POST)
+    if request.htmx:
+        return render(request, f"{TEMPLATE}#webhook-test", result)
+    # Without JavaScript: the editor's page, the panel as posted, the answer inside it.
+    form = settings_form(step, data=request.POST, names_person=_names_person(campaign))
+    form.is_valid()
+    context = _canvas_context(request, campaign)
+    context.update(_panel_context(request, campaign, step_id, form=form))
+    context.update(result, tested=True)
+    return render(request, TEMPLATE, context)

@@ -538,15 +538,20 @@ def step_delay(run: Run, step: dict):
     return Next()
 
 
+def _skip(delivery: Delivery, reason: str | None) -> None:
+    """Skip a delivery just written for a person the campaign's filters no longer match."""
+    if reason and delivery.state in (Delivery.State.QUEUED, Delivery.State.DRAFTED):
+        Delivery.objects.filter(pk=delivery.pk).update(state=Delivery.State.SKIPPED,
+                                                       reason=reason, next_attempt_at=None)
+        delivery.state = Delivery.State.SKIPPED
+
+
 def step_email(run: Run, step: dict):
     check = run.before_message()
     if isinstance(check, End | Wait):
         return check
     delivery = run.deliver(step, Delivery.Kind.EMAIL)
-    if check and delivery.state in (Delivery.State.QUEUED, Delivery.State.DRAFTED):
-        Delivery.objects.filter(pk=delivery.pk).update(state=Delivery.State.SKIPPED,
-                                                       reason=check, next_attempt_at=None)
-        delivery.state = Delivery.State.SKIPPED
+    _skip(delivery, check)
     return Next(f"delivery:{delivery.state}", {"delivery": delivery.pk})
 
 
@@ -558,7 +563,16 @@ def step_webhook(run: Run, step: dict):
         if state in (Delivery.State.QUEUED, Delivery.State.SENDING, Delivery.State.DRAFTED):
             return Wait(None, outcome="", keep={"delivery": waiting_for})
         return Next(f"delivery:{state}", {"delivery": waiting_for})
+    # A webhook is a message: the exit rule and the filters apply before it is sent (the
+    # seed's deleting webhook must not reach people who came back). A data campaign's
+    # step acts on the person it names, if any: without one there is nobody to check.
+    check = None
+    if run.person is not None or run.campaign.trigger not in DATA_TRIGGERS:
+        check = run.before_message()
+        if isinstance(check, End | Wait):
+            return check
     delivery = run.deliver(step, Delivery.Kind.WEBHOOK)
+    _skip(delivery, check)
     if delivery.state in (Delivery.State.QUEUED, Delivery.State.DRAFTED):
         # Goes on when the webhook has been answered (its sender wakes the journey).
         return Wait(None, outcome=f"delivery:{delivery.state}", data={"delivery": delivery.pk},

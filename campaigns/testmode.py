@@ -419,9 +419,16 @@ class _Walk:
         return self.after(step)
 
     def step_webhook(self, step: dict):
+        check = True  # a webhook is a message: the engine checks before it too
+        if self.person is not None or self.campaign.trigger not in DATA_TRIGGERS:
+            check = self.before_message(step)
+            if check is False:
+                return None
         webhook = render_webhook(step, self.variables())
         sending = step.get("sending", "automatic")
-        if sending == "off":
+        if isinstance(check, str):
+            outcome = f"Would be skipped: {check}."
+        elif sending == "off":
             outcome = "Would be skipped: sending is off for this step."
         elif webhook["error"]:
             outcome = f"Would fail: {webhook['error']}"

@@ -253,6 +253,13 @@ def prepare(delivery: Delivery, *, now: datetime, person: Person | None | object
     if message is None:
         raise Unsendable("the webhook step is no longer in the campaign")
     context = liquid_context(delivery, workflow, now, person)
+    return render_call(message, context, delivery_id=delivery.pk,
+                       key=idempotency_key(delivery))
+
+
+def render_call(message: dict, context: dict, *, delivery_id: int, key: str) -> Call:
+    """Render a webhook step's method, URL, headers and body with Liquid, for a delivery
+    or an editor's test request; raise Unsendable saying where a template failed."""
 
     def render(value, place):
         try:
@@ -272,8 +279,8 @@ def prepare(delivery: Delivery, *, now: datetime, person: Person | None | object
         if not any(name.lower() == "content-type" for name in headers):
             headers["Content-Type"] = "application/json"
     if not any(name.lower() == "idempotency-key" for name in headers):
-        headers["Idempotency-Key"] = idempotency_key(delivery)
-    return Call(delivery.pk, (message.get("method") or "POST").upper(), url, headers, data)
+        headers["Idempotency-Key"] = key
+    return Call(delivery_id, (message.get("method") or "POST").upper(), url, headers, data)
 
 
 def liquid_context(delivery: Delivery, workflow: Workflow | None, now: datetime,

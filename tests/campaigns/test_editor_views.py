@@ -6,7 +6,7 @@ from urllib.parse import urlencode
 import pytest
 from django.test import Client
 
-from campaigns import services
+from campaigns import services, webhooks
 from campaigns.editor_forms import TYPE_LABELS
 from campaigns.models import Campaign, Journey
 from engage.models import Membership
@@ -541,3 +541,137 @@ def test_a_started_campaigns_cards_get_their_figures_in_a_request_of_their_own(
     waiting = html.split('id="figures-wait"')[1].split('data-metric="waiting">')[1]
     assert waiting.startswith(f'<a href="/campaigns/{campaign.pk}/steps/wait/people/">2</a>')
     assert 'data-metric="sent">0<' in html.split('id="figures-mail"')[1]
+
+
+# --- the webhook step's test request -------------------------------------------------
+
+
+@pytest.fixture
+def hook(workspace):
+    return services.create_campaign(workspace, {
+        "name": "Delete inactive people", "trigger": {"event": {"name": "signed_up"}},
+        "workflow": {"steps": [{"id": "hook", "type": "webhook", "method": "POST",
+                                "url": "https://example.com/saved"}]}})
+
+
+def webhook_fields(server, **extra):
+    return {"method": "POST", "url": server.url + "/people/{{customer.id}}",
+            "headers": "X-Plan: {{customer.plan}}",
+            "body": '{"email": "{{customer.email}}"}', "response": "plan = plan",
+            "sending": "automatic", **extra}
+
+
+def test_a_test_request_is_sent_once_for_a_chosen_person_and_its_answer_shown(
+        client, editor, hook, workspace, webhook_server, settings):
+    from campaigns.models import Delivery
+    from people.models import Person
+    from tests.webhook_server import Reply
+
+    settings.ENGAGE_WEBHOOK_ALLOWED_HOSTS = ["127.0.0.1"]
+    ada = make_person(workspace, "ada", email="ada@example.com", plan="free")
+    make_person(workspace, "bob", email="bob@example.com", plan="pro")
+    webhook_server.answer("/people/ada", Reply(201, json={"plan": "gold", "ok": True},
+                                               headers={"X-Answer": "yes"}))
+
+    response = client.post(url(hook, "steps/hook/test-request/"), {
+        **webhook_fields(webhook_server), "preview_person": "ada@example.com"}, **HTMX)
+
+    assert response.status_code == 200
+    html = response.content.decode()
+    (request,) = webhook_server.requests
+    assert (request.method, request.path, request.headers["X-Plan"]) == (
+        "POST", "/people/ada", "free")
+    assert request.json() == {"email": "ada@example.com"}
+    assert request.headers["Idempotency-Key"].startswith("test-")
+    assert f"POST {webhook_server.url}/people/ada" in html
+    assert '<strong>HTTP 201</strong>' in html
+    assert "X-Answer: yes" in html
+    assert "&quot;plan&quot;: &quot;gold&quot;" in html
+    # Nothing is stored: no delivery, no journey, no mapped attribute, the step unchanged.
+    assert Delivery.objects.count() == 0 and Journey.objects.count() == 0
+    assert Person.objects.get(pk=ada.pk).attributes["plan"] == "free"
+    assert steps_of(hook)[0]["url"] == "https://example.com/saved"
+
+
+def test_a_test_request_keeps_the_senders_hardening(client, editor, hook, workspace,
+                                                    webhook_server, settings):
+    from tests.webhook_server import Reply
+
+    make_person(workspace, "ada", email="ada@example.com", plan="free")
+    settings.ENGAGE_WEBHOOK_ALLOWED_HOSTS = []
+    response = client.post(url(hook, "steps/hook/test-request/"),
+                           webhook_fields(webhook_server), **HTMX)
+    assert "refused: 127.0.0.1 is at the private address" in response.content.decode()
+    assert webhook_server.requests == []
+
+    settings.ENGAGE_WEBHOOK_ALLOWED_HOSTS = ["127.0.0.1"]
+    settings.ENGAGE_WEBHOOK_READ_TIMEOUT = 0.3
+    webhook_server.answer("/people/ada", Reply(200, delay=1))
+    response = client.post(url(hook, "steps/hook/test-request/"),
+                           webhook_fields(webhook_server), **HTMX)
+    assert "Not answered: timed out waiting for 127.0.0.1" in response.content.decode()
+
+    webhook_server.answer("/people/ada", Reply(200, size=3 * 1024 * 1024))
+    response = client.post(url(hook, "steps/hook/test-request/"),
+                           webhook_fields(webhook_server), **HTMX)
+    html = response.content.decode()
+    assert '<strong>HTTP 200</strong>' in html and 'id="test-cut"' in html
+    shown = "x" * webhooks.DISPLAY_BYTES  # of the megabyte read, at most
+    assert shown in html and shown + "x" not in html
+
+
+def test_a_test_request_names_what_keeps_it_from_being_sent(client, editor, hook, workspace,
+                                                            webhook_server, settings):
+    settings.ENGAGE_WEBHOOK_ALLOWED_HOSTS = ["127.0.0.1"]
+    make_person(workspace, "ada", email="ada@example.com")
+    path = url(hook, "steps/hook/test-request/")
+
+    nobody = client.post(path, {**webhook_fields(webhook_server),
+                                "preview_person": "zed@example.com"}, **HTMX)
+    assert "Nobody has the email or id “zed@example.com”" in nobody.content.decode()
+    broken = client.post(path, webhook_fields(webhook_server), **HTMX)  # ada has no plan
+    assert "headers.X-Plan: " in broken.content.decode()
+    bad_headers = client.post(path, webhook_fields(webhook_server, headers="nonsense"),
+                              **HTMX)
+    assert "is not a header" in bad_headers.content.decode()
+    assert webhook_server.requests == []
+    assert client.post(url(hook, "steps/nope/test-request/"), **HTMX).status_code == 404
+
+
+def test_only_editors_send_test_requests_and_csrf_is_checked(client, viewer, hook, workspace,
+                                                            webhook_server, settings):
+    settings.ENGAGE_WEBHOOK_ALLOWED_HOSTS = ["127.0.0.1"]
+    make_person(workspace, "ada", email="ada@example.com", plan="free")
+    path = url(hook, "steps/hook/test-request/")
+    assert client.post(path, webhook_fields(webhook_server), **HTMX).status_code == 403
+
+    strict = Client(enforce_csrf_checks=True)
+    strict.force_login(make_member(workspace, Membership.Role.EDITOR))
+    assert strict.post(path, webhook_fields(webhook_server), **HTMX).status_code == 403
+    assert webhook_server.requests == []
+
+
+def test_another_workspaces_campaign_answers_404(client, editor, other_workspace,
+                                                 webhook_server):
+    theirs = services.create_campaign(other_workspace, {
+        "name": "Theirs", "trigger": {"event": {"name": "x"}},
+        "workflow": {"steps": [{"id": "hook", "type": "webhook"}]}})
+    response = client.post(url(theirs, "steps/hook/test-request/"),
+                           webhook_fields(webhook_server), **HTMX)
+    assert response.status_code == 404
+    assert webhook_server.requests == []
+
+
+def test_without_javascript_the_test_answer_comes_in_the_editors_page(
+        client, editor, hook, workspace, webhook_server, settings):
+    settings.ENGAGE_WEBHOOK_ALLOWED_HOSTS = ["127.0.0.1"]
+    make_person(workspace, "ada", email="ada@example.com", plan="free")
+
+    response = client.post(url(hook, "steps/hook/test-request/"),
+                           webhook_fields(webhook_server, url=webhook_server.url + "/x"))
+
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert 'id="canvas"' in html and '<strong>HTTP 200</strong>' in html
+    assert f'value="{webhook_server.url}/x"' in html  # the panel as posted, not saved
+    assert steps_of(hook)[0]["url"] == "https://example.com/saved"

@@ -236,6 +236,45 @@ def test_people_who_stop_matching_exit_before_the_next_message(workspace, vip, t
 
 
 @pytest.mark.django_db
+def test_people_who_stop_matching_exit_before_a_webhook(workspace, vip, travel):
+    # The seed's recipe: a webhook that deletes people must not reach those who came back.
+    campaign = running(workspace, vip, [
+        {"id": "wait", "type": "delay", "duration": {"days": 7}},
+        {"id": "delete", "type": "webhook", "method": "DELETE",
+         "url": "https://example.com/customers/{{customer.id}}"}], exit="unmatch")
+    stays, leaves = make_person(workspace, "stays"), make_person(workspace, "leaves")
+    add_to_segment(vip, [stays.pk, leaves.pk])
+    stays_journey, leaves_journey = enter(campaign, stays, leaves)
+    advance_all()
+
+    remove_from_segment(vip, [leaves.pk])
+    travel.move_to(START + timedelta(days=7))
+    advance_all()
+
+    leaves_journey.refresh_from_db()
+    assert (leaves_journey.state, leaves_journey.exit_reason) == ("exited", "unmatched")
+    assert list(Delivery.objects.values_list("journey", "step_id")) == [
+        (stays_journey.pk, "delete")]
+
+
+@pytest.mark.django_db
+def test_a_webhook_is_skipped_for_people_outside_the_filters(workspace, vip, travel):
+    campaign = running(workspace, vip, [
+        {"id": "hook", "type": "webhook", "url": "https://example.com/hook"}],
+        exit="never", filters={"attribute": {"field": "plan", "operator": "eq",
+                                             "value": "pro"}})
+    ada = make_person(workspace, "ada", plan="free")
+    (journey,) = enter(campaign, ada)
+    advance_all()
+
+    delivery = Delivery.objects.get(journey=journey)
+    assert (delivery.state, delivery.reason) == (
+        "skipped", "the person no longer matches the campaign's filters")
+    journey.refresh_from_db()
+    assert journey.state == "finished"
+
+
+@pytest.mark.django_db
 def test_data_steps_through_the_people_services(workspace, vip, travel):
     club = create_segment(workspace, name="Club")
     campaign = running(workspace, vip, [

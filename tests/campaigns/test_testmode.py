@@ -223,6 +223,21 @@ def test_the_exit_rule_says_where_they_would_leave(workspace, ada):
     assert stays.notes == []
 
 
+def test_the_exit_rule_and_the_filters_apply_before_a_webhook_too(workspace, ada):
+    gone = run(campaign_with(workspace, [
+        {"id": "wait", "type": "delay", "duration": {"hours": 1}}, HOOK], exit="unmatch"), ada)
+    Person.objects.filter(pk=ada.pk).update(attributes={**ada.attributes, "plan": "pro"})
+    skipped = run(campaign_with(workspace, [
+        {"id": "drop", "type": "update_attributes", "set": {}, "unset": ["plan"]}, HOOK],
+        filters=PRO), ada)
+
+    assert [moment.step_id for moment in gone.moments] == ["wait", "hook"]
+    assert gone.moments[-1].stops and "exit here" in gone.moments[-1].outcome
+    assert gone.ended == "Exits: no longer matching."
+    assert skipped.moments[-1].outcome == ("Would be skipped: the person no longer matches "
+                                           "the campaign's filters.")
+
+
 def test_exit_and_delete_steps_end_the_run(workspace, ada):
     campaign = campaign_with(workspace, [{"id": "bye", "type": "delete_person",
                                           "suppress": True}, MAIL])
