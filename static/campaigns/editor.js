@@ -14,19 +14,44 @@
     if (label) label.textContent = Math.round(zoom * 100) + "%";
   }
 
-  // The position a dropped item has among the steps of its new sequence.
+  // The position a dropped item has among the steps of its new sequence (a step type
+  // dropped a moment ago, its edit still on its way, counts as the step it will be).
   function stepIndex(item) {
     let index = 0;
     for (let el = item.previousElementSibling; el; el = el.previousElementSibling) {
-      if (el.classList.contains("step")) index++;
+      if (el.classList.contains("step") || el.classList.contains("palette-item")) index++;
     }
     return index;
   }
 
+  // Edits go one at a time, in the order they were made: an edit made while another is
+  // on its way waits for its answer and then goes with the canvas's new version, so a
+  // quick second drop is applied too, never refused as stale nor lost.
+  const pending = [];
+  let sending = false;
+
   function post(url, values) {
+    pending.push({url: url, values: values});
+    sendNext();
+  }
+
+  function sendNext() {
+    if (sending || !pending.length) return;
+    const edit = pending.shift();
     const region = canvas();
-    values.version = region.dataset.version;
-    htmx.ajax("POST", url, {source: region, target: "#canvas", swap: "outerHTML", values: values});
+    edit.values.version = region.dataset.version;
+    sending = true;
+    htmx.ajax("POST", edit.url, {source: region, target: "#canvas", swap: "outerHTML",
+                                 values: edit.values})
+      .finally(function () { sending = false; sendNext(); });
+  }
+
+  // A new step's id is made where it is dropped: two drops are two steps, and the same
+  // request sent twice (a retrying network) is still one.
+  function newStepId() {
+    const bytes = new Uint8Array(5);
+    crypto.getRandomValues(bytes);
+    return "s" + Array.from(bytes, function (b) { return b.toString(16).padStart(2, "0"); }).join("");
   }
 
   function slot(list, item) {
@@ -51,7 +76,7 @@
       onEnd: function (event) {
         if (!event.to.classList.contains("sequence")) return;
         post(region.dataset.addUrl, Object.assign({type: event.item.dataset.type,
-                                                   step_id: region.dataset.newStepId},
+                                                   step_id: newStepId()},
                                                   slot(event.to, event.item)));
       },
     }));

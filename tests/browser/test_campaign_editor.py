@@ -137,7 +137,7 @@ def test_two_tabs_at_once_the_second_gets_the_fresh_canvas(editor_page, workspac
     assert len(steps_of(campaign)) == 3
 
 
-def test_a_rapid_double_drop_adds_one_step(editor_page, workspace):
+def test_a_rapid_second_drop_waits_for_the_first_and_is_applied_too(editor_page, workspace):
     page = editor_page
     campaign = make_campaign(workspace, [{"id": "first", "type": "delay",
                                           "duration": {"days": 1}}])
@@ -150,19 +150,26 @@ def test_a_rapid_double_drop_adds_one_step(editor_page, workspace):
             route.continue_()
 
     page.route("**/workflow/add/", hold_the_first)
-    palette = page.locator("#palette .palette-item[data-type=delay]")
+    palette = page.locator("#palette .palette-item")
     end = page.locator("#canvas-zoom > .sequence > .slot").last
-    drag(page, palette, end)
-    drag(page, palette, end)
+    drag(page, palette.and_(page.locator("[data-type=delay]")), end)
+    drag(page, palette.and_(page.locator("[data-type=exit]")), end)
     expect(page.locator("#canvas-zoom > .sequence > .palette-item")).to_have_count(2)
+    page.wait_for_timeout(300)
+    assert len(requests) == 1  # the second edit waits for the first's answer
+    shown = page.evaluate("""Array.from(document.querySelectorAll(
+        '#canvas-zoom > .sequence > .step, #canvas-zoom > .sequence > .palette-item'),
+        (item) => item.dataset.type)""")
+    assert sorted(shown) == ["delay", "delay", "exit"]
     requests[0].continue_()
 
-    expect(page.locator("#canvas[data-version='2']")).to_be_attached()
+    expect(page.locator("#canvas[data-version='3']")).to_be_attached()
     expect(page.locator(".sequence .step-delay")).to_have_count(2)
+    expect(page.locator(".sequence .step-exit")).to_have_count(1)
     expect(page.locator("#canvas-zoom .palette-item")).to_have_count(0)
-    page.wait_for_timeout(500)  # time for a second request, were one made
-    assert [step["type"] for step in steps_of(campaign)] == ["delay", "delay"]
-    assert Campaign.objects.get(pk=campaign.pk).version == 2
+    # Both steps, where the canvas showed them when they were dropped.
+    assert [step["type"] for step in steps_of(campaign)] == shown
+    assert Campaign.objects.get(pk=campaign.pk).version == 3
 
 
 def test_a_request_sent_twice_adds_one_step(editor_page, workspace):
