@@ -16,15 +16,19 @@ is sent. The triggering event's ``recipient``, ``from_address`` and ``reply_to``
 override the step's addresses, as in Customer.io.
 """
 
+import binascii
 import hashlib
 import hmac
 import logging
+import queue
 import re
 import smtplib
+import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from email.utils import parseaddr
+from email.header import Header
+from email.utils import formataddr, formatdate, parseaddr
 from functools import lru_cache
 from html import escape
 from html.parser import HTMLParser
@@ -35,6 +39,9 @@ import css_inline
 from django.conf import settings
 from django.core import mail
 from django.core.exceptions import ValidationError
+from django.core.mail import BadHeaderError
+from django.core.mail.backends.smtp import EmailBackend as SmtpBackend
+from django.core.mail.message import sanitize_address
 from django.core.validators import validate_email
 from django.db import connection, transaction
 from django.db.models import F
@@ -61,9 +68,12 @@ LEASE_MARGIN = SENDING_LEASE / 2
 # Waits after the 1st, 2nd, ... temporary failure; the last one repeats until MAX_ATTEMPTS.
 RETRY_DELAYS = [timedelta(minutes=minutes) for minutes in (1, 5, 15, 60, 180, 360)]
 MAX_ATTEMPTS = 10
-# Sent emails are recorded this many at a time (one commit each time), so a killed
-# worker leaves at most this many of its batch unknown; the rest are queued again.
-RECORD_EVERY = 10
+# Sent emails are recorded this many at a time (one commit each time), while a sender
+# thread sends at most IN_FLIGHT more; so a killed worker leaves at most UNKNOWN_AT_MOST
+# emails of its batch unknown (the first unfinished ones); the rest are queued again.
+RECORD_EVERY = 20
+IN_FLIGHT = 20
+UNKNOWN_AT_MOST = RECORD_EVERY + IN_FLIGHT
 # Journeys ended by these before their email went out: the email is not sent.
 ENDED_BEFORE_SENDING = {
     "campaign_stopped": "the campaign was stopped before the email was sent",
@@ -310,6 +320,7 @@ def message_id(delivery_id: int) -> str:
 
 
 def build_message(delivery: Delivery, rendered: Rendered, smtp) -> mail.EmailMessage:
+    """Return the delivery's message for a Django mail backend (ESPs of django-anymail)."""
     headers = {**rendered.headers, "Message-ID": message_id(delivery.pk),
                **tracking.unsubscribe_headers(delivery.pk)}
     message = mail.EmailMultiAlternatives(
@@ -320,6 +331,99 @@ def build_message(delivery: Delivery, rendered: Rendered, smtp) -> mail.EmailMes
     if rendered.html.strip():
         message.attach_alternative(rendered.html, "text/html")
     return message
+
+
+# --- the message's bytes for plain SMTP ------------------------------------------------
+# Django's MIME classes cost a millisecond a message; this writes the same message
+# directly: CRLF line ends, RFC 2047 for non-ASCII header text (an address's name only),
+# IDNA for a non-ASCII domain, quoted-printable for a body not plain short-lined ASCII.
+# What it cannot write as plain ASCII (a non-ASCII local part) goes through Django's.
+
+MAX_LINE = 998  # RFC 5322: no line longer than this, CRLF apart
+FOLD_AT = 78
+_OWN_HEADERS = {"from", "to", "reply-to", "subject", "date", "message-id", "mime-version",
+                "content-type", "content-transfer-encoding", "bcc", "cc"}
+
+
+class NeedsDjango(Exception):  # noqa: N818 - a detour, not a fault
+    """A message this builder does not write; Django's MIME classes do."""
+
+
+@dataclass(frozen=True)
+class Envelope:
+    sender: str
+    recipients: list[str]
+    content: bytes
+
+
+@lru_cache(maxsize=1024)
+def _address(value: str) -> tuple[str, str]:
+    """Return (header text, envelope address) of "Name <a@b.c>" or "a@b.c"."""
+    name, address = parseaddr(value) if "<" in value or "(" in value else ("", value.strip())
+    local, _, domain = address.rpartition("@")
+    if not local.isascii():
+        raise NeedsDjango("a non-ASCII local part needs SMTPUTF8")
+    if not domain.isascii():
+        domain = domain.encode("idna").decode("ascii")
+    address = f"{local}@{domain}"
+    if not name:
+        return address, address
+    if name.isascii():
+        return formataddr((name, address)), address
+    return f"{Header(name, 'utf-8').encode()} <{address}>", address
+
+
+def _header(name: str, value: str) -> str:
+    """Return one header line (folded when long), refusing a value with a line break."""
+    if "\n" in value or "\r" in value:
+        raise BadHeaderError(f"Header values can't contain newlines (got {value!r} for "
+                             f"header {name!r})")
+    if value.isascii() and len(name) + len(value) + 2 <= FOLD_AT:
+        return f"{name}: {value}"
+    encoded = Header(value, "us-ascii" if value.isascii() else "utf-8", header_name=name,
+                     maxlinelen=FOLD_AT).encode(linesep="\r\n")
+    return f"{name}: {encoded}"
+
+
+def _part(content_type: str, text: str) -> str:
+    """Return a text part: its headers, a blank line and its body, with CRLF line ends."""
+    body = text.replace("\r\n", "\n").replace("\r", "\n").replace("\n", "\r\n")
+    if body.isascii() and all(len(line) <= MAX_LINE for line in body.split("\r\n")):
+        encoding = "7bit"
+    else:
+        encoding = "quoted-printable"
+        body = binascii.b2a_qp(body.encode(), istext=True).decode("ascii")
+    return (f'Content-Type: {content_type}; charset="utf-8"\r\n'
+            f"Content-Transfer-Encoding: {encoding}\r\n\r\n{body}")
+
+
+def build_envelope(delivery: Delivery, rendered: Rendered) -> Envelope:
+    """Return the delivery's message as SMTP sends it: envelope addresses and bytes."""
+    from_header, sender = _address(rendered.from_email)
+    to_header, recipient = _address(rendered.to)
+    lines = [f"From: {from_header}", f"To: {to_header}"]
+    if rendered.reply_to:
+        lines.append(f"Reply-To: {_address(rendered.reply_to)[0]}")
+    lines += [_header("Subject", rendered.subject),
+              f"Date: {formatdate(localtime=settings.EMAIL_USE_LOCALTIME)}",
+              f"Message-ID: {message_id(delivery.pk)}"]
+    headers = {**rendered.headers, **tracking.unsubscribe_headers(delivery.pk)}
+    for name, value in headers.items():
+        if not name or not name.isascii() or ":" in name or not name.strip() == name:
+            raise BadHeaderError(f"Invalid header name {name!r}")
+        if name.lower() in _OWN_HEADERS:
+            raise NeedsDjango(f"the header {name} replaces one of the message's own")
+        lines.append(_header(name, value))
+    lines.append("MIME-Version: 1.0")
+    if rendered.html.strip():
+        boundary = f"=_{uuid4().hex}"
+        lines += [f'Content-Type: multipart/alternative; boundary="{boundary}"', "",
+                  f"--{boundary}", _part("text/plain", rendered.text), f"--{boundary}",
+                  _part("text/html", rendered.html), f"--{boundary}--", ""]
+    else:
+        lines.append(_part("text/plain", rendered.text))
+    recipients = [recipient, *(_address(address)[1] for address in rendered.bcc)]
+    return Envelope(sender, recipients, "\r\n".join(lines).encode("ascii"))
 
 
 # --- sending ---------------------------------------------------------------------------
@@ -333,9 +437,10 @@ def _due(now: datetime):
 def expire_sending(*, now: datetime | None = None, limit: int = 1000) -> int:
     """Settle emails whose sending claim outlived its lease; return how many.
 
-    Their worker died in the middle of a batch. A batch is sent in id order and sent
-    emails are recorded RECORD_EVERY at a time, so of a batch's emails still ``sending``
-    only the first RECORD_EVERY may have reached the server unrecorded: they become
+    Their worker died in the middle of a batch. A batch is sent in id order, at most
+    IN_FLIGHT ahead of the sent emails recorded RECORD_EVERY at a time, so of a batch's
+    emails still ``sending`` only the first UNKNOWN_AT_MOST may have reached the server
+    unrecorded: they become
     ``unknown`` and are never sent again. The ones after them were never handed to the
     server: they are queued again.
     """
@@ -351,7 +456,7 @@ def expire_sending(*, now: datetime | None = None, limit: int = 1000) -> int:
         per_batch: dict[str, int] = {}
         for pk, batch in rows:  # in id order: the order the batch was sent in
             per_batch[batch] = per_batch.get(batch, 0) + 1
-            if per_batch[batch] <= RECORD_EVERY:
+            if per_batch[batch] <= UNKNOWN_AT_MOST:
                 unknown.add(pk)
         Delivery.objects.filter(pk__in=unknown).update(
             state=Delivery.State.UNKNOWN, next_attempt_at=None,
@@ -487,10 +592,22 @@ def _send(outgoing: list[Outgoing], *, claimed: float) -> None:
         for item in outgoing:
             _failed(item.delivery, error, temporary=True)
         return
+    if type(smtp) is SmtpBackend:
+        _send_smtp(outgoing, smtp, claimed=claimed)
+    else:
+        _send_django(outgoing, smtp, claimed=claimed)
+
+
+def _too_late(claimed: float) -> bool:
+    return time.monotonic() - claimed > LEASE_MARGIN.total_seconds()
+
+
+def _send_django(outgoing: list[Outgoing], smtp, *, claimed: float) -> None:
+    """Send through a Django mail backend (an ESP's API), one message after the other."""
     sent = _SentRecorder()
     try:
         for index, item in enumerate(outgoing):
-            if time.monotonic() - claimed > LEASE_MARGIN.total_seconds():
+            if _too_late(claimed):
                 sent.flush()
                 _give_back([rest.delivery for rest in outgoing[index:]])
                 return
@@ -513,62 +630,178 @@ def _send(outgoing: list[Outgoing], *, claimed: float) -> None:
             if not accepted:
                 _failed(delivery, RuntimeError("the mail backend did not send it"))
                 continue
-            sent.add(delivery, item.rendered, message)
+            status = getattr(message, "anymail_status", None)  # an ESP's id (django-anymail)
+            esp_id = status.message_id if status is not None else None
+            sent.add(delivery, item.rendered, esp_id=None if esp_id is None else str(esp_id))
     finally:
         sent.flush()
         smtp.close()
 
 
+def _send_smtp(outgoing: list[Outgoing], smtp: SmtpBackend, *, claimed: float) -> None:
+    """Send over plain SMTP: this thread builds the messages and records the outcomes
+    while a sender thread talks to the server, at most IN_FLIGHT messages ahead."""
+    sender = _Sender(smtp)
+    sent = _SentRecorder()
+    handed = 0
+    try:
+        for index, item in enumerate(outgoing):
+            if _too_late(claimed):
+                _give_back([rest.delivery for rest in outgoing[index:]])
+                break
+            if sender.broken is not None:  # the line is gone and could not be reopened
+                for rest in outgoing[index:]:
+                    _failed(rest.delivery, sender.broken, temporary=True)
+                break
+            try:
+                envelope = build_envelope(item.delivery, item.rendered)
+            except NeedsDjango:
+                envelope = _django_envelope(item.delivery, item.rendered, smtp)
+            except Exception as error:  # a message that cannot be built is not sent
+                _failed(item.delivery, error)
+                continue
+            while handed >= IN_FLIGHT:
+                _settle(outgoing, sender.result(), sent)
+                handed -= 1
+            sender.todo.put((index, envelope))
+            handed += 1
+            while not sender.done.empty():
+                _settle(outgoing, sender.done.get(), sent)
+                handed -= 1
+        sender.finish()
+        while handed:
+            _settle(outgoing, sender.result(), sent)
+            handed -= 1
+    finally:
+        sender.stop()
+        sent.flush()
+        smtp.close()
+
+
+def _settle(outgoing: list[Outgoing], result: tuple[int, Exception | None, bool],
+            sent: "_SentRecorder") -> None:
+    index, error, unsent = result
+    item = outgoing[index]
+    if error is None:
+        sent.add(item.delivery, item.rendered)
+    else:  # unsent: never tried, the line was gone and could not be reopened
+        _failed(item.delivery, error, temporary=unsent)
+
+
+class _Sender:
+    """A thread that sends envelopes over the backend's SMTP connection, in order.
+
+    It takes ``(index, envelope)`` from ``todo`` and puts ``(index, error or None,
+    unsent)`` in ``done``; after a lost connection it reopens it, and once reopening
+    fails it reports every later message unsent. It touches no database.
+    """
+
+    def __init__(self, smtp: SmtpBackend):
+        self.smtp = smtp
+        self.todo: queue.SimpleQueue = queue.SimpleQueue()
+        self.done: queue.SimpleQueue = queue.SimpleQueue()
+        self.broken: Exception | None = None
+        self.cancelled = threading.Event()
+        self.thread = threading.Thread(target=self.run, name="email-sender", daemon=True)
+        self.thread.start()
+
+    def run(self) -> None:
+        while (job := self.todo.get()) is not None:
+            index, envelope = job
+            if self.cancelled.is_set():
+                continue  # the batch stopped: what is left is not sent
+            if self.broken is not None:
+                self.done.put((index, self.broken, True))
+                continue
+            try:
+                self.smtp.connection.sendmail(envelope.sender, envelope.recipients,
+                                              envelope.content)
+            except Exception as error:
+                self.done.put((index, error, False))
+                if _connection_lost(error):
+                    self.reopen()
+                continue
+            self.done.put((index, None, False))
+
+    def result(self) -> tuple[int, Exception | None, bool]:
+        """Wait for the next outcome, in the order the envelopes were handed over."""
+        while True:
+            try:
+                return self.done.get(timeout=1)
+            except queue.Empty:
+                if not self.thread.is_alive() and self.done.empty():
+                    raise RuntimeError("the email sender thread stopped") from None
+
+    def reopen(self) -> None:
+        self.smtp.close()
+        try:
+            self.smtp.open()
+        except Exception as error:
+            self.broken = error
+
+    def finish(self) -> None:
+        """Have the thread end once it sent everything handed to it."""
+        self.todo.put(None)
+
+    def stop(self) -> None:
+        """Send nothing more and wait for the thread to end."""
+        self.cancelled.set()
+        self.todo.put(None)
+        self.thread.join()
+
+
+def _django_envelope(delivery: Delivery, rendered: Rendered, smtp) -> Envelope:
+    """Return the envelope of a message only Django's MIME classes write."""
+    message = build_message(delivery, rendered, smtp)
+    encoding = message.encoding or settings.DEFAULT_CHARSET
+    return Envelope(sanitize_address(message.from_email, encoding),
+                    [sanitize_address(address, encoding) for address in message.recipients()],
+                    message.message().as_bytes(linesep="\r\n"))
+
+
 class _SentRecorder:
     """Record sent emails a few at a time: one commit for every RECORD_EVERY emails.
 
-    So at most RECORD_EVERY emails of a batch can have reached the server without being
-    recorded sent (the ones waiting here, and the one in flight): the first
-    RECORD_EVERY of a cut-off batch's unfinished emails (``expire_sending``).
+    Together with the at most IN_FLIGHT messages handed to the sender thread, at most
+    UNKNOWN_AT_MOST emails of a batch can have reached the server without being recorded
+    sent: the first UNKNOWN_AT_MOST of a cut-off batch's unfinished emails
+    (``expire_sending``).
     """
 
     def __init__(self):
         self.pending: list[tuple[Delivery, dict, str]] = []
 
-    def add(self, delivery: Delivery, rendered: Rendered, message) -> None:
-        summary = rendered.summary(message.extra_headers["Message-ID"])
-        status = getattr(message, "anymail_status", None)  # an ESP's id (django-anymail)
-        if status is not None and status.message_id is not None:
-            summary["esp_message_id"] = str(status.message_id)
+    def add(self, delivery: Delivery, rendered: Rendered, *, esp_id: str | None = None) -> None:
+        summary = rendered.summary(message_id(delivery.pk))
+        if esp_id is not None:
+            summary["esp_message_id"] = esp_id
         payload = {**delivery.payload, "rendered": summary, "links": rendered.links}
         self.pending.append((delivery, payload, address_of(rendered.to)[:500]))
-        if len(self.pending) >= RECORD_EVERY - 1:  # with the next one in flight: RECORD_EVERY
+        if len(self.pending) >= RECORD_EVERY:
             self.flush()
 
     def flush(self) -> None:
         if not self.pending:
             return
-        now = timezone.now()
+        payload_field = Delivery._meta.get_field("payload")
+        forgotten = payload_field.get_db_prep_save({}, connection)
+        sent_at = connection.ops.adapt_datetimefield_value(timezone.now())
+        rows = [(delivery.cio_id or "", payload_field.get_db_prep_save(payload, connection),
+                 forgotten, delivery.cio_id or "", recipient, sent_at, delivery.pk)
+                for delivery, payload, recipient in self.pending]
         with transaction.atomic():
             # "unknown" too: a batch slower than its lease records what it knows was sent.
-            current = dict(Delivery.objects.filter(
-                pk__in=[delivery.pk for delivery, _, _ in self.pending],
-                state__in=[Delivery.State.SENDING, Delivery.State.UNKNOWN],
-            ).select_for_update().values_list("pk", "cio_id"))
-            payload_field = Delivery._meta.get_field("payload")
-            sent_at = connection.ops.adapt_datetimefield_value(now)
-            rows = []
-            for delivery, payload, recipient in self.pending:
-                if delivery.pk not in current:
-                    continue
-                if current[delivery.pk] != delivery.cio_id:
-                    # Suppressed meanwhile: only the count stays (people.forget_people).
-                    payload, recipient = {}, ""
-                rows.append((payload_field.get_db_prep_save(payload, connection), recipient,
-                             sent_at, delivery.pk))
-            # One statement sent many times (a single round trip with psycopg's pipeline).
+            # A person suppressed meanwhile (``people.forget_people``) lost the delivery's
+            # cio_id: then only the count stays. One statement sent many times (a single
+            # round trip with psycopg's pipeline); each row is locked by its own update.
             with connection.cursor() as cursor:
                 cursor.executemany(
                     f"UPDATE {Delivery._meta.db_table} SET state = 'sent', reason = '', "
-                    "payload = %s, recipient = %s, sent_at = %s, next_attempt_at = NULL "
-                    "WHERE id = %s", rows)
-            tracking.announce_sent(delivery for delivery, _, _ in self.pending
-                                   if delivery.pk in current)
+                    "payload = CASE WHEN COALESCE(cio_id, '') = %s THEN %s ELSE %s END, "
+                    "recipient = CASE WHEN COALESCE(cio_id, '') = %s THEN %s ELSE '' END, "
+                    "sent_at = %s, next_attempt_at = NULL "
+                    "WHERE id = %s AND state IN ('sending', 'unknown')", rows)
+            tracking.announce_sent(delivery for delivery, _, _ in self.pending)
         self.pending = []
 
 

@@ -295,7 +295,7 @@ def test_of_a_batch_cut_off_only_the_emails_that_may_have_gone_become_unknown(
         workspace, smtp_sink, travel):
     campaign = running(workspace, [MAIL])
     crowd = [make_person(workspace, f"p{n:02}", email=f"p{n:02}@example.com")
-             for n in range(email.RECORD_EVERY + 2)]
+             for n in range(email.UNKNOWN_AT_MOST + 2)]
     done, *maybe_gone, untouched = queue(campaign, *crowd)
     email.claim_due(now=START, limit=100)
     # The worker recorded the first sent, sent some more without recording them yet (sent
@@ -307,7 +307,7 @@ def test_of_a_batch_cut_off_only_the_emails_that_may_have_gone_become_unknown(
 
     assert refreshed(done).state == "sent"
     assert {refreshed(d).state for d in maybe_gone} == {"unknown"}
-    assert len(maybe_gone) == email.RECORD_EVERY
+    assert len(maybe_gone) == email.UNKNOWN_AT_MOST
     untouched = refreshed(untouched)
     assert (untouched.state, untouched.attempts) == ("sent", 2)
     assert [m["To"] for m in smtp_sink.messages] == [untouched.recipient]
