@@ -23,6 +23,7 @@ import logging
 import queue
 import re
 import smtplib
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -74,6 +75,9 @@ MAX_ATTEMPTS = 10
 RECORD_EVERY = 20
 IN_FLIGHT = 20
 UNKNOWN_AT_MOST = RECORD_EVERY + IN_FLIGHT
+# A batch is rendered this many messages at a time, each part sent while the next renders.
+PREPARE_EVERY = 20
+SWITCH_INTERVAL = 0.0005  # seconds (Python's default is 0.005)
 # Journeys ended by these before their email went out: the email is not sent.
 ENDED_BEFORE_SENDING = {
     "campaign_stopped": "the campaign was stopped before the email was sent",
@@ -178,6 +182,8 @@ def liquid_context(delivery: Delivery, person: Person | None) -> dict[str, Any]:
 
 
 def _render(name: str, source: str | None, context: dict, *, html: bool = False) -> str:
+    if not source or "{" not in source:
+        return source or ""  # no Liquid in it: it renders as itself
     try:
         return liquid.render(source or "", context, environment=HTML if html else TEXT)
     except liquid.TemplateError as error:
@@ -233,6 +239,7 @@ def address_of(value: str) -> str:
     return parseaddr(value)[1] if "<" in value or "(" in value else value.strip()
 
 
+@lru_cache(maxsize=4096)
 def valid_address(value: str) -> bool:
     """Tell whether ``value`` is one address ("Name <a@b.c>" or "a@b.c")."""
     address = address_of(value)
@@ -378,8 +385,8 @@ def _header(name: str, value: str) -> str:
     if "\n" in value or "\r" in value:
         raise BadHeaderError(f"Header values can't contain newlines (got {value!r} for "
                              f"header {name!r})")
-    if value.isascii() and len(name) + len(value) + 2 <= FOLD_AT:
-        return f"{name}: {value}"
+    if value.isascii() and len(name) + len(value) + 2 <= MAX_LINE:
+        return f"{name}: {value}"  # folded only when it must be, as folding costs
     encoded = Header(value, "us-ascii" if value.isascii() else "utf-8", header_name=name,
                      maxlinelen=FOLD_AT).encode(linesep="\r\n")
     return f"{name}: {encoded}"
@@ -387,12 +394,13 @@ def _header(name: str, value: str) -> str:
 
 def _part(content_type: str, text: str) -> str:
     """Return a text part: its headers, a blank line and its body, with CRLF line ends."""
-    body = text.replace("\r\n", "\n").replace("\r", "\n").replace("\n", "\r\n")
-    if body.isascii() and all(len(line) <= MAX_LINE for line in body.split("\r\n")):
+    body = text.replace("\r\n", "\n").replace("\r", "\n")
+    if body.isascii() and all(len(line) <= MAX_LINE for line in body.split("\n")):
         encoding = "7bit"
-    else:
+    else:  # soft line breaks come out as the LF of the line ends: all become CRLF below
         encoding = "quoted-printable"
         body = binascii.b2a_qp(body.encode(), istext=True).decode("ascii")
+    body = body.replace("\n", "\r\n")
     return (f'Content-Type: {content_type}; charset="utf-8"\r\n'
             f"Content-Transfer-Encoding: {encoding}\r\n\r\n{body}")
 
@@ -503,13 +511,31 @@ def send_due_emails(*, now: datetime | None = None, limit: int = BATCH_SIZE) -> 
 
 def send_claimed(ids: list[int]) -> None:
     """Render and send deliveries this worker claimed (``sending``), recording each
-    outcome: sent, skipped, failed, or queued again after a temporary failure."""
+    outcome: sent, skipped, failed, or queued again after a temporary failure.
+
+    The batch is rendered PREPARE_EVERY messages at a time, each part handed to the
+    connection before the next is rendered, so that rendering overlaps sending.
+    """
     claimed = time.monotonic()
     deliveries = list(Delivery.objects.filter(pk__in=ids, state=Delivery.State.SENDING)
                       .order_by("pk").select_related("journey", "campaign"))
-    outgoing = _prepare(deliveries)
-    if outgoing:
-        _send(outgoing, claimed=claimed)
+    people = _people_of(deliveries)
+    workflows: dict[int, Workflow] = {}
+    batch: _Batch | None = None  # opened for the first message to send
+    try:
+        for start in range(0, len(deliveries), PREPARE_EVERY):
+            outgoing = _prepare(deliveries[start:start + PREPARE_EVERY], people, workflows)
+            if not outgoing:
+                continue
+            batch = batch or _Batch(claimed)
+            if not batch.send(outgoing):  # too late: the rest goes back to the queue
+                _give_back(deliveries[start + PREPARE_EVERY:])
+                break
+        if batch is not None:
+            batch.finish()
+    finally:
+        if batch is not None:
+            batch.close()
 
 
 def _finish(delivery: Delivery, state: str, reason: str = "", **values) -> None:
@@ -517,16 +543,19 @@ def _finish(delivery: Delivery, state: str, reason: str = "", **values) -> None:
         state=state, reason=reason[:2000], next_attempt_at=None, **values)
 
 
-def _prepare(deliveries: list[Delivery]) -> list[Outgoing]:
-    """Render a claimed batch; skip or fail what must not be sent; return the rest."""
+def _people_of(deliveries: list[Delivery]) -> dict[tuple[int, str], Person]:
     by_workspace: dict[int, set[str]] = {}
     for delivery in deliveries:
         if delivery.cio_id:
             by_workspace.setdefault(delivery.workspace_id, set()).add(delivery.cio_id)
-    people = {(person.workspace_id, person.cio_id): person for workspace_id, cio_ids in
-              by_workspace.items() for person in
-              Person.objects.filter(workspace_id=workspace_id, cio_id__in=cio_ids)}
-    workflows: dict[int, Workflow] = {}
+    return {(person.workspace_id, person.cio_id): person for workspace_id, cio_ids in
+            by_workspace.items() for person in
+            Person.objects.filter(workspace_id=workspace_id, cio_id__in=cio_ids)}
+
+
+def _prepare(deliveries: list[Delivery], people: dict[tuple[int, str], Person],
+             workflows: dict[int, Workflow]) -> list[Outgoing]:
+    """Render claimed deliveries; skip or fail what must not be sent; return the rest."""
     ready: list[Outgoing] = []
     for delivery in deliveries:
         person = people.get((delivery.workspace_id, delivery.cio_id))
@@ -583,115 +612,116 @@ def _check_still_wanted(delivery: Delivery, person: Person | None) -> None:
         raise Skip("the person was deleted")
 
 
-def _send(outgoing: list[Outgoing], *, claimed: float) -> None:
-    """Send the batch over one connection, in id order, recording the outcomes."""
-    smtp = mail.get_connection(fail_silently=False)
-    try:
-        smtp.open()
-    except Exception as error:  # no server to talk to: nothing was refused, try later
-        for item in outgoing:
-            _failed(item.delivery, error, temporary=True)
-        return
-    if type(smtp) is SmtpBackend:
-        _send_smtp(outgoing, smtp, claimed=claimed)
-    else:
-        _send_django(outgoing, smtp, claimed=claimed)
+class _Batch:
+    """A batch's one connection: sends what it is handed in order, records the outcomes.
 
+    Over plain SMTP a sender thread talks to the server while this thread renders and
+    builds the next messages and records the sent ones, at most IN_FLIGHT messages
+    ahead of the outcomes; any other backend (an ESP's API) sends one message after the
+    other through Django's mail API.
+    """
 
-def _too_late(claimed: float) -> bool:
-    return time.monotonic() - claimed > LEASE_MARGIN.total_seconds()
+    def __init__(self, claimed: float):
+        self.claimed = claimed
+        self.sent = _SentRecorder()
+        self.smtp = mail.get_connection(fail_silently=False)
+        self.broken: Exception | None = None  # no line to the server: try again later
+        self.sender: _Sender | None = None
+        self.handed = 0
+        try:
+            self.smtp.open()
+        except Exception as error:  # no server to talk to: nothing was refused
+            self.broken = error
+            return
+        if type(self.smtp) is SmtpBackend:
+            self.sender = _Sender(self.smtp)
 
-
-def _send_django(outgoing: list[Outgoing], smtp, *, claimed: float) -> None:
-    """Send through a Django mail backend (an ESP's API), one message after the other."""
-    sent = _SentRecorder()
-    try:
+    def send(self, outgoing: list[Outgoing]) -> bool:
+        """Send (or hand to the sender thread) these messages; return False when the
+        batch outlived LEASE_MARGIN: then these and the rest are given back."""
         for index, item in enumerate(outgoing):
-            if _too_late(claimed):
-                sent.flush()
+            if time.monotonic() - self.claimed > LEASE_MARGIN.total_seconds():
                 _give_back([rest.delivery for rest in outgoing[index:]])
-                return
-            delivery = item.delivery
+                return False
+            broken = self.broken or (self.sender.broken if self.sender else None)
+            if broken is not None:
+                _failed(item.delivery, broken, temporary=True)
+            elif self.sender is not None:
+                self._hand(item)
+            else:
+                self._send_django(item)
+        return True
+
+    def _hand(self, item: Outgoing) -> None:
+        try:
+            envelope = build_envelope(item.delivery, item.rendered)
+        except NeedsDjango:
             try:
-                message = build_message(delivery, item.rendered, smtp)
-                accepted = smtp.send_messages([message])
+                envelope = _django_envelope(item.delivery, item.rendered, self.smtp)
             except Exception as error:
-                _failed(delivery, error)
-                if _connection_lost(error):
-                    smtp.close()
-                    try:
-                        smtp.open()
-                    except Exception as reopening:
-                        sent.flush()
-                        for rest in outgoing[index + 1:]:
-                            _failed(rest.delivery, reopening, temporary=True)
-                        return
-                continue
-            if not accepted:
-                _failed(delivery, RuntimeError("the mail backend did not send it"))
-                continue
-            status = getattr(message, "anymail_status", None)  # an ESP's id (django-anymail)
-            esp_id = status.message_id if status is not None else None
-            sent.add(delivery, item.rendered, esp_id=None if esp_id is None else str(esp_id))
-    finally:
-        sent.flush()
-        smtp.close()
-
-
-def _send_smtp(outgoing: list[Outgoing], smtp: SmtpBackend, *, claimed: float) -> None:
-    """Send over plain SMTP: this thread builds the messages and records the outcomes
-    while a sender thread talks to the server, at most IN_FLIGHT messages ahead."""
-    sender = _Sender(smtp)
-    sent = _SentRecorder()
-    handed = 0
-    try:
-        for index, item in enumerate(outgoing):
-            if _too_late(claimed):
-                _give_back([rest.delivery for rest in outgoing[index:]])
-                break
-            if sender.broken is not None:  # the line is gone and could not be reopened
-                for rest in outgoing[index:]:
-                    _failed(rest.delivery, sender.broken, temporary=True)
-                break
-            try:
-                envelope = build_envelope(item.delivery, item.rendered)
-            except NeedsDjango:
-                envelope = _django_envelope(item.delivery, item.rendered, smtp)
-            except Exception as error:  # a message that cannot be built is not sent
                 _failed(item.delivery, error)
-                continue
-            while handed >= IN_FLIGHT:
-                _settle(outgoing, sender.result(), sent)
-                handed -= 1
-            sender.todo.put((index, envelope))
-            handed += 1
-            while not sender.done.empty():
-                _settle(outgoing, sender.done.get(), sent)
-                handed -= 1
-        sender.finish()
-        while handed:
-            _settle(outgoing, sender.result(), sent)
-            handed -= 1
-    finally:
-        sender.stop()
-        sent.flush()
-        smtp.close()
+                return
+        except Exception as error:  # a message that cannot be built is not sent
+            _failed(item.delivery, error)
+            return
+        while self.handed >= IN_FLIGHT:
+            self._settle(self.sender.result())
+        self.sender.todo.put((item, envelope))
+        self.handed += 1
+        while not self.sender.done.empty():
+            self._settle(self.sender.done.get())
 
+    def _settle(self, result: tuple[Outgoing, Exception | None, bool]) -> None:
+        item, error, unsent = result
+        self.handed -= 1
+        if error is None:
+            self.sent.add(item.delivery, item.rendered)
+        else:  # unsent: never tried, the line was gone and could not be reopened
+            _failed(item.delivery, error, temporary=unsent)
 
-def _settle(outgoing: list[Outgoing], result: tuple[int, Exception | None, bool],
-            sent: "_SentRecorder") -> None:
-    index, error, unsent = result
-    item = outgoing[index]
-    if error is None:
-        sent.add(item.delivery, item.rendered)
-    else:  # unsent: never tried, the line was gone and could not be reopened
-        _failed(item.delivery, error, temporary=unsent)
+    def _send_django(self, item: Outgoing) -> None:
+        delivery = item.delivery
+        try:
+            message = build_message(delivery, item.rendered, self.smtp)
+            accepted = self.smtp.send_messages([message])
+        except Exception as error:
+            _failed(delivery, error)
+            if _connection_lost(error):
+                self.smtp.close()
+                try:
+                    self.smtp.open()
+                except Exception as reopening:
+                    self.broken = reopening
+            return
+        if not accepted:
+            _failed(delivery, RuntimeError("the mail backend did not send it"))
+            return
+        status = getattr(message, "anymail_status", None)  # an ESP's id (django-anymail)
+        esp_id = status.message_id if status is not None else None
+        self.sent.add(delivery, item.rendered, esp_id=None if esp_id is None else str(esp_id))
+
+    def finish(self) -> None:
+        """Wait for the outcomes of everything handed to the sender thread."""
+        if self.sender is not None:
+            self.sender.finish()
+            while self.handed:
+                self._settle(self.sender.result())
+
+    def close(self) -> None:
+        """Stop sending (what was not handed over stays unsent), record, hang up."""
+        try:
+            if self.sender is not None:
+                self.sender.stop()
+            self.sent.flush()
+        finally:
+            if self.broken is None:
+                self.smtp.close()
 
 
 class _Sender:
     """A thread that sends envelopes over the backend's SMTP connection, in order.
 
-    It takes ``(index, envelope)`` from ``todo`` and puts ``(index, error or None,
+    It takes ``(item, envelope)`` from ``todo`` and puts ``(item, error or None,
     unsent)`` in ``done``; after a lost connection it reopens it, and once reopening
     fails it reports every later message unsent. It touches no database.
     """
@@ -702,28 +732,29 @@ class _Sender:
         self.done: queue.SimpleQueue = queue.SimpleQueue()
         self.broken: Exception | None = None
         self.cancelled = threading.Event()
+        _quick_switches(+1)
         self.thread = threading.Thread(target=self.run, name="email-sender", daemon=True)
         self.thread.start()
 
     def run(self) -> None:
         while (job := self.todo.get()) is not None:
-            index, envelope = job
+            item, envelope = job
             if self.cancelled.is_set():
                 continue  # the batch stopped: what is left is not sent
             if self.broken is not None:
-                self.done.put((index, self.broken, True))
+                self.done.put((item, self.broken, True))
                 continue
             try:
                 self.smtp.connection.sendmail(envelope.sender, envelope.recipients,
                                               envelope.content)
             except Exception as error:
-                self.done.put((index, error, False))
+                self.done.put((item, error, False))
                 if _connection_lost(error):
                     self.reopen()
                 continue
-            self.done.put((index, None, False))
+            self.done.put((item, None, False))
 
-    def result(self) -> tuple[int, Exception | None, bool]:
+    def result(self) -> tuple["Outgoing", Exception | None, bool]:
         """Wait for the next outcome, in the order the envelopes were handed over."""
         while True:
             try:
@@ -748,6 +779,24 @@ class _Sender:
         self.cancelled.set()
         self.todo.put(None)
         self.thread.join()
+        _quick_switches(-1)
+
+
+_switching = {"batches": 0, "interval": 0.0}
+_switching_lock = threading.Lock()
+
+
+def _quick_switches(change: int) -> None:
+    """Shorten the GIL's switch interval while sender threads run (+1), restore it after
+    the last (-1). A sender waits for the server four times a message, then for the GIL
+    the rendering thread holds: by default up to 5 ms each time."""
+    with _switching_lock:
+        if _switching["batches"] == 0 and change > 0:
+            _switching["interval"] = sys.getswitchinterval()
+            sys.setswitchinterval(min(_switching["interval"], SWITCH_INTERVAL))
+        _switching["batches"] += change
+        if _switching["batches"] == 0:
+            sys.setswitchinterval(_switching["interval"])
 
 
 def _django_envelope(delivery: Delivery, rendered: Rendered, smtp) -> Envelope:
