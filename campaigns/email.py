@@ -898,6 +898,8 @@ def classify(error: Exception) -> tuple[bool, str]:
 
 
 def _connection_lost(error: Exception) -> bool:
+    if isinstance(error, smtplib.SMTPRecipientsRefused):  # smtplib hangs up after a 421
+        return any(code == 421 for code, _ in error.recipients.values())
     if isinstance(error, smtplib.SMTPResponseException):
         return error.smtp_code == 421  # the server is closing the connection
     # SMTPException is an OSError too: only a socket's own error means the line is gone.
