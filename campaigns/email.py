@@ -1,13 +1,19 @@
-"""Email deliveries: rendered with Liquid, sent once through Django's mail API.
+"""Email deliveries: rendered with Liquid, sent once over SMTP (or a Django mail backend).
 
 The outbox rule (``DESIGN.md``, "Journeys"): ``send_due_emails`` claims due queued
 email deliveries and marks them ``sending`` in one commit, sends them in id order over
 one connection per batch, and marks them ``sent`` a few at a time. A worker killed
 between the server's acceptance and that commit leaves the delivery ``sending``;
 once its lease is over it becomes ``unknown`` and is never sent again (plain SMTP takes
-no idempotency key): at most once, counted, never hidden. Sent emails are recorded ten
-at a time, so only the first ten unfinished emails of a cut-off batch can be in that
+no idempotency key): at most once, counted, never hidden. Sent emails are recorded
+RECORD_EVERY at a time and a sender thread is at most IN_FLIGHT messages ahead of them,
+so only the first UNKNOWN_AT_MOST unfinished emails of a cut-off batch can be in that
 state; the rest of the batch is queued again.
+
+Sending: over Django's plain SMTP backend the message bytes are written here (Django's
+MIME classes cost a millisecond a message) and a sender thread talks to the server while
+this thread renders the next messages and records the sent ones; any other
+``EMAIL_BACKEND`` (django-anymail's ESPs) gets Django's ``EmailMessage``, one at a time.
 
 Rendering: subject, addresses and text are plain Liquid; the HTML escapes every value
 it inserts, gets its CSS inlined and a text part derived from it when the step has none.
@@ -182,8 +188,6 @@ def liquid_context(delivery: Delivery, person: Person | None) -> dict[str, Any]:
 
 
 def _render(name: str, source: str | None, context: dict, *, html: bool = False) -> str:
-    if not source or "{" not in source:
-        return source or ""  # no Liquid in it: it renders as itself
     try:
         return liquid.render(source or "", context, environment=HTML if html else TEXT)
     except liquid.TemplateError as error:
