@@ -525,10 +525,16 @@ def send_claimed(ids: list[int]) -> None:
                       .order_by("pk").select_related("journey", "campaign"))
     people = _people_of(deliveries)
     workflows: dict[int, Workflow] = {}
+    suppressed = _Suppressed()
+    for delivery in deliveries:  # the likely recipients, looked up once for the batch
+        person = people.get((delivery.workspace_id, delivery.cio_id))
+        suppressed.expect(delivery.workspace_id, delivery.recipient,
+                          person.email if person is not None else "")
     batch: _Batch | None = None  # opened for the first message to send
     try:
         for start in range(0, len(deliveries), PREPARE_EVERY):
-            outgoing = _prepare(deliveries[start:start + PREPARE_EVERY], people, workflows)
+            outgoing = _prepare(deliveries[start:start + PREPARE_EVERY], people, workflows,
+                                suppressed)
             if not outgoing:
                 continue
             batch = batch or _Batch(claimed)
@@ -557,8 +563,30 @@ def _people_of(deliveries: list[Delivery]) -> dict[tuple[int, str], Person]:
             Person.objects.filter(workspace_id=workspace_id, cio_id__in=cio_ids)}
 
 
+class _Suppressed:
+    """Which addresses the workspaces' suppression lists hold, asked once per address."""
+
+    def __init__(self):
+        self.expected: dict[int, set[str]] = {}
+        self.checked: dict[int, set[str]] = {}
+        self.found: dict[int, set[str]] = {}
+
+    def expect(self, workspace_id: int, *addresses: str) -> None:
+        """Note addresses to ask about together with the first ones asked."""
+        self.expected.setdefault(workspace_id, set()).update(filter(None, addresses))
+
+    def holds(self, workspace_id: int, address: str) -> bool:
+        checked = self.checked.setdefault(workspace_id, set())
+        if address not in checked:
+            asked = (self.expected.pop(workspace_id, set()) - checked) | {address}
+            self.found.setdefault(workspace_id, set()).update(
+                tracking.suppressed_addresses(workspace_id, sorted(asked)))
+            checked.update(asked)
+        return address in self.found[workspace_id]
+
+
 def _prepare(deliveries: list[Delivery], people: dict[tuple[int, str], Person],
-             workflows: dict[int, Workflow]) -> list[Outgoing]:
+             workflows: dict[int, Workflow], suppressed: _Suppressed) -> list[Outgoing]:
     """Render claimed deliveries; skip or fail what must not be sent; return the rest."""
     ready: list[Outgoing] = []
     for delivery in deliveries:
@@ -574,14 +602,9 @@ def _prepare(deliveries: list[Delivery], people: dict[tuple[int, str], Person],
         except Exception as error:  # a fault in one message must not stop the others
             log.exception("email delivery %s could not be rendered", delivery.pk)
             _finish(delivery, Delivery.State.FAILED, f"rendering failed: {error}")
-    addresses: dict[int, set[str]] = {}
-    for item in ready:
-        addresses.setdefault(item.delivery.workspace_id, set()).add(item.rendered.to)
-    suppressed = {workspace_id: tracking.suppressed_addresses(workspace_id, sorted(found))
-                  for workspace_id, found in addresses.items()}
     sendable = []
     for item in ready:
-        if item.rendered.to in suppressed[item.delivery.workspace_id]:
+        if suppressed.holds(item.delivery.workspace_id, item.rendered.to):
             _finish(item.delivery, Delivery.State.SKIPPED,
                     "the address is on the workspace's suppression list")
         else:
