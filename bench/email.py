@@ -7,8 +7,9 @@ Run by hand on the local PostgreSQL (it drops and recreates its own database,
 ``engage_email_bench``). The sink (aiosmtpd, ``tests/smtp_sink.py``) runs in a process of
 its own on a free port. Prints:
 (a) engage: one process calling ``send_due_emails()`` until nothing is due: claims,
-    Liquid rendering (HTML escaped, CSS inlined, text part derived), one SMTP connection
-    per batch, a commit per sent email; emails a second and the process's peak RSS;
+    Liquid rendering (HTML escaped, CSS inlined, text part derived, links tracked), one
+    SMTP connection per batch fed by a sender thread, sent emails recorded
+    ``RECORD_EVERY`` at a time; emails a second, the worker's CPU and its peak RSS;
 (b) floor: the exact bytes the sink received in (a), sent again with ``smtplib`` over
     one connection (``sendmail`` in a loop, nothing else);
 (c) the ratio (a)/(b) (target at least 0.5) and whether the sink got every message once.

@@ -1,13 +1,19 @@
-"""Email deliveries: rendered with Liquid, sent once through Django's mail API.
+"""Email deliveries: rendered with Liquid, sent once over SMTP (or a Django mail backend).
 
 The outbox rule (``DESIGN.md``, "Journeys"): ``send_due_emails`` claims due queued
 email deliveries and marks them ``sending`` in one commit, sends them in id order over
 one connection per batch, and marks them ``sent`` a few at a time. A worker killed
 between the server's acceptance and that commit leaves the delivery ``sending``;
 once its lease is over it becomes ``unknown`` and is never sent again (plain SMTP takes
-no idempotency key): at most once, counted, never hidden. Sent emails are recorded ten
-at a time, so only the first ten unfinished emails of a cut-off batch can be in that
+no idempotency key): at most once, counted, never hidden. Sent emails are recorded
+RECORD_EVERY at a time and a sender thread is at most IN_FLIGHT messages ahead of them,
+so only the first UNKNOWN_AT_MOST unfinished emails of a cut-off batch can be in that
 state; the rest of the batch is queued again.
+
+Sending: over Django's plain SMTP backend the message bytes are written here (Django's
+MIME classes cost a millisecond a message) and a sender thread talks to the server while
+this thread renders the next messages and records the sent ones; any other
+``EMAIL_BACKEND`` (django-anymail's ESPs) gets Django's ``EmailMessage``, one at a time.
 
 Rendering: subject, addresses and text are plain Liquid; the HTML escapes every value
 it inserts, gets its CSS inlined and a text part derived from it when the step has none.
@@ -16,15 +22,20 @@ is sent. The triggering event's ``recipient``, ``from_address`` and ``reply_to``
 override the step's addresses, as in Customer.io.
 """
 
+import binascii
 import hashlib
 import hmac
 import logging
+import queue
 import re
 import smtplib
+import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from email.utils import parseaddr
+from email.header import Header
+from email.utils import formataddr, formatdate, parseaddr
 from functools import lru_cache
 from html import escape
 from html.parser import HTMLParser
@@ -35,6 +46,9 @@ import css_inline
 from django.conf import settings
 from django.core import mail
 from django.core.exceptions import ValidationError
+from django.core.mail import BadHeaderError
+from django.core.mail.backends.smtp import EmailBackend as SmtpBackend
+from django.core.mail.message import sanitize_address
 from django.core.validators import validate_email
 from django.db import connection, transaction
 from django.db.models import F
@@ -61,9 +75,15 @@ LEASE_MARGIN = SENDING_LEASE / 2
 # Waits after the 1st, 2nd, ... temporary failure; the last one repeats until MAX_ATTEMPTS.
 RETRY_DELAYS = [timedelta(minutes=minutes) for minutes in (1, 5, 15, 60, 180, 360)]
 MAX_ATTEMPTS = 10
-# Sent emails are recorded this many at a time (one commit each time), so a killed
-# worker leaves at most this many of its batch unknown; the rest are queued again.
-RECORD_EVERY = 10
+# Sent emails are recorded this many at a time (one commit each time), while a sender
+# thread sends at most IN_FLIGHT more; so a killed worker leaves at most UNKNOWN_AT_MOST
+# emails of its batch unknown (the first unfinished ones); the rest are queued again.
+RECORD_EVERY = 20
+IN_FLIGHT = 20
+UNKNOWN_AT_MOST = RECORD_EVERY + IN_FLIGHT
+# A batch is rendered this many messages at a time, each part sent while the next renders.
+PREPARE_EVERY = 20
+SWITCH_INTERVAL = 0.0005  # seconds (Python's default is 0.005)
 # Journeys ended by these before their email went out: the email is not sent.
 ENDED_BEFORE_SENDING = {
     "campaign_stopped": "the campaign was stopped before the email was sent",
@@ -223,6 +243,7 @@ def address_of(value: str) -> str:
     return parseaddr(value)[1] if "<" in value or "(" in value else value.strip()
 
 
+@lru_cache(maxsize=4096)
 def valid_address(value: str) -> bool:
     """Tell whether ``value`` is one address ("Name <a@b.c>" or "a@b.c")."""
     address = address_of(value)
@@ -310,6 +331,7 @@ def message_id(delivery_id: int) -> str:
 
 
 def build_message(delivery: Delivery, rendered: Rendered, smtp) -> mail.EmailMessage:
+    """Return the delivery's message for a Django mail backend (ESPs of django-anymail)."""
     headers = {**rendered.headers, "Message-ID": message_id(delivery.pk),
                **tracking.unsubscribe_headers(delivery.pk)}
     message = mail.EmailMultiAlternatives(
@@ -320,6 +342,100 @@ def build_message(delivery: Delivery, rendered: Rendered, smtp) -> mail.EmailMes
     if rendered.html.strip():
         message.attach_alternative(rendered.html, "text/html")
     return message
+
+
+# --- the message's bytes for plain SMTP ------------------------------------------------
+# Django's MIME classes cost a millisecond a message; this writes the same message
+# directly: CRLF line ends, RFC 2047 for non-ASCII header text (an address's name only),
+# IDNA for a non-ASCII domain, quoted-printable for a body not plain short-lined ASCII.
+# What it cannot write as plain ASCII (a non-ASCII local part) goes through Django's.
+
+MAX_LINE = 998  # RFC 5322: no line longer than this, CRLF apart
+FOLD_AT = 78
+_OWN_HEADERS = {"from", "to", "reply-to", "subject", "date", "message-id", "mime-version",
+                "content-type", "content-transfer-encoding", "bcc", "cc"}
+
+
+class NeedsDjango(Exception):  # noqa: N818 - a detour, not a fault
+    """A message this builder does not write; Django's MIME classes do."""
+
+
+@dataclass(frozen=True)
+class Envelope:
+    sender: str
+    recipients: list[str]
+    content: bytes
+
+
+@lru_cache(maxsize=1024)
+def _address(value: str) -> tuple[str, str]:
+    """Return (header text, envelope address) of "Name <a@b.c>" or "a@b.c"."""
+    name, address = parseaddr(value) if "<" in value or "(" in value else ("", value.strip())
+    local, _, domain = address.rpartition("@")
+    if not local.isascii():
+        raise NeedsDjango("a non-ASCII local part needs SMTPUTF8")
+    if not domain.isascii():
+        domain = domain.encode("idna").decode("ascii")
+    address = f"{local}@{domain}"
+    if not name:
+        return address, address
+    if name.isascii():
+        return formataddr((name, address)), address
+    return f"{Header(name, 'utf-8').encode()} <{address}>", address
+
+
+def _header(name: str, value: str) -> str:
+    """Return one header line (folded when long), refusing a value with a line break."""
+    if "\n" in value or "\r" in value:
+        raise BadHeaderError(f"Header values can't contain newlines (got {value!r} for "
+                             f"header {name!r})")
+    if value.isascii() and len(name) + len(value) + 2 <= MAX_LINE:
+        return f"{name}: {value}"  # folded only when it must be, as folding costs
+    encoded = Header(value, "us-ascii" if value.isascii() else "utf-8", header_name=name,
+                     maxlinelen=FOLD_AT).encode(linesep="\r\n")
+    return f"{name}: {encoded}"
+
+
+def _part(content_type: str, text: str) -> str:
+    """Return a text part: its headers, a blank line and its body, with CRLF line ends."""
+    body = text.replace("\r\n", "\n").replace("\r", "\n")
+    if body.isascii() and all(len(line) <= MAX_LINE for line in body.split("\n")):
+        encoding = "7bit"
+    else:  # soft line breaks come out as the LF of the line ends: all become CRLF below
+        encoding = "quoted-printable"
+        body = binascii.b2a_qp(body.encode(), istext=True).decode("ascii")
+    body = body.replace("\n", "\r\n")
+    return (f'Content-Type: {content_type}; charset="utf-8"\r\n'
+            f"Content-Transfer-Encoding: {encoding}\r\n\r\n{body}")
+
+
+def build_envelope(delivery: Delivery, rendered: Rendered) -> Envelope:
+    """Return the delivery's message as SMTP sends it: envelope addresses and bytes."""
+    from_header, sender = _address(rendered.from_email)
+    to_header, recipient = _address(rendered.to)
+    lines = [f"From: {from_header}", f"To: {to_header}"]
+    if rendered.reply_to:
+        lines.append(f"Reply-To: {_address(rendered.reply_to)[0]}")
+    lines += [_header("Subject", rendered.subject),
+              f"Date: {formatdate(localtime=settings.EMAIL_USE_LOCALTIME)}",
+              f"Message-ID: {message_id(delivery.pk)}"]
+    headers = {**rendered.headers, **tracking.unsubscribe_headers(delivery.pk)}
+    for name, value in headers.items():
+        if not name or not name.isascii() or ":" in name or not name.strip() == name:
+            raise BadHeaderError(f"Invalid header name {name!r}")
+        if name.lower() in _OWN_HEADERS:
+            raise NeedsDjango(f"the header {name} replaces one of the message's own")
+        lines.append(_header(name, value))
+    lines.append("MIME-Version: 1.0")
+    if rendered.html.strip():
+        boundary = f"=_{uuid4().hex}"
+        lines += [f'Content-Type: multipart/alternative; boundary="{boundary}"', "",
+                  f"--{boundary}", _part("text/plain", rendered.text), f"--{boundary}",
+                  _part("text/html", rendered.html), f"--{boundary}--", ""]
+    else:
+        lines.append(_part("text/plain", rendered.text))
+    recipients = [recipient, *(_address(address)[1] for address in rendered.bcc)]
+    return Envelope(sender, recipients, "\r\n".join(lines).encode("ascii"))
 
 
 # --- sending ---------------------------------------------------------------------------
@@ -333,9 +449,10 @@ def _due(now: datetime):
 def expire_sending(*, now: datetime | None = None, limit: int = 1000) -> int:
     """Settle emails whose sending claim outlived its lease; return how many.
 
-    Their worker died in the middle of a batch. A batch is sent in id order and sent
-    emails are recorded RECORD_EVERY at a time, so of a batch's emails still ``sending``
-    only the first RECORD_EVERY may have reached the server unrecorded: they become
+    Their worker died in the middle of a batch. A batch is sent in id order, at most
+    IN_FLIGHT ahead of the sent emails recorded RECORD_EVERY at a time, so of a batch's
+    emails still ``sending`` only the first UNKNOWN_AT_MOST may have reached the server
+    unrecorded: they become
     ``unknown`` and are never sent again. The ones after them were never handed to the
     server: they are queued again.
     """
@@ -351,7 +468,7 @@ def expire_sending(*, now: datetime | None = None, limit: int = 1000) -> int:
         per_batch: dict[str, int] = {}
         for pk, batch in rows:  # in id order: the order the batch was sent in
             per_batch[batch] = per_batch.get(batch, 0) + 1
-            if per_batch[batch] <= RECORD_EVERY:
+            if per_batch[batch] <= UNKNOWN_AT_MOST:
                 unknown.add(pk)
         Delivery.objects.filter(pk__in=unknown).update(
             state=Delivery.State.UNKNOWN, next_attempt_at=None,
@@ -398,13 +515,37 @@ def send_due_emails(*, now: datetime | None = None, limit: int = BATCH_SIZE) -> 
 
 def send_claimed(ids: list[int]) -> None:
     """Render and send deliveries this worker claimed (``sending``), recording each
-    outcome: sent, skipped, failed, or queued again after a temporary failure."""
+    outcome: sent, skipped, failed, or queued again after a temporary failure.
+
+    The batch is rendered PREPARE_EVERY messages at a time, each part handed to the
+    connection before the next is rendered, so that rendering overlaps sending.
+    """
     claimed = time.monotonic()
     deliveries = list(Delivery.objects.filter(pk__in=ids, state=Delivery.State.SENDING)
                       .order_by("pk").select_related("journey", "campaign"))
-    outgoing = _prepare(deliveries)
-    if outgoing:
-        _send(outgoing, claimed=claimed)
+    people = _people_of(deliveries)
+    workflows: dict[int, Workflow] = {}
+    suppressed = _Suppressed()
+    for delivery in deliveries:  # the likely recipients, looked up once for the batch
+        person = people.get((delivery.workspace_id, delivery.cio_id))
+        suppressed.expect(delivery.workspace_id, delivery.recipient,
+                          person.email if person is not None else "")
+    batch: _Batch | None = None  # opened for the first message to send
+    try:
+        for start in range(0, len(deliveries), PREPARE_EVERY):
+            outgoing = _prepare(deliveries[start:start + PREPARE_EVERY], people, workflows,
+                                suppressed)
+            if not outgoing:
+                continue
+            batch = batch or _Batch(claimed)
+            if not batch.send(outgoing):  # too late: the rest goes back to the queue
+                _give_back(deliveries[start + PREPARE_EVERY:])
+                break
+        if batch is not None:
+            batch.finish()
+    finally:
+        if batch is not None:
+            batch.close()
 
 
 def _finish(delivery: Delivery, state: str, reason: str = "", **values) -> None:
@@ -412,16 +553,41 @@ def _finish(delivery: Delivery, state: str, reason: str = "", **values) -> None:
         state=state, reason=reason[:2000], next_attempt_at=None, **values)
 
 
-def _prepare(deliveries: list[Delivery]) -> list[Outgoing]:
-    """Render a claimed batch; skip or fail what must not be sent; return the rest."""
+def _people_of(deliveries: list[Delivery]) -> dict[tuple[int, str], Person]:
     by_workspace: dict[int, set[str]] = {}
     for delivery in deliveries:
         if delivery.cio_id:
             by_workspace.setdefault(delivery.workspace_id, set()).add(delivery.cio_id)
-    people = {(person.workspace_id, person.cio_id): person for workspace_id, cio_ids in
-              by_workspace.items() for person in
-              Person.objects.filter(workspace_id=workspace_id, cio_id__in=cio_ids)}
-    workflows: dict[int, Workflow] = {}
+    return {(person.workspace_id, person.cio_id): person for workspace_id, cio_ids in
+            by_workspace.items() for person in
+            Person.objects.filter(workspace_id=workspace_id, cio_id__in=cio_ids)}
+
+
+class _Suppressed:
+    """Which addresses the workspaces' suppression lists hold, asked once per address."""
+
+    def __init__(self):
+        self.expected: dict[int, set[str]] = {}
+        self.checked: dict[int, set[str]] = {}
+        self.found: dict[int, set[str]] = {}
+
+    def expect(self, workspace_id: int, *addresses: str) -> None:
+        """Note addresses to ask about together with the first ones asked."""
+        self.expected.setdefault(workspace_id, set()).update(filter(None, addresses))
+
+    def holds(self, workspace_id: int, address: str) -> bool:
+        checked = self.checked.setdefault(workspace_id, set())
+        if address not in checked:
+            asked = (self.expected.pop(workspace_id, set()) - checked) | {address}
+            self.found.setdefault(workspace_id, set()).update(
+                tracking.suppressed_addresses(workspace_id, sorted(asked)))
+            checked.update(asked)
+        return address in self.found[workspace_id]
+
+
+def _prepare(deliveries: list[Delivery], people: dict[tuple[int, str], Person],
+             workflows: dict[int, Workflow], suppressed: _Suppressed) -> list[Outgoing]:
+    """Render claimed deliveries; skip or fail what must not be sent; return the rest."""
     ready: list[Outgoing] = []
     for delivery in deliveries:
         person = people.get((delivery.workspace_id, delivery.cio_id))
@@ -436,14 +602,9 @@ def _prepare(deliveries: list[Delivery]) -> list[Outgoing]:
         except Exception as error:  # a fault in one message must not stop the others
             log.exception("email delivery %s could not be rendered", delivery.pk)
             _finish(delivery, Delivery.State.FAILED, f"rendering failed: {error}")
-    addresses: dict[int, set[str]] = {}
-    for item in ready:
-        addresses.setdefault(item.delivery.workspace_id, set()).add(item.rendered.to)
-    suppressed = {workspace_id: tracking.suppressed_addresses(workspace_id, sorted(found))
-                  for workspace_id, found in addresses.items()}
     sendable = []
     for item in ready:
-        if item.rendered.to in suppressed[item.delivery.workspace_id]:
+        if suppressed.holds(item.delivery.workspace_id, item.rendered.to):
             _finish(item.delivery, Delivery.State.SKIPPED,
                     "the address is on the workspace's suppression list")
         else:
@@ -478,97 +639,245 @@ def _check_still_wanted(delivery: Delivery, person: Person | None) -> None:
         raise Skip("the person was deleted")
 
 
-def _send(outgoing: list[Outgoing], *, claimed: float) -> None:
-    """Send the batch over one connection, in id order, recording the outcomes."""
-    smtp = mail.get_connection(fail_silently=False)
-    try:
-        smtp.open()
-    except Exception as error:  # no server to talk to: nothing was refused, try later
-        for item in outgoing:
-            _failed(item.delivery, error, temporary=True)
-        return
-    sent = _SentRecorder()
-    try:
+class _Batch:
+    """A batch's one connection: sends what it is handed in order, records the outcomes.
+
+    Over plain SMTP a sender thread talks to the server while this thread renders and
+    builds the next messages and records the sent ones, at most IN_FLIGHT messages
+    ahead of the outcomes; any other backend (an ESP's API) sends one message after the
+    other through Django's mail API.
+    """
+
+    def __init__(self, claimed: float):
+        self.claimed = claimed
+        self.sent = _SentRecorder()
+        self.smtp = mail.get_connection(fail_silently=False)
+        self.broken: Exception | None = None  # no line to the server: try again later
+        self.sender: _Sender | None = None
+        self.handed = 0
+        try:
+            self.smtp.open()
+        except Exception as error:  # no server to talk to: nothing was refused
+            self.broken = error
+            return
+        if type(self.smtp) is SmtpBackend:
+            self.sender = _Sender(self.smtp)
+
+    def send(self, outgoing: list[Outgoing]) -> bool:
+        """Send (or hand to the sender thread) these messages; return False when the
+        batch outlived LEASE_MARGIN: then these and the rest are given back."""
         for index, item in enumerate(outgoing):
-            if time.monotonic() - claimed > LEASE_MARGIN.total_seconds():
-                sent.flush()
+            if time.monotonic() - self.claimed > LEASE_MARGIN.total_seconds():
                 _give_back([rest.delivery for rest in outgoing[index:]])
-                return
-            delivery = item.delivery
+                return False
+            broken = self.broken or (self.sender.broken if self.sender else None)
+            if broken is not None:
+                _failed(item.delivery, broken, temporary=True)
+            elif self.sender is not None:
+                self._hand(item)
+            else:
+                self._send_django(item)
+        return True
+
+    def _hand(self, item: Outgoing) -> None:
+        try:
+            envelope = build_envelope(item.delivery, item.rendered)
+        except NeedsDjango:
             try:
-                message = build_message(delivery, item.rendered, smtp)
-                accepted = smtp.send_messages([message])
+                envelope = _django_envelope(item.delivery, item.rendered, self.smtp)
             except Exception as error:
-                _failed(delivery, error)
+                _failed(item.delivery, error)
+                return
+        except Exception as error:  # a message that cannot be built is not sent
+            _failed(item.delivery, error)
+            return
+        while self.handed >= IN_FLIGHT:
+            self._settle(self.sender.result())
+        self.sender.todo.put((item, envelope))
+        self.handed += 1
+        while not self.sender.done.empty():
+            self._settle(self.sender.done.get())
+
+    def _settle(self, result: tuple[Outgoing, Exception | None, bool]) -> None:
+        item, error, unsent = result
+        self.handed -= 1
+        if error is None:
+            self.sent.add(item.delivery, item.rendered)
+        else:  # unsent: never tried, the line was gone and could not be reopened
+            _failed(item.delivery, error, temporary=unsent)
+
+    def _send_django(self, item: Outgoing) -> None:
+        delivery = item.delivery
+        try:
+            message = build_message(delivery, item.rendered, self.smtp)
+            accepted = self.smtp.send_messages([message])
+        except Exception as error:
+            _failed(delivery, error)
+            if _connection_lost(error):
+                self.smtp.close()
+                try:
+                    self.smtp.open()
+                except Exception as reopening:
+                    self.broken = reopening
+            return
+        if not accepted:
+            _failed(delivery, RuntimeError("the mail backend did not send it"))
+            return
+        status = getattr(message, "anymail_status", None)  # an ESP's id (django-anymail)
+        esp_id = status.message_id if status is not None else None
+        self.sent.add(delivery, item.rendered, esp_id=None if esp_id is None else str(esp_id))
+
+    def finish(self) -> None:
+        """Wait for the outcomes of everything handed to the sender thread."""
+        if self.sender is not None:
+            self.sender.finish()
+            while self.handed:
+                self._settle(self.sender.result())
+
+    def close(self) -> None:
+        """Stop sending (what was not handed over stays unsent), record, hang up."""
+        try:
+            if self.sender is not None:
+                self.sender.stop()
+            self.sent.flush()
+        finally:
+            if self.broken is None:
+                self.smtp.close()
+
+
+class _Sender:
+    """A thread that sends envelopes over the backend's SMTP connection, in order.
+
+    It takes ``(item, envelope)`` from ``todo`` and puts ``(item, error or None,
+    unsent)`` in ``done``; after a lost connection it reopens it, and once reopening
+    fails it reports every later message unsent. It touches no database.
+    """
+
+    def __init__(self, smtp: SmtpBackend):
+        self.smtp = smtp
+        self.todo: queue.SimpleQueue = queue.SimpleQueue()
+        self.done: queue.SimpleQueue = queue.SimpleQueue()
+        self.broken: Exception | None = None
+        self.cancelled = threading.Event()
+        _quick_switches(+1)
+        self.thread = threading.Thread(target=self.run, name="email-sender", daemon=True)
+        self.thread.start()
+
+    def run(self) -> None:
+        while (job := self.todo.get()) is not None:
+            item, envelope = job
+            if self.cancelled.is_set():
+                continue  # the batch stopped: what is left is not sent
+            if self.broken is not None:
+                self.done.put((item, self.broken, True))
+                continue
+            try:
+                self.smtp.connection.sendmail(envelope.sender, envelope.recipients,
+                                              envelope.content)
+            except Exception as error:
+                self.done.put((item, error, False))
                 if _connection_lost(error):
-                    smtp.close()
-                    try:
-                        smtp.open()
-                    except Exception as reopening:
-                        sent.flush()
-                        for rest in outgoing[index + 1:]:
-                            _failed(rest.delivery, reopening, temporary=True)
-                        return
+                    self.reopen()
                 continue
-            if not accepted:
-                _failed(delivery, RuntimeError("the mail backend did not send it"))
-                continue
-            sent.add(delivery, item.rendered, message)
-    finally:
-        sent.flush()
-        smtp.close()
+            self.done.put((item, None, False))
+
+    def result(self) -> tuple["Outgoing", Exception | None, bool]:
+        """Wait for the next outcome, in the order the envelopes were handed over."""
+        while True:
+            try:
+                return self.done.get(timeout=1)
+            except queue.Empty:
+                if not self.thread.is_alive() and self.done.empty():
+                    raise RuntimeError("the email sender thread stopped") from None
+
+    def reopen(self) -> None:
+        self.smtp.close()
+        try:
+            self.smtp.open()
+        except Exception as error:
+            self.broken = error
+
+    def finish(self) -> None:
+        """Have the thread end once it sent everything handed to it."""
+        self.todo.put(None)
+
+    def stop(self) -> None:
+        """Send nothing more and wait for the thread to end."""
+        self.cancelled.set()
+        self.todo.put(None)
+        self.thread.join()
+        _quick_switches(-1)
+
+
+_switching = {"batches": 0, "interval": 0.0}
+_switching_lock = threading.Lock()
+
+
+def _quick_switches(change: int) -> None:
+    """Shorten the GIL's switch interval while sender threads run (+1), restore it after
+    the last (-1). A sender waits for the server four times a message, then for the GIL
+    the rendering thread holds: by default up to 5 ms each time."""
+    with _switching_lock:
+        if _switching["batches"] == 0 and change > 0:
+            _switching["interval"] = sys.getswitchinterval()
+            sys.setswitchinterval(min(_switching["interval"], SWITCH_INTERVAL))
+        _switching["batches"] += change
+        if _switching["batches"] == 0:
+            sys.setswitchinterval(_switching["interval"])
+
+
+def _django_envelope(delivery: Delivery, rendered: Rendered, smtp) -> Envelope:
+    """Return the envelope of a message only Django's MIME classes write."""
+    message = build_message(delivery, rendered, smtp)
+    encoding = message.encoding or settings.DEFAULT_CHARSET
+    return Envelope(sanitize_address(message.from_email, encoding),
+                    [sanitize_address(address, encoding) for address in message.recipients()],
+                    message.message().as_bytes(linesep="\r\n"))
 
 
 class _SentRecorder:
     """Record sent emails a few at a time: one commit for every RECORD_EVERY emails.
 
-    So at most RECORD_EVERY emails of a batch can have reached the server without being
-    recorded sent (the ones waiting here, and the one in flight): the first
-    RECORD_EVERY of a cut-off batch's unfinished emails (``expire_sending``).
+    Together with the at most IN_FLIGHT messages handed to the sender thread, at most
+    UNKNOWN_AT_MOST emails of a batch can have reached the server without being recorded
+    sent: the first UNKNOWN_AT_MOST of a cut-off batch's unfinished emails
+    (``expire_sending``).
     """
 
     def __init__(self):
         self.pending: list[tuple[Delivery, dict, str]] = []
 
-    def add(self, delivery: Delivery, rendered: Rendered, message) -> None:
-        summary = rendered.summary(message.extra_headers["Message-ID"])
-        status = getattr(message, "anymail_status", None)  # an ESP's id (django-anymail)
-        if status is not None and status.message_id is not None:
-            summary["esp_message_id"] = str(status.message_id)
+    def add(self, delivery: Delivery, rendered: Rendered, *, esp_id: str | None = None) -> None:
+        summary = rendered.summary(message_id(delivery.pk))
+        if esp_id is not None:
+            summary["esp_message_id"] = esp_id
         payload = {**delivery.payload, "rendered": summary, "links": rendered.links}
         self.pending.append((delivery, payload, address_of(rendered.to)[:500]))
-        if len(self.pending) >= RECORD_EVERY - 1:  # with the next one in flight: RECORD_EVERY
+        if len(self.pending) >= RECORD_EVERY:
             self.flush()
 
     def flush(self) -> None:
         if not self.pending:
             return
-        now = timezone.now()
+        payload_field = Delivery._meta.get_field("payload")
+        forgotten = payload_field.get_db_prep_save({}, connection)
+        sent_at = connection.ops.adapt_datetimefield_value(timezone.now())
+        rows = [(delivery.cio_id or "", payload_field.get_db_prep_save(payload, connection),
+                 forgotten, delivery.cio_id or "", recipient, sent_at, delivery.pk)
+                for delivery, payload, recipient in self.pending]
         with transaction.atomic():
             # "unknown" too: a batch slower than its lease records what it knows was sent.
-            current = dict(Delivery.objects.filter(
-                pk__in=[delivery.pk for delivery, _, _ in self.pending],
-                state__in=[Delivery.State.SENDING, Delivery.State.UNKNOWN],
-            ).select_for_update().values_list("pk", "cio_id"))
-            payload_field = Delivery._meta.get_field("payload")
-            sent_at = connection.ops.adapt_datetimefield_value(now)
-            rows = []
-            for delivery, payload, recipient in self.pending:
-                if delivery.pk not in current:
-                    continue
-                if current[delivery.pk] != delivery.cio_id:
-                    # Suppressed meanwhile: only the count stays (people.forget_people).
-                    payload, recipient = {}, ""
-                rows.append((payload_field.get_db_prep_save(payload, connection), recipient,
-                             sent_at, delivery.pk))
-            # One statement sent many times (a single round trip with psycopg's pipeline).
+            # A person suppressed meanwhile (``people.forget_people``) lost the delivery's
+            # cio_id: then only the count stays. One statement sent many times (a single
+            # round trip with psycopg's pipeline); each row is locked by its own update.
             with connection.cursor() as cursor:
                 cursor.executemany(
                     f"UPDATE {Delivery._meta.db_table} SET state = 'sent', reason = '', "
-                    "payload = %s, recipient = %s, sent_at = %s, next_attempt_at = NULL "
-                    "WHERE id = %s", rows)
-            tracking.announce_sent(delivery for delivery, _, _ in self.pending
-                                   if delivery.pk in current)
+                    "payload = CASE WHEN COALESCE(cio_id, '') = %s THEN %s ELSE %s END, "
+                    "recipient = CASE WHEN COALESCE(cio_id, '') = %s THEN %s ELSE '' END, "
+                    "sent_at = %s, next_attempt_at = NULL "
+                    "WHERE id = %s AND state IN ('sending', 'unknown')", rows)
+            tracking.announce_sent(delivery for delivery, _, _ in self.pending)
         self.pending = []
 
 
@@ -616,6 +925,8 @@ def classify(error: Exception) -> tuple[bool, str]:
 
 
 def _connection_lost(error: Exception) -> bool:
+    if isinstance(error, smtplib.SMTPRecipientsRefused):  # smtplib hangs up after a 421
+        return any(code == 421 for code, _ in error.recipients.values())
     if isinstance(error, smtplib.SMTPResponseException):
         return error.smtp_code == 421  # the server is closing the connection
     # SMTPException is an OSError too: only a socket's own error means the line is gone.

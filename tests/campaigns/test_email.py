@@ -2,6 +2,7 @@
 
 import re
 import smtplib
+import sys
 import threading
 from datetime import UTC, datetime, timedelta
 
@@ -295,7 +296,7 @@ def test_of_a_batch_cut_off_only_the_emails_that_may_have_gone_become_unknown(
         workspace, smtp_sink, travel):
     campaign = running(workspace, [MAIL])
     crowd = [make_person(workspace, f"p{n:02}", email=f"p{n:02}@example.com")
-             for n in range(email.RECORD_EVERY + 2)]
+             for n in range(email.UNKNOWN_AT_MOST + 2)]
     done, *maybe_gone, untouched = queue(campaign, *crowd)
     email.claim_due(now=START, limit=100)
     # The worker recorded the first sent, sent some more without recording them yet (sent
@@ -307,7 +308,7 @@ def test_of_a_batch_cut_off_only_the_emails_that_may_have_gone_become_unknown(
 
     assert refreshed(done).state == "sent"
     assert {refreshed(d).state for d in maybe_gone} == {"unknown"}
-    assert len(maybe_gone) == email.RECORD_EVERY
+    assert len(maybe_gone) == email.UNKNOWN_AT_MOST
     untouched = refreshed(untouched)
     assert (untouched.state, untouched.attempts) == ("sent", 2)
     assert [m["To"] for m in smtp_sink.messages] == [untouched.recipient]
@@ -504,3 +505,108 @@ def test_a_batch_slower_than_half_its_lease_gives_the_rest_back(workspace, smtp_
     assert list(Delivery.objects.values_list("state", "attempts", "reason")) == [
         ("queued", 1, "queued again: its batch took too long to send")] * 3
     assert smtp_sink.messages == []
+
+
+@pytest.mark.django_db
+def test_non_ascii_everywhere_reaches_the_server_intact(workspace, smtp_sink):
+    smtp_sink.keep_raw = True
+    long_line = "Grüße " * 300  # one line of 1,800 characters: longer than SMTP allows
+    ada = make_person(workspace, "ada", email="ada@example.com", first_name="Zoë")
+    delivery = Delivery.objects.create(
+        workspace=workspace, journey_seq=1, step_id="transactional", kind="email",
+        cio_id=ada.cio_id, recipient="ada@example.com", next_attempt_at=timezone.now(),
+        created_at=timezone.now(), payload={
+            "message": {
+                "to": "{{customer.first_name}} Müller <zoe@bücher.example>",
+                "from": "Café Größe <news@acme.test>", "reply_to": "Jürgen <help@acme.test>",
+                "bcc": "Prüfung <audit@acme.test>",
+                "subject": "Grüße, {{customer.first_name}}: 東京 ✓ " + "lang " * 20,
+                "body_html": f"<p>Hallo {{{{customer.first_name}}}}, 東京 ✓</p><p>{long_line}</p>",
+                "body_text": "Hallo {{customer.first_name}}\n.dot first\n東京 ✓\n" + long_line,
+                "headers": {"X-Note": "naïve"}, "tracking": False}})
+    before = sys.getswitchinterval()
+
+    assert email.send_due_emails() == 1
+
+    (message,) = smtp_sink.messages
+    assert message["From"] == "Café Größe <news@acme.test>"
+    assert message["To"] == "Zoë Müller <zoe@xn--bcher-kva.example>"
+    assert message["Reply-To"] == "Jürgen <help@acme.test>"
+    assert message["Subject"] == "Grüße, Zoë: 東京 ✓ " + " ".join(["lang"] * 20)
+    assert message["X-Note"] == "naïve"
+    assert message["Bcc"] is None  # on the envelope only
+    assert message["Message-ID"] == email.message_id(delivery.pk)
+    assert message.get_body(("plain",)).get_content() == (
+        f"Hallo Zoë\n.dot first\n東京 ✓\n{long_line}")
+    assert message.get_body(("html",)).get_content() == (
+        f"<p>Hallo Zoë, 東京 ✓</p><p>{long_line}</p>")
+    assert smtp_sink.recipients == [["zoe@xn--bcher-kva.example", "audit@acme.test"]]
+    # What went over the line: ASCII only, CRLF line ends, no line longer than 998.
+    (raw,) = smtp_sink.raw
+    assert raw.isascii()
+    assert b"\n" not in raw.replace(b"\r\n", b"")
+    assert max(len(line) for line in raw.split(b"\r\n")) <= 998
+    assert refreshed(delivery).state == "sent"
+    assert sys.getswitchinterval() == before  # shortened for the batch only
+
+
+@pytest.mark.django_db
+def test_a_message_only_django_can_write_goes_over_the_same_connection(workspace, smtp_sink):
+    ada = make_person(workspace, "ada", email="ada@example.com", first_name="Ada")
+    campaign = running(workspace, [MAIL])
+    queue(campaign, ada)
+    # A header that replaces one of the message's own: Django's MIME classes write it.
+    Delivery.objects.create(
+        workspace=workspace, journey_seq=1, step_id="transactional", kind="email",
+        cio_id=ada.cio_id, recipient="ada@example.com", next_attempt_at=timezone.now(),
+        created_at=timezone.now(), payload={"message": {
+            "to": "ada@example.com", "subject": "Copy", "body_text": "Hi",
+            "headers": {"Cc": "Boss <boss@acme.test>"}}})
+
+    assert email.send_due_emails() == 2
+
+    assert smtp_sink.connections == 1
+    first, copy = smtp_sink.messages
+    assert (first["Subject"], first["Cc"]) == ("Hi Ada", None)
+    assert (copy["Subject"], copy["Cc"], copy.get_content().rstrip()) == (
+        "Copy", "Boss <boss@acme.test>", "Hi")
+    assert smtp_sink.recipients == [["ada@example.com"], ["ada@example.com"]]
+    assert Delivery.objects.filter(state="sent").count() == 2
+
+
+@pytest.mark.django_db
+def test_a_connection_lost_in_the_middle_is_reopened_for_the_rest(workspace, smtp_sink,
+                                                                   travel):
+    campaign = running(workspace, [MAIL])
+    crowd = [make_person(workspace, f"p{n}", email=f"p{n}@example.com", first_name=f"P{n}")
+             for n in range(5)]
+    smtp_sink.replies["p1@example.com"] = "421 4.3.2 Shutting down"  # and hangs up
+    queue(campaign, *crowd)
+
+    send_all()
+
+    states = {d.recipient: (d.state, d.reason) for d in Delivery.objects.all()}
+    assert states["p1@example.com"] == ("queued", "will retry: 421 4.3.2 Shutting down")
+    # The rest went over a new connection.
+    assert {states[f"p{n}@example.com"][0] for n in (0, 2, 3, 4)} == {"sent"}
+    ids = [message["Message-ID"] for message in smtp_sink.messages]
+    assert len(ids) == len(set(ids)) == Delivery.objects.filter(state="sent").count()
+    assert smtp_sink.connections == 2
+
+
+@pytest.mark.django_db
+def test_any_other_django_backend_gets_djangos_message(workspace, settings):
+    from django.core import mail
+
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    campaign = running(workspace, [{**MAIL, "subject": "Grüße {{customer.first_name}}"}])
+    (delivery,) = queue(campaign, make_person(workspace, "ada", email="ada@example.com",
+                                              first_name="Zoë"))
+
+    send_all()
+
+    (message,) = mail.outbox
+    assert (message.to, message.subject) == (["ada@example.com"], "Grüße Zoë")
+    assert message.extra_headers["Message-ID"] == email.message_id(delivery.pk)
+    assert "List-Unsubscribe" in message.extra_headers
+    assert refreshed(delivery).state == "sent"
