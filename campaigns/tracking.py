@@ -15,6 +15,7 @@ only there, never to a URL the request carries.
 import html as html_lib
 import re
 from collections.abc import Iterable
+from functools import lru_cache
 from urllib.parse import quote
 
 from django.conf import settings
@@ -48,7 +49,12 @@ SUPPRESSION_BATCH = 500
 
 
 def _signer(salt: str) -> signing.Signer:
-    return signing.Signer(salt=salt)
+    return _signer_for(salt, settings.SECRET_KEY)
+
+
+@lru_cache(maxsize=16)
+def _signer_for(salt: str, secret: str) -> signing.Signer:
+    return signing.Signer(key=secret, salt=salt)  # made once: every message signs with it
 
 
 def open_token(delivery_id: int) -> str:
@@ -100,7 +106,21 @@ def absolute_url(path: str) -> str:
 
 def tracking_base_url() -> str:
     """Return the absolute URL every tracking URL starts with (``.../t/``)."""
-    return absolute_url(reverse("tracking:open", args=["x"])).removesuffix("o/x")
+    return _tracking_url("tracking:open", "").removesuffix("o/")
+
+
+def _tracking_url(name: str, token: str) -> str:
+    """Return the absolute URL of a tracking route for a token, as ``reverse`` would (a
+    signed token has only characters a URL path keeps as they are)."""
+    before, after = _route(name, settings.ENGAGE_BASE_URL, settings.ROOT_URLCONF)
+    return before + token + after
+
+
+@lru_cache(maxsize=32)
+def _route(name: str, base_url: str, urlconf: str) -> tuple[str, str]:
+    """The absolute URL of a route around its token, reversed once, not per message."""
+    placeholder = "TOKEN"
+    return tuple(absolute_url(reverse(name, args=[placeholder])).split(placeholder, 1))
 
 
 # --- the seam the sender calls ----------------------------------------------------------
@@ -126,12 +146,11 @@ def instrument_html(html: str, delivery_id: int, *, track: bool) -> tuple[str, l
             return match.group(0)
         if url not in links:
             links.append(url)
-        tracked = absolute_url(reverse("tracking:click",
-                                       args=[click_token(delivery_id, links.index(url))]))
+        tracked = _tracking_url("tracking:click", click_token(delivery_id, links.index(url)))
         return f'{match.group(1)}"{html_lib.escape(tracked)}"'
 
     html = _HREF.sub(redirect, html)
-    pixel_url = absolute_url(reverse("tracking:open", args=[open_token(delivery_id)]))
+    pixel_url = _tracking_url("tracking:open", open_token(delivery_id))
     pixel = (f'<img src="{html_lib.escape(pixel_url)}" width="1" height="1" alt="" '
              'style="display:block;width:1px;height:1px;border:0">')
     found = list(_BODY_END.finditer(html))
@@ -145,7 +164,7 @@ def instrument_html(html: str, delivery_id: int, *, track: bool) -> tuple[str, l
 
 def unsubscribe_url(delivery_id: int) -> str:
     """The absolute URL of the unsubscribe page of a delivery (``{% unsubscribe_url %}``)."""
-    return absolute_url(reverse("tracking:unsubscribe", args=[unsubscribe_token(delivery_id)]))
+    return _tracking_url("tracking:unsubscribe", unsubscribe_token(delivery_id))
 
 
 def unsubscribe_headers(delivery_id: int) -> dict[str, str]:

@@ -336,3 +336,18 @@ def test_what_tracking_records_feeds_the_campaigns_metrics(client, workspace, ad
     assert {key: figures[key] for key in ("sent", "opened", "clicked", "bounced",
                                           "unsubscribed")} == {
         "sent": 2, "opened": 1, "clicked": 1, "bounced": 1, "unsubscribed": 1}
+
+
+def test_tracking_urls_are_what_reverse_gives_on_the_base_url_set_now(settings):
+    from django.urls import reverse
+
+    for base in ("https://mail.example.com", "https://other.example.org/engage"):
+        settings.ENGAGE_BASE_URL = base
+        token = tracking.unsubscribe_token(7)
+        assert tracking.unsubscribe_url(7) == base + reverse("tracking:unsubscribe",
+                                                             args=[token])
+        html, _ = tracking.instrument_html('<a href="https://example.com/x">x</a>', 7,
+                                           track=True)
+        click = base + reverse("tracking:click", args=[tracking.click_token(7, 0)])
+        assert f'href="{click}"' in html
+        assert tracking.tracking_base_url() == base + "/t/"
