@@ -89,11 +89,32 @@ def start_and_enter(campaign) -> None:
         segment_triggers.run_entry(job_id)
 
 
-def run_all(campaign_pk: int) -> int:
+class StatementTimer:
+    """An execute wrapper adding up the time each statement text takes (its first 90
+    characters, parameters aside), COMMIT included."""
+
+    def __init__(self):
+        self.totals: dict[str, list] = {}
+
+    def __call__(self, execute, sql, params, many, context):
+        started = time.perf_counter()
+        try:
+            return execute(sql, params, many, context)
+        finally:
+            entry = self.totals.setdefault(" ".join(sql.split())[:90], [0, 0.0])
+            entry[0] += 1
+            entry[1] += time.perf_counter() - started
+
+    def report(self) -> None:
+        for text, (count, seconds) in sorted(self.totals.items(), key=lambda i: -i[1][1]):
+            log(f"{seconds:6.3f} s {count:4d}x {text}")
+
+
+def run_all(batch: int) -> int:
     from campaigns import engine
 
     steps = 0
-    while done := engine.advance_due():  # batches of engine.BATCH_SIZE, as the worker
+    while done := engine.advance_due(limit=batch):
         steps += done
     return steps
 
@@ -187,6 +208,10 @@ def main() -> int:
     parser.add_argument("--pace", type=float, default=100.0,
                         help="journeys falling due a second in (c)")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--batch", type=int, default=0,
+                        help="journeys a batch claims (default: the engine's BATCH_SIZE)")
+    parser.add_argument("--statements", action="store_true",
+                        help="time (b)'s statements by their text; the totals go to stderr")
     parser.add_argument("--profile", action="store_true",
                         help="profile (b) with cProfile; the top functions go to stderr")
     args = parser.parse_args()
@@ -203,6 +228,7 @@ def main() -> int:
     from segments import services as segments
 
     call_command("migrate", verbosity=0)
+    batch = args.batch or engine.BATCH_SIZE
     log(f"loading {args.people:,} people")
     ws_id, seconds = timed(load, args.people, args.members, args.seed)
     log(f"loaded in {seconds:.0f} s")
@@ -217,7 +243,7 @@ def main() -> int:
     import psycopg
 
     print(f"psycopg {psycopg.__version__} ({psycopg.pq.__impl__} implementation)")
-    print(f"{args.people:,} people, a segment of {args.members:,}\n")
+    print(f"{args.people:,} people, a segment of {args.members:,}, batches of {batch:,}\n")
 
     definition = {
         "name": "bench", "trigger": {"segments": {"segments": [{"id": segment.pk}]}},
@@ -262,18 +288,24 @@ def main() -> int:
 
         profiler = cProfile.Profile()
         profiler.enable()
-    steps, first = timed(run_all, campaign.pk)
+    timer = StatementTimer()
+    if args.statements:
+        connection.execute_wrappers.append(timer)
+    steps, first = timed(run_all, batch)
     # The delay expires now (not timed: a wait is not work).
     expired = timezone.now()
     Journey.objects.filter(campaign=campaign, state="active", step_id="wait").update(
         next_run_at=expired, step_data={"until": expired.isoformat(), "waiting": True})
-    _, second = timed(run_all, campaign.pk)
+    _, second = timed(run_all, batch)
     if profiler is not None:
         import pstats
 
         profiler.disable()
         pstats.Stats(profiler, stream=sys.stderr).sort_stats("cumulative").print_stats(45)
         pstats.Stats(profiler, stream=sys.stderr).sort_stats("tottime").print_stats(30)
+    if args.statements:
+        connection.execute_wrappers.remove(timer)
+        timer.report()
     rows = JourneyStep.objects.filter(journey__campaign=campaign).count()
     rate = rows / (first + second)
     floor = floor_steps(campaign.pk, workspace.pk, args.stepped)
@@ -305,7 +337,7 @@ def main() -> int:
     while Journey.objects.filter(campaign=paced, state="active").exists():
         if time.monotonic() > deadline:
             break
-        if not engine.advance_due():
+        if not engine.advance_due(limit=batch):
             time.sleep(tasks.IDLE_PAUSE)  # as the sweeper does
     # A step row carries the moment its batch began: when the step ran.
     ran_at = dict(JourneyStep.objects.filter(journey__campaign=paced)
