@@ -12,7 +12,7 @@ Rules it keeps (``DESIGN.md``, "Journeys"):
   (a savepoint) and retried later; the others go on.
 - Set-based: a batch's journeys take their steps together, group by group (one campaign,
   one step): a branch is one condition query, an attribute update one write through the
-  people services, and step rows and moves one insert and one update (``Batch``). Other
+  people services, and step rows and moves one statement (``Batch``, ``save_runs``). Other
   steps, data campaigns and a group that fails go journey by journey (``Run``).
 - Messages and webhooks become deliveries (an outbox row, unique per journey step);
   sending them is the delivery's business. A journey goes on after an email at once and
@@ -150,8 +150,8 @@ class Batch:
     Each round groups the journeys that go on by (campaign, step); a group at a step with
     a batch runner (``BATCH_RUNNERS``) takes that step together, in a savepoint, with a
     statement or two for all of them (one condition query for a branch, one attribute
-    write for an update). Their step log rows and moves are written at the end with one
-    insert and one update. A journey at any other step, a data campaign's journey
+    write for an update). Their step log rows and moves are written at the end together
+    (``save_runs``). A journey at any other step, a data campaign's journey
     (``bind_person``), and every journey of a group whose batch runner raised go on
     alone afterwards (``Run``, each in a savepoint), from where the batch left them.
     """
@@ -249,8 +249,8 @@ def load_people(runs: list["Run"]) -> None:
 
 
 def save_runs(runs: list["Run"]) -> None:
-    """Write the runs' step log rows with one insert and their journeys' moves with one
-    update."""
+    """Write the runs' step log rows and their journeys' moves: one statement on
+    PostgreSQL (``SAVE_RUNS_SQL``), an insert and an update on SQLite."""
     if not runs:
         return
     steps = [row for run in runs for row in run.log]
@@ -289,8 +289,8 @@ _encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
 def _save_runs_postgresql(steps: list[tuple], moves: list[tuple]) -> None:
-    """Write step rows (values of STEP_FIELDS) and moves (the journey's
-    id, then values of MOVE_FIELDS) in one statement."""
+    """Write step rows (values of STEP_FIELDS) and moves (the journey's id, then values
+    of MOVE_FIELDS) in one statement."""
     stamps: dict[datetime, str] = {}
 
     def stamp(moment: datetime | None) -> str | None:
