@@ -26,7 +26,10 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+# The repository's root, in place of this script's folder: bench/email.py would shadow the
+# standard library's email package, and psycopg's C implementation (which imports it) would
+# quietly give way to the pure-Python one that no worker runs with.
+sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
 from bench import common  # noqa: E402
 
@@ -74,13 +77,124 @@ def peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def run_all(campaign_pk: int) -> int:
+def start_and_enter(campaign) -> None:
+    """Start ``campaign`` for current and future members; enter the current ones as the
+    worker does (a start of more than one batch is an entry job)."""
+    from campaigns import segment_triggers, services
+    from campaigns.models import CampaignEntryJob
+
+    services.start_campaign(campaign, audience="current_and_future")
+    for job_id in CampaignEntryJob.objects.filter(campaign=campaign).values_list("pk",
+                                                                                flat=True):
+        segment_triggers.run_entry(job_id)
+
+
+class StatementTimer:
+    """An execute wrapper adding up the time each statement text takes (its first 90
+    characters, parameters aside), COMMIT included."""
+
+    def __init__(self):
+        self.totals: dict[str, list] = {}
+
+    def __call__(self, execute, sql, params, many, context):
+        started = time.perf_counter()
+        try:
+            return execute(sql, params, many, context)
+        finally:
+            entry = self.totals.setdefault(" ".join(sql.split())[:90], [0, 0.0])
+            entry[0] += 1
+            entry[1] += time.perf_counter() - started
+
+    def report(self) -> None:
+        for text, (count, seconds) in sorted(self.totals.items(), key=lambda i: -i[1][1]):
+            log(f"{seconds:6.3f} s {count:4d}x {text}")
+
+
+def run_all(batch: int) -> int:
     from campaigns import engine
 
     steps = 0
-    while done := engine.advance_due(limit=500):
+    while done := engine.advance_due(limit=batch):
         steps += done
     return steps
+
+
+# The floor of (b): the changes the engine made, made again by hand-written set-based SQL,
+# one statement per kind of change and step, into tables of the same shape, indexes and
+# logging (real tables, not temporary ones, which write no WAL): the same step rows with
+# their outcomes and data, the same attribute writes with an activity row per changed
+# person and the segment evaluations they are owed, and the same two moves per journey
+# (into the due index, then out of it). What it leaves out is reading: claiming due
+# journeys, loading the campaign, computing each change.
+FLOOR_STATEMENTS = [
+    # first batch: the branch, the update on its true path, the delay's start
+    "INSERT INTO floor_step (journey_id, seq, step_id, step_type, outcome, data, created_at) "
+    "SELECT j.id, 1, 'branch', 'branch', CASE WHEN (p.attributes->>'score')::numeric >= 50 "
+    "THEN 'path:true' ELSE 'path:false' END, '{}', now() FROM floor_j j "
+    "JOIN people_person p ON p.id = j.person_id",
+    "WITH u AS (UPDATE people_person p SET attributes = p.attributes || "
+    "'{\"stage\": \"engaged\"}', updated_at = now() FROM floor_j j WHERE p.id = j.person_id "
+    "AND (p.attributes->>'score')::numeric >= 50 RETURNING p.id, p.cio_id), "
+    "a AS (INSERT INTO floor_activity (workspace_id, cio_id, kind, data, forgotten, "
+    "created_at) SELECT %(ws)s, cio_id, 'attributes_changed', "
+    "'{\"changed\": {\"stage\": [null, \"engaged\"]}}', false, now() FROM u) "
+    "INSERT INTO floor_pending (workspace_id, person_id) SELECT %(ws)s, id FROM u "
+    "ON CONFLICT DO NOTHING",
+    "INSERT INTO floor_step (journey_id, seq, step_id, step_type, outcome, data, created_at) "
+    "SELECT j.id, 2, 'tag', 'update_attributes', 'done', '{}', now() FROM floor_j j "
+    "JOIN people_person p ON p.id = j.person_id "
+    "WHERE (p.attributes->>'score')::numeric >= 50",
+    "INSERT INTO floor_step (journey_id, seq, step_id, step_type, outcome, data, created_at) "
+    "SELECT j.id, CASE WHEN (p.attributes->>'score')::numeric >= 50 THEN 3 ELSE 2 END, "
+    "'wait', 'delay', 'waiting', jsonb_build_object('until', now() + interval '1 second'), "
+    "now() FROM floor_j j JOIN people_person p ON p.id = j.person_id",
+    "UPDATE campaigns_journey j SET state = 'active', step_id = 'wait', seq = f.seq, "
+    "step_data = jsonb_build_object('until', now() + interval '1 second', 'waiting', true), "
+    "next_run_at = now() + interval '1 second', ended_at = NULL, lease_until = NULL "
+    "FROM (SELECT journey_id, max(seq) AS seq FROM floor_step GROUP BY journey_id) f "
+    "WHERE j.id = f.journey_id",
+    # second batch: the delay's end, the last update, the end of the journey
+    "INSERT INTO floor_step (journey_id, seq, step_id, step_type, outcome, data, created_at) "
+    "SELECT j.id, j.seq + s.n, CASE s.n WHEN 1 THEN 'wait' ELSE 'done' END, CASE s.n "
+    "WHEN 1 THEN 'delay' ELSE 'update_attributes' END, 'done', '{}', now() "
+    "FROM floor_j f JOIN campaigns_journey j ON j.id = f.id, generate_series(1, 2) s(n)",
+    "WITH u AS (UPDATE people_person p SET attributes = p.attributes || "
+    "'{\"stage\": \"floor\"}', updated_at = now() FROM floor_j j WHERE p.id = j.person_id "
+    "RETURNING p.id, p.cio_id), "
+    "a AS (INSERT INTO floor_activity (workspace_id, cio_id, kind, data, forgotten, "
+    "created_at) SELECT %(ws)s, cio_id, 'attributes_changed', "
+    "'{\"changed\": {\"stage\": [\"engaged\", \"done\"]}}', false, now() FROM u) "
+    "INSERT INTO floor_pending (workspace_id, person_id) SELECT %(ws)s, id FROM u "
+    "ON CONFLICT DO NOTHING",
+    "UPDATE campaigns_journey j SET state = 'finished', exit_reason = 'finished', "
+    "step_id = 'done', seq = j.seq + 2, step_data = '{}', next_run_at = NULL, "
+    "ended_at = now() FROM floor_j f WHERE j.id = f.id",
+]
+
+
+def floor_steps(campaign_pk: int, workspace_pk: int, stepped: int) -> float:
+    """Make the changes of (b) again with hand-written SQL; return the seconds it took
+    (two transactions, as the engine's two runs are at least two)."""
+    from django.db import connection, transaction
+
+    with connection.cursor() as cursor:
+        for table, like in (("floor_step", "campaigns_journeystep"),
+                            ("floor_activity", "people_activity"),
+                            ("floor_pending", "segments_pendingevaluation")):
+            cursor.execute(f"CREATE TABLE {table} (LIKE {like} INCLUDING ALL)")
+        cursor.execute("CREATE TABLE floor_j AS SELECT id, person_id FROM campaigns_journey "
+                       "WHERE campaign_id = %s ORDER BY id LIMIT %s", [campaign_pk, stepped])
+        cursor.execute("ANALYZE floor_j")
+    started = time.perf_counter()
+    for batch in (FLOOR_STATEMENTS[:5], FLOOR_STATEMENTS[5:]):
+        with transaction.atomic(), connection.cursor() as cursor:
+            for statement in batch:
+                cursor.execute(statement, {"ws": workspace_pk})
+    elapsed = time.perf_counter() - started
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM floor_step")
+        log(f"floor: {cursor.fetchone()[0]:,} step rows")
+    return elapsed
 
 
 def main() -> int:
@@ -94,6 +208,12 @@ def main() -> int:
     parser.add_argument("--pace", type=float, default=100.0,
                         help="journeys falling due a second in (c)")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--batch", type=int, default=0,
+                        help="journeys a batch claims (default: the engine's BATCH_SIZE)")
+    parser.add_argument("--statements", action="store_true",
+                        help="time (b)'s statements by their text; the totals go to stderr")
+    parser.add_argument("--profile", action="store_true",
+                        help="profile (b) with cProfile; the top functions go to stderr")
     args = parser.parse_args()
 
     common.recreate_database(DB_NAME)
@@ -108,6 +228,7 @@ def main() -> int:
     from segments import services as segments
 
     call_command("migrate", verbosity=0)
+    batch = args.batch or engine.BATCH_SIZE
     log(f"loading {args.people:,} people")
     ws_id, seconds = timed(load, args.people, args.members, args.seed)
     log(f"loaded in {seconds:.0f} s")
@@ -119,7 +240,10 @@ def main() -> int:
     with connection.cursor() as cursor:
         cursor.execute("SELECT version()")
         print(cursor.fetchone()[0])
-    print(f"{args.people:,} people, a segment of {args.members:,}\n")
+    import psycopg
+
+    print(f"psycopg {psycopg.__version__} ({psycopg.pq.__impl__} implementation)")
+    print(f"{args.people:,} people, a segment of {args.members:,}, batches of {batch:,}\n")
 
     definition = {
         "name": "bench", "trigger": {"segments": {"segments": [{"id": segment.pk}]}},
@@ -135,7 +259,7 @@ def main() -> int:
 
     # (a) entering
     campaign = services.create_campaign(workspace, definition)
-    _, entering = timed(services.start_campaign, campaign, audience="current_and_future")
+    _, entering = timed(start_and_enter, campaign)
     entered = Journey.objects.filter(campaign=campaign).count()
     with connection.cursor() as cursor:
         cursor.execute("CREATE TEMP TABLE floor_journeys AS SELECT * FROM campaigns_journey "
@@ -158,33 +282,33 @@ def main() -> int:
         pk__in=Journey.objects.filter(campaign=campaign).order_by("pk")
         .values("pk")[:args.stepped]).update(next_run_at=None)
     entered = min(entered, args.stepped)
-    steps, first = timed(run_all, campaign.pk)
+    profiler = None
+    if args.profile:
+        import cProfile
+
+        profiler = cProfile.Profile()
+        profiler.enable()
+    timer = StatementTimer()
+    if args.statements:
+        connection.execute_wrappers.append(timer)
+    steps, first = timed(run_all, batch)
     # The delay expires now (not timed: a wait is not work).
     expired = timezone.now()
     Journey.objects.filter(campaign=campaign, state="active", step_id="wait").update(
         next_run_at=expired, step_data={"until": expired.isoformat(), "waiting": True})
-    _, second = timed(run_all, campaign.pk)
+    _, second = timed(run_all, batch)
+    if profiler is not None:
+        import pstats
+
+        profiler.disable()
+        pstats.Stats(profiler, stream=sys.stderr).sort_stats("cumulative").print_stats(45)
+        pstats.Stats(profiler, stream=sys.stderr).sort_stats("tottime").print_stats(30)
+    if args.statements:
+        connection.execute_wrappers.remove(timer)
+        timer.report()
     rows = JourneyStep.objects.filter(journey__campaign=campaign).count()
     rate = rows / (first + second)
-    with connection.cursor() as cursor:
-        started = time.perf_counter()
-        cursor.execute(
-            "UPDATE people_person SET attributes = attributes || '{\"stage\": \"x\"}' "
-            "WHERE id IN (SELECT person_id FROM campaigns_journey WHERE campaign_id = %s "
-            "ORDER BY id LIMIT %s)", [campaign.pk, args.stepped])
-        cursor.execute("CREATE TEMP TABLE floor_steps AS SELECT * FROM campaigns_journeystep "
-                       "WITH NO DATA")
-        cursor.execute(
-            "INSERT INTO floor_steps (journey_id, seq, step_id, step_type, outcome, data, "
-            "created_at) SELECT id, s.seq, 'x', 'x', 'done', '{}', now() FROM "
-            "(SELECT id FROM campaigns_journey WHERE campaign_id = %s ORDER BY id LIMIT %s) j, "
-            "generate_series(1, %s) s(seq)",
-            [campaign.pk, args.stepped, max(1, round(rows / max(entered, 1)))])
-        cursor.execute("UPDATE campaigns_journey SET seq = seq + 1, step_id = 'x', "
-                       "next_run_at = NULL WHERE id IN (SELECT id FROM campaigns_journey "
-                       "WHERE campaign_id = %s ORDER BY id LIMIT %s)",
-                       [campaign.pk, args.stepped])
-        floor = time.perf_counter() - started
+    floor = floor_steps(campaign.pk, workspace.pk, args.stepped)
     print(f"(b) {entered:,} journeys, {rows:,} journey steps in {first + second:.1f} s: "
           f"{rate:,.0f} steps/s with "
           f"one worker; floor {floor:.1f} s ({rows / floor:,.0f}/s, {rows / floor / rate:.1f}x "
@@ -213,7 +337,7 @@ def main() -> int:
     while Journey.objects.filter(campaign=paced, state="active").exists():
         if time.monotonic() > deadline:
             break
-        if not engine.advance_due(limit=500):
+        if not engine.advance_due(limit=batch):
             time.sleep(tasks.IDLE_PAUSE)  # as the sweeper does
     # A step row carries the moment its batch began: when the step ran.
     ran_at = dict(JourneyStep.objects.filter(journey__campaign=paced)

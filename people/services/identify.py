@@ -447,14 +447,22 @@ def update_people(workspace: Workspace,
     results: list[Result | InvalidInput | None] = [None] * len(changes)
     inputs: dict[int, IdentifyInput] = {}
     exact: set[int] = set()  # people whose bodies need identify_person
+    read: dict[int, tuple[IdentifyInput | InvalidInput, bool]] = {}  # one body, read once
     for index, (person_id, body) in enumerate(changes):
-        try:
-            data = read_identify_body(workspace, body)
-        except InvalidInput as error:
-            results[index] = error
+        known = read.get(id(body))
+        if known is None:
+            try:
+                data = read_identify_body(workspace, body)
+                known = data, bool(body_refs(workspace, data) or data.anonymous_id)
+            except InvalidInput as error:
+                known = error, False
+            read[id(body)] = known
+        data, names_someone = known
+        if isinstance(data, InvalidInput):
+            results[index] = data
             continue
         inputs[index] = data
-        if body_refs(workspace, data) or data.anonymous_id:
+        if names_someone:
             exact.add(person_id)
     found = {person.pk: person for person in Person.objects.filter(
         workspace=workspace, pk__in=sorted({changes[index][0] for index in inputs}))

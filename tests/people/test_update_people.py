@@ -58,3 +58,27 @@ def test_a_body_with_identifiers_takes_the_exact_path(workspace):
     ada.refresh_from_db()
     assert (ada.email_key, ada.customer_id, ada.attributes["plan"]) == (
         "ada@new.example.com", "ada", "pro")
+
+
+def test_one_body_for_many_people_is_read_once_and_applied_to_each(workspace, monkeypatch):
+    from people.services import identify
+
+    crowd = [make_person(workspace, name, plan="free") for name in ("ada", "bob", "cy")]
+    reads = []
+    original = identify.read_identify_body
+    monkeypatch.setattr(identify, "read_identify_body",
+                        lambda workspace, body: reads.append(body) or original(workspace, body))
+    shared, refused = {"plan": "pro"}, {"plan": {"too": "deep" * 100_000}}
+
+    results = services.update_people(workspace, [
+        *((person.pk, shared) for person in crowd), (crowd[0].pk, refused),
+        (crowd[1].pk, refused)])
+
+    assert reads == [shared, refused]
+    assert [getattr(result, "outcome", "invalid") for result in results] == [
+        Outcome.UPDATED, Outcome.UPDATED, Outcome.UPDATED, "invalid", "invalid"]
+    for person in crowd:
+        person.refresh_from_db()
+        assert person.attributes == {"plan": "pro"}
+    assert Activity.objects.filter(kind=Activity.Kind.ATTRIBUTES_CHANGED,
+                                   data={"changed": {"plan": "pro"}}).count() == 3
