@@ -26,9 +26,9 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-# The repository's root, in place of this script's folder: bench/email.py would shadow the
-# standard library's email package, and psycopg's C implementation (which imports it) would
-# quietly give way to the pure-Python one that no worker runs with.
+# The repository's root, in place of this script's folder: a module here named like a
+# standard library one (an ``email.py`` once) would shadow it, and psycopg's C
+# implementation would quietly give way to the pure-Python one that no worker runs with.
 sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
 from bench import common  # noqa: E402

@@ -22,8 +22,8 @@ Run by hand on the local PostgreSQL (it drops and recreates its own database,
 import sys
 from pathlib import Path
 
-# Run as a script, its own folder comes first on the path, and bench/email.py would shadow
-# the standard library's email (which http.server imports): the repository root instead.
+# Run as a script, its own folder comes first on the path, where a module named like a
+# standard library one would shadow it: the repository root instead.
 sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
 import argparse  # noqa: E402

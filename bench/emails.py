@@ -1,7 +1,7 @@
 """Email benchmark: 20,000 rendered campaign emails sent by one worker to a local SMTP sink,
 against a bare smtplib loop sending the same messages over one connection.
 
-    .venv/bin/python bench/email.py [--messages 20000]
+    .venv/bin/python bench/emails.py [--messages 20000]
 
 Run by hand on the local PostgreSQL (it drops and recreates its own database,
 ``engage_email_bench``). The sink (aiosmtpd, ``tests/smtp_sink.py``) runs in a process of
