@@ -199,7 +199,7 @@ def _message(template: TransactionalMessage | None, body: dict,
             value = getattr(template, attribute) if template else None
         if value is not None and not isinstance(value, str):
             problems.append(Problem(name, "invalid_type", f"{name} must be a string"))
-            continue
+            value = None  # refused: the request answers 400 naming it
         values[name] = value or None
     if template is None:
         for name in ("from", "subject", "body"):

@@ -236,6 +236,8 @@ def test_another_workspaces_message_is_not_found(api, workspace):
     ({**INLINE, "identifiers": {"id": "u1"},
       "to": ",".join(f"u{n}@example.com" for n in range(16))}, "to"),
     ({**INLINE, "identifiers": {"id": "u1"}, "headers": {"X-A": 1}}, "headers"),
+    ({**INLINE, "identifiers": {"id": "u1"}, "body_plain": 52461}, "body_plain"),
+    ({**INLINE, "identifiers": {"id": "u1"}, "to": ["a@example.com"]}, "to"),
     ({**INLINE, "identifiers": {"id": "u1"}, "attachments": {"a.txt": "eA=="}}, "attachments"),
     ({**INLINE, "identifiers": {"id": "u1"}, "colour": "red"}, "colour"),
     ({**INLINE, "identifiers": {"cio_id": "cio_nobody"}}, "identifiers.cio_id"),
