@@ -10,8 +10,9 @@ from campaigns import engine
 log = logging.getLogger(__name__)
 
 # A sweeper runs a little under a minute, then hands over to its successor
-# (``relay_journey_sweeper``), so that while a worker runs, a due step is picked up within
-# IDLE_PAUSE (plus the batch in hand), without a task per journey.
+# (``relay_journey_sweeper``, ``relay_delivery_sender``), so that while a worker runs, a
+# due step or message is picked up within IDLE_PAUSE (plus the batch in hand), without a
+# task per journey or message.
 SWEEP_SECONDS = 55
 IDLE_PAUSE = 0.25
 RESUME_EVERY = 10
@@ -19,6 +20,7 @@ RESUME_EVERY = 10
 # seconds; a chain whose worker died lets go of it this long after, and the every-minute
 # schedule starts another.
 SWEEPER_BATON = "campaigns:journey-sweeper"
+SENDER_BATON = "campaigns:delivery-sender"
 BATON_SECONDS = 30
 
 
@@ -50,7 +52,8 @@ def advance_journeys(seconds: float = SWEEP_SECONDS, *,
             time.sleep(IDLE_PAUSE)
 
 
-def send_deliveries(seconds: float = SWEEP_SECONDS) -> int:
+def send_deliveries(seconds: float = SWEEP_SECONDS, *,
+                    keep_alive: Callable[[], None] | None = None) -> int:
     """Send due emails and webhook calls for ``seconds``, a batch of each in turn,
     pausing briefly when none are due; return how many were claimed.
 
@@ -62,8 +65,12 @@ def send_deliveries(seconds: float = SWEEP_SECONDS) -> int:
     from campaigns import email, webhooks
 
     deadline = time.monotonic() + seconds
+    next_renewal = time.monotonic() + RESUME_EVERY
     claimed = 0
     while True:
+        if keep_alive is not None and time.monotonic() >= next_renewal:
+            keep_alive()
+            next_renewal = time.monotonic() + RESUME_EVERY
         done = 0
         for kind, send_due in (("emails", email.send_due_emails),
                                ("webhooks", webhooks.send_due_webhooks)):
@@ -76,12 +83,27 @@ def send_deliveries(seconds: float = SWEEP_SECONDS) -> int:
             return claimed
         if not done:
             time.sleep(IDLE_PAUSE)
+
+
 def relay_journey_sweeper(baton: str = "") -> int:
-    """Advance due journeys for SWEEP_SECONDS, then queue the next sweeper with the baton.
+    """Advance due journeys for SWEEP_SECONDS, then queue the next sweeper (``_relay``)."""
+    return _relay("campaigns.tasks.relay_journey_sweeper", SWEEPER_BATON, advance_journeys,
+                  baton)
+
+
+def relay_delivery_sender(baton: str = "") -> int:
+    """Send due emails and webhook calls for SWEEP_SECONDS, then queue the next sender
+    (``_relay``): a message falls due and goes within a second, not at the next schedule."""
+    return _relay("campaigns.tasks.relay_delivery_sender", SENDER_BATON, send_deliveries,
+                  baton)
+
+
+def _relay(task: str, baton_key: str, sweep: Callable[..., int], baton: str) -> int:
+    """Run ``sweep`` for SWEEP_SECONDS, then queue ``task`` again with the baton.
 
     One chain of sweepers runs without a gap between them (a schedule alone leaves gaps:
     django-q2 looks at its schedules every 30 seconds). The every-minute schedule calls
-    this without a baton: it starts a chain only when none holds the baton. A sweeper
+    the task without a baton: it starts a chain only when none holds the baton. A sweeper
     whose baton is no longer the chain's (its chain lapsed and another started) stops.
     """
     from django.core.cache import cache
@@ -89,21 +111,21 @@ def relay_journey_sweeper(baton: str = "") -> int:
     from django_q.tasks import async_task
 
     if baton:
-        if cache.get(SWEEPER_BATON) != baton:
+        if cache.get(baton_key) != baton:
             return 0
     else:
         baton = secrets.token_hex(8)
-        if not cache.add(SWEEPER_BATON, baton, BATON_SECONDS):
+        if not cache.add(baton_key, baton, BATON_SECONDS):
             return 0  # a chain is running
 
     def keep_alive():
-        cache.set(SWEEPER_BATON, baton, BATON_SECONDS)
+        cache.set(baton_key, baton, BATON_SECONDS)
 
-    advanced = advance_journeys(SWEEP_SECONDS, keep_alive=keep_alive)
+    done = sweep(SWEEP_SECONDS, keep_alive=keep_alive)
     keep_alive()  # held while the successor waits in the queue
     if not Conf.SYNC:  # inline tasks would relay forever
-        async_task("campaigns.tasks.relay_journey_sweeper", baton)
-    return advanced
+        async_task(task, baton)
+    return done
 
 
 def scan_date_triggers() -> int:

@@ -7,9 +7,9 @@ SCHEDULES = [
     # Often: every change queues its own evaluation; this catches those whose enqueue failed.
     ("queue owed segment evaluations", "segments.tasks.queue_owed_evaluations", 1),
     ("recompute time-relative segments", "segments.tasks.recompute_time_relative_segments", 10),
-    # Runs for just under a minute, sending due emails (one connection per batch) and
-    # webhook calls as they fall due.
-    ("send due emails and webhooks", "campaigns.tasks.send_deliveries", 1),
+    # Starts the chain of senders of due emails (one connection per batch) and webhook
+    # calls when none runs (each hands over to the next).
+    ("send due emails and webhooks", "campaigns.tasks.relay_delivery_sender", 1),
     # Starts the chain of journey sweepers when none runs (each hands over to the next).
     ("advance due journeys", "campaigns.tasks.relay_journey_sweeper", 1),
     ("start scheduled campaigns", "campaigns.tasks.start_scheduled_campaigns", 1),

@@ -75,3 +75,31 @@ def test_a_step_falling_due_while_a_sweeper_runs_runs_at_once(workspace):
     lateness = [(moment - due).total_seconds() for moment in ran]
     assert len(lateness) == 3 and all(0 <= late < 2 for late in lateness), lateness
     assert not Journey.objects.filter(campaign=campaign, state="active").exists()
+
+
+def test_the_senders_of_emails_and_webhooks_relay_without_a_gap_too(workspace, relays):
+    cache.delete(tasks.SENDER_BATON)
+    try:
+        assert tasks.relay_delivery_sender() == 0  # nothing due: it sweeps, then relays
+        ((func, (baton,)),) = relays
+        assert func == "campaigns.tasks.relay_delivery_sender" and baton
+        assert cache.get(tasks.SENDER_BATON) == baton
+        assert tasks.relay_delivery_sender() == 0 and len(relays) == 1  # a chain runs
+        tasks.relay_delivery_sender(baton)
+        assert relays[-1] == ("campaigns.tasks.relay_delivery_sender", (baton,))
+        # The journeys' chain is another: its baton is its own.
+        assert cache.get(tasks.SWEEPER_BATON) is None
+    finally:
+        cache.delete(tasks.SENDER_BATON)
+
+
+def test_a_sender_chain_sends_what_falls_due(workspace, relays, smtp_sink):
+    from tests.campaigns.test_email import MAIL, queue, running
+
+    cache.delete(tasks.SENDER_BATON)
+    campaign = running(workspace, [MAIL])
+    queue(campaign, make_person(workspace, "ada", email="ada@example.com", first_name="A"))
+
+    assert tasks.relay_delivery_sender() == 1
+    assert [m["To"] for m in smtp_sink.messages] == ["ada@example.com"]
+    cache.delete(tasks.SENDER_BATON)
