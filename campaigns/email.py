@@ -877,7 +877,7 @@ class _SentRecorder:
                     "recipient = CASE WHEN COALESCE(cio_id, '') = %s THEN %s ELSE '' END, "
                     "sent_at = %s, next_attempt_at = NULL "
                     "WHERE id = %s AND state IN ('sending', 'unknown')", rows)
-            tracking.announce_sent(delivery for delivery, _, _ in self.pending)
+            tracking.announce_engagements(delivery for delivery, _, _ in self.pending)
         self.pending = []
 
 

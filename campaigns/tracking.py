@@ -204,17 +204,12 @@ def suppressed_addresses(workspace_id: int, addresses: Iterable[str]) -> set[str
 
 def announce_engagement(delivery: Delivery) -> None:
     """Have the person's segments re-evaluated: an engagement of theirs changed."""
-    if not delivery.cio_id:
-        return
-    person_ids = list(Person.objects.filter(workspace_id=delivery.workspace_id,
-                                            cio_id=delivery.cio_id).values_list("pk", flat=True))
-    if person_ids:
-        announce_change(delivery.workspace, person_ids)
+    announce_engagements([delivery])
 
 
-def announce_sent(deliveries: Iterable[Delivery]) -> None:
-    """Have the segments of the people just sent these emails re-evaluated ("sent" and
-    "delivered" engagement conditions), one query per workspace."""
+def announce_engagements(deliveries: Iterable[Delivery]) -> None:
+    """Have the segments of these deliveries' people re-evaluated (engagement conditions:
+    sent, delivered, opened...), one query per workspace."""
     by_workspace: dict[int, set[str]] = {}
     for delivery in deliveries:
         if delivery.cio_id:
