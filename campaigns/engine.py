@@ -22,6 +22,7 @@ Rules it keeps (``DESIGN.md``, "Journeys"):
 import hashlib
 import json
 import logging
+import operator
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -35,7 +36,8 @@ from campaigns import liquid
 from campaigns.definition import DATA_TRIGGERS
 from campaigns.models import Campaign, Delivery, Journey, JourneyStep
 from campaigns.workflow import Workflow
-from engage.sql import in_ids, insert_rows, update_rows
+from engage.models import Workspace
+from engage.sql import in_ids, insert_rows, select_models, update_rows
 from people import services as people
 from people.models import Person, Suppression
 from segments import conditions
@@ -55,6 +57,10 @@ JOURNEY_FIELDS = ["workspace", "campaign", "person", "cio_id", "entry_key", "sta
                   "exit_reason", "step_id", "step_data", "seq", "next_run_at", "context",
                   "entered_at"]
 ENTRY_INDEX = "(campaign_id, entry_key)"
+# Due journeys, the longest due first (along ``journey_due_idx``).
+CLAIM_WHERE = "state = 'active' AND next_run_at <= %s ORDER BY next_run_at"
+assert Journey.State.ACTIVE == "active"
+JOURNEY_COLUMNS = ", ".join(Journey._meta.get_field(name).column for name in JOURNEY_FIELDS)
 
 
 # --- entering --------------------------------------------------------------------------
@@ -129,13 +135,16 @@ class End:
 def advance_due(*, now: datetime | None = None, limit: int = BATCH_SIZE) -> int:
     """Advance a batch of due journeys in one transaction; return how many were advanced."""
     now = now or timezone.now()
-    if not Journey.objects.filter(state=Journey.State.ACTIVE, next_run_at__lte=now).exists():
-        return 0  # a read, not a write transaction: cheap to ask every half second
+    if connection.vendor != "postgresql" and not Journey.objects.filter(
+            state=Journey.State.ACTIVE, next_run_at__lte=now).exists():
+        # A read, not a write transaction: cheap to ask every half second. (On PostgreSQL
+        # a claim that finds nothing writes nothing either.)
+        return 0
     with transaction.atomic():
-        due = (Journey.objects.filter(state=Journey.State.ACTIVE, next_run_at__lte=now)
-               .order_by("next_run_at")
-               .select_for_update(skip_locked=True, of=("self",)))
-        journeys = list(due[:limit])
+        journeys = select_models(Journey, CLAIM_WHERE, [now],
+                                 lock="FOR UPDATE SKIP LOCKED", limit=limit)
+        if not journeys:
+            return 0
         Batch(journeys, now).advance()
         # A stopping campaign is stopped once its last journey has ended.
         Campaign.objects.filter(
@@ -159,13 +168,20 @@ class Batch:
     def __init__(self, journeys: list[Journey], now: datetime):
         self.now = now
         # Each campaign is read once, not once per journey; people when a step needs them.
-        campaigns = (Campaign.objects.select_related("workspace")
-                     .in_bulk({journey.campaign_id for journey in journeys}))
+        # (With fixed statements: the ORM spends milliseconds building a query.)
+        campaigns = {campaign.pk: campaign for campaign in select_models(
+            Campaign, *in_ids("id", sorted({journey.campaign_id for journey in journeys})))}
+        workspaces = {workspace.pk: workspace for workspace in select_models(
+            Workspace, *in_ids("id", sorted({c.workspace_id for c in campaigns.values()})))}
+        for campaign in campaigns.values():
+            Campaign.workspace.field.set_cached_value(campaign,
+                                                      workspaces[campaign.workspace_id])
         workflows = {pk: Workflow(campaign.definition["workflow"]["steps"])
                      for pk, campaign in campaigns.items()}
         self.runs: list[Run] = []
+        cache_campaign = Journey.campaign.field.set_cached_value  # ``journey.campaign = ``
         for journey in journeys:
-            journey.campaign = campaigns[journey.campaign_id]
+            cache_campaign(journey, campaigns[journey.campaign_id])
             self.runs.append(Run(journey, workflows[journey.campaign_id], now))
 
     def advance(self) -> None:
@@ -192,7 +208,7 @@ class Batch:
                 try:
                     # A runner that queries does it in a savepoint: a failed statement
                     # must not spoil the batch's transaction.
-                    with nullcontext() if runner is each else transaction.atomic():
+                    with nullcontext() if runner in QUERYLESS else transaction.atomic():
                         moves = runner(runs, step)
                 except Exception:  # redo the group journey by journey: one fault stays alone
                     log.exception("a batch of %s journeys failed at step %s; going on one "
@@ -254,8 +270,7 @@ def save_runs(runs: list["Run"]) -> None:
     if not runs:
         return
     steps = [row for run in runs for row in run.log]
-    moves = [(run.journey.pk, *(getattr(run.journey, name) for name in MOVE_FIELDS))
-             for run in runs]
+    moves = [(run.journey.pk, *_move_of(run.journey)) for run in runs]
     if connection.vendor == "postgresql":
         _save_runs_postgresql(steps, moves)
     else:
@@ -268,6 +283,7 @@ def save_runs(runs: list["Run"]) -> None:
 STEP_FIELDS = ["journey", "seq", "step_id", "step_type", "outcome", "data", "created_at"]
 MOVE_FIELDS = ["state", "exit_reason", "step_id", "step_data", "seq", "next_run_at",
                "lease_until", "ended_at"]
+_move_of = operator.attrgetter(*MOVE_FIELDS)
 
 # PostgreSQL takes a batch's step rows and moves in one round trip: one statement, its
 # rows in two JSON parameters (encoded at once by the C encoder, read with one cast per
@@ -810,6 +826,20 @@ def each(runs: list[Run], step: dict) -> list:
     return [runner(run, step) for run in runs]
 
 
+def batch_delay(runs: list[Run], step: dict) -> list:
+    """Start or end a delay for the group: those starting it now share one wait."""
+    starting = None
+    moves = []
+    for run in runs:
+        if "until" in run.journey.step_data:
+            moves.append(step_delay(run, step))
+            continue
+        if starting is None:  # the same moment and step for the whole batch
+            starting = step_delay(run, step)
+        moves.append(starting)
+    return moves
+
+
 def batch_branch(runs: list[Run], step: dict) -> list:
     """Evaluate a branch's condition for the whole group in one statement."""
     run = runs[0]
@@ -852,13 +882,17 @@ def batch_update_attributes(runs: list[Run], step: dict) -> list:
         changes.append((index, run.journey.person_id, {**values, **unset}))
     if changes:
         results = people.update_people(runs[0].campaign.workspace,
-                                       [(person_id, body) for _, person_id, body in changes])
+                                       [(person_id, body) for _, person_id, body in changes],
+                                       keep_people=False)
         for (index, _, _), result in zip(changes, results, strict=True):
             if isinstance(result, people.InvalidInput):
                 moves[index] = Next("failed", {"reason": str(result)})
                 continue
+            journey = runs[index].journey
             if result.person is not None:
-                runs[index].journey.person = result.person  # what later steps read
+                journey.person = result.person  # what later steps read
+            elif Journey.person.is_cached(journey):  # written in SQL: read again if needed
+                Journey.person.field.delete_cached_value(journey)
             moves[index] = Next(f"done:{result.outcome}" if result.outcome != "updated"
                                 else "done")
     return moves
@@ -881,8 +915,9 @@ def _templated(value: Any) -> bool:
     return False
 
 
+QUERYLESS = {each, batch_delay}  # batch runners that run no statement: no savepoint needed
 BATCH_RUNNERS = {
-    "delay": each,
+    "delay": batch_delay,
     "time_window": each,
     "random_split": each,
     "exit": each,

@@ -352,14 +352,15 @@ class CampaignEntryJob(BackgroundJob):
     """Entering the people who match a segment-triggered campaign when it starts
     ("current people and future additions"), in batches, by a worker.
 
-    It walks the members of the trigger's segments in primary-key order (``cursor``), so
-    a start that its process did not live to finish goes on where it stopped: nobody who
-    matched is lost, and the entry keys enter nobody twice.
+    It walks the members of the trigger's segments in the order of their people's primary
+    keys (``cursor``), so a start that its process did not live to finish goes on where it
+    stopped: nobody who matched is lost, and the entry keys enter nobody twice.
     """
 
     task = "campaigns.tasks.run_campaign_entry"
     batch_size = 10_000
     walks = True
+    walk_key = "person_id"  # the walk reads segment memberships, by their unique index
 
     workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="+",
                                   db_index=False)

@@ -83,7 +83,7 @@ def start(job: BackgroundJob, people: QuerySet, *, queue_over: int = 0) -> Backg
     job.created_at = job.updated_at = now
     with transaction.atomic():
         job.save()
-        job.total = people.count() if job.walks else snapshot(job, people)
+        job.total = _walked(job, people).count() if job.walks else snapshot(job, people)
         if job.total == 0:
             job.state = job.State.DONE
             job.finished_at = now
@@ -108,8 +108,9 @@ def run(model: type[BackgroundJob], job_id: int, handle: Callable[[BackgroundJob
     another worker holds (its row locked, or its lease current) is left to it; each batch
     renews this worker's lease, and leaving lets it go.
 
-    A kind that ``walks`` takes its batches from ``walk(job)`` (people) in primary-key
-    order after ``job.cursor``, the last primary key handled, instead of from its items.
+    A kind that ``walks`` takes its batches from ``walk(job)`` (people, or rows naming them
+    in the column ``walk_key``) in primary-key order after ``job.cursor``, the last
+    primary key handled, instead of from its items.
     """
     if model.walks != (walk is not None):
         raise TypeError(f"{model.__name__}: pass walk= exactly when the kind walks")
@@ -145,8 +146,9 @@ def _run(model, job_id, handle, owner, *, max_batches, finish, select_related, w
                              [:batch_size])
                 person_pks = [person_pk for _, person_pk in items]
             else:
-                person_pks = list(walk(job).filter(pk__gt=job.cursor).order_by("pk")
-                                  .values_list("pk", flat=True)[:batch_size])
+                key = job.walk_key
+                person_pks = list(_walked(job, walk(job)).filter(**{f"{key}__gt": job.cursor})
+                                  .order_by(key)[:batch_size])
             if not person_pks:
                 job.state = job.State.DONE
             else:
@@ -174,6 +176,14 @@ def _run(model, job_id, handle, owner, *, max_batches, finish, select_related, w
             if job.is_finished:
                 return job
     return model.objects.filter(pk=job_id).first()
+
+
+def _walked(job: BackgroundJob, people: QuerySet) -> QuerySet:
+    """The people a walking job walks, as their primary keys: each once, whatever the
+    query they come from (the members of several segments, say)."""
+    key = job.walk_key
+    ids = people.values_list(key, flat=True)
+    return ids if key == "pk" else ids.distinct()
 
 
 def run_task(model: type[BackgroundJob], job_id: int, run_job: Callable[[int], object]) -> None:

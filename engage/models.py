@@ -107,6 +107,9 @@ class BackgroundJob(models.Model):
     #: Walk the people as they are when each batch runs, in primary-key order from
     #: ``cursor``, instead of taking a snapshot of them into ``items`` at the start.
     walks: ClassVar[bool] = False
+    # What a walking job's ``walk`` yields and its cursor follows: the people's primary
+    # key, or another query's column holding them (each person once, in its order).
+    walk_key: ClassVar[str] = "pk"
 
     class State(models.TextChoices):
         PENDING = "pending", "Pending"

@@ -1,8 +1,12 @@
 """Small helpers for the raw SQL that set-based operations write, on both databases."""
 
 import json
+from datetime import datetime
+from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS, connection, connections
+from django.db.models import signals
+from django.db.models.base import ModelState
 
 
 def in_values(column: str, values: list) -> tuple[str, list]:
@@ -17,7 +21,15 @@ def in_values(column: str, values: list) -> tuple[str, list]:
 
 def in_ids(column: str, ids: list[int]) -> tuple[str, list]:
     """Return ``column`` IN ids (primary keys) as SQL and its parameters."""
+    if connection.vendor == "postgresql":
+        return f"{column} = ANY(%s::bigint[])", [id_array(ids)]
     return in_values(column, ids)
+
+
+def id_array(ids) -> str:
+    """Return integers as one PostgreSQL array literal (``'{1,2,3}'``), a parameter the
+    driver quotes as one string instead of adapting element by element."""
+    return "{" + ",".join(str(int(pk)) for pk in ids) + "}"
 
 
 # --- one-statement reads and writes for hot paths ---------------------------------------
@@ -60,32 +72,55 @@ def select_models(model, where: str, params: list, *, lock: bool | str = False,
     with conn.cursor() as cursor:
         cursor.execute(sql, params)
         rows = cursor.fetchall()
-    found = []
-    for row in rows:
-        values = list(row)
-        for index, expression, functions in converters:
-            for function in functions:
-                values[index] = function(values[index], expression, conn)
-        found.append(model.from_db(conn.alias, names, values))
-    return found
+    if converters:
+        rows = [list(row) for row in rows]
+        for values in rows:
+            for index, expression, functions in converters:
+                for function in functions:
+                    values[index] = function(values[index], expression, conn)
+    if signals.pre_init.has_listeners(model) or signals.post_init.has_listeners(model):
+        return [model.from_db(conn.alias, names, values) for values in rows]
+    return [_loaded(model, conn.alias, names, values) for values in rows]
+
+
+def _loaded(model, alias: str, names: list[str], values) -> Any:
+    """Return the instance ``model.from_db`` would, without ``Model.__init__``: every
+    concrete field's value set as it is (what ``__init__`` does for positional values,
+    at a third of the cost), marked loaded from ``alias``."""
+    instance = model.__new__(model)
+    instance.__dict__.update(zip(names, values, strict=True))
+    instance._state = state = ModelState()
+    state.adding, state.db = False, alias
+    return instance
 
 
 def _select_plan(conn, model, where, lock, limit):
     fields = list(model._meta.concrete_fields)
     quote = conn.ops.quote_name
-    sql = (f"SELECT {', '.join(quote(f.column) for f in fields)} "
-           f"FROM {quote(model._meta.db_table)} WHERE {where}")
+    columns, converters = [], []
+    for index, field in enumerate(fields):
+        expression = field.get_col(model._meta.db_table)
+        functions = [*conn.ops.get_db_converters(expression), *field.get_db_converters(conn)]
+        if conn.vendor == "postgresql" and field.get_internal_type() == "DateTimeField":
+            # Read as ISO 8601 text and parsed by ``datetime.fromisoformat`` (C), a fifth
+            # of the cost of the driver's loader, to the same aware datetime (the
+            # session's time zone is UTC: Django sets it).
+            columns.append(f"{quote(field.column)}::text")
+            functions.insert(0, _datetime_from_text)
+        else:
+            columns.append(quote(field.column))
+        if functions:
+            converters.append((index, expression, functions))
+    sql = f"SELECT {', '.join(columns)} FROM {quote(model._meta.db_table)} WHERE {where}"
     if limit is not None:
         sql += f" LIMIT {int(limit)}"
     if lock and conn.features.has_select_for_update:
         sql += " FOR UPDATE" if lock is True else f" {lock}"
-    converters = []
-    for index, field in enumerate(fields):
-        expression = field.get_col(model._meta.db_table)
-        functions = [*conn.ops.get_db_converters(expression), *field.get_db_converters(conn)]
-        if functions:
-            converters.append((index, expression, functions))
     return sql, [f.attname for f in fields], converters
+
+
+def _datetime_from_text(value, expression, conn):
+    return None if value is None else datetime.fromisoformat(value)
 
 
 def insert_rows(model, names: list[str], rows: list[tuple], *, returning: tuple[str, ...] = (),
@@ -180,9 +215,12 @@ def _cast_type(conn, field) -> str:
 
 
 def _rows_json(prepare, rows) -> str:
-    return json.dumps([[to_json(value) if to_json else value
-                        for to_json, value in zip(prepare, row, strict=True)] for row in rows],
-                      separators=(",", ":"), ensure_ascii=False)
+    if any(len(row) != len(prepare) for row in rows):
+        raise ValueError(f"each row must have {len(prepare)} values")
+    if any(prepare):
+        rows = [[to_json(value) if to_json else value
+                 for to_json, value in zip(prepare, row, strict=True)] for row in rows]
+    return json.dumps(rows, separators=(",", ":"), ensure_ascii=False)
 
 
 def _json_ready(conn, field):

@@ -24,7 +24,7 @@ from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
 from engage.models import Workspace
-from engage.sql import in_ids, insert_rows
+from engage.sql import id_array, in_ids, insert_rows
 from people.models import Person
 from segments import conditions, log
 from segments.models import (
@@ -572,9 +572,17 @@ def note_changed_people(workspace_id: int, person_ids: list[int]) -> bool:
             "AND NOT archived LIMIT 1", [workspace_id, Segment.Kind.DATA_DRIVEN])
         if cursor.fetchone() is None:
             return False
-    insert_rows(PendingEvaluation, ["workspace", "person_id"],
-                [(workspace_id, person_id) for person_id in sorted(set(person_ids))],
-                skip_conflicts_on="(workspace_id, person_id)")
+    owed = sorted(set(person_ids))
+    if connection.vendor == "postgresql":  # the ids as one array, no row built in Python
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"INSERT INTO {PendingEvaluation._meta.db_table} (workspace_id, person_id) "
+                "SELECT %s, unnest(%s::bigint[]) ON CONFLICT (workspace_id, person_id) "
+                "DO NOTHING", [workspace_id, id_array(owed)])
+    else:
+        insert_rows(PendingEvaluation, ["workspace", "person_id"],
+                    [(workspace_id, person_id) for person_id in owed],
+                    skip_conflicts_on="(workspace_id, person_id)")
     transaction.on_commit(lambda: queue_evaluation(workspace_id), robust=True)
     return True
 

@@ -1,5 +1,6 @@
 """Identify: create or update a person from an identify body, by Customer.io's rules."""
 
+import json
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -8,7 +9,7 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from engage.models import Workspace
-from engage.sql import insert_rows, update_fields, update_rows
+from engage.sql import id_array, insert_rows, update_fields, update_rows
 from people import validation as v
 from people.errors import InvalidInput, Problem
 from people.models import Activity, Event, Person
@@ -216,12 +217,13 @@ def new_attributes(current: dict, data: IdentifyInput) -> dict:
             node[leaf] = value
         attributes["cio_subscription_preferences"] = preferences
     if len(attributes) > v.MAX_ATTRIBUTES:
-        raise InvalidInput.single(
-            "attributes",
-            "too_many_attributes",
-            f"a person cannot have more than {v.MAX_ATTRIBUTES} attributes",
-        )
+        raise too_many_attributes()
     return attributes
+
+
+def too_many_attributes() -> InvalidInput:
+    return InvalidInput.single("attributes", "too_many_attributes",
+                               f"a person cannot have more than {v.MAX_ATTRIBUTES} attributes")
 
 
 def build_person(workspace: Workspace, identifiers: dict, data: IdentifyInput, *,
@@ -433,8 +435,8 @@ CHANGED_FIELDS = ["attributes", "email", "email_key", "unsubscribed", "created_a
                   "updated_at", "attributes_timestamp"]
 
 
-def update_people(workspace: Workspace,
-                  changes: list[tuple[int, dict]]) -> list[Result | InvalidInput]:
+def update_people(workspace: Workspace, changes: list[tuple[int, dict]], *,
+                  keep_people: bool = True) -> list[Result | InvalidInput]:
     """Apply identify bodies to people who exist, given by primary key, in order.
 
     The set-based twin of ``identify_person`` addressed by cio_id, for many people at once
@@ -443,7 +445,16 @@ def update_people(workspace: Workspace,
     identifiers (``id``, an identifying ``email``, ``anonymous_id``) needs the exact
     resolution: every body for that person goes through ``identify_person``, in order,
     after the others. Return, per body, the Result or the InvalidInput that refused it.
+
+    ``keep_people=False`` says the caller needs no Person in the results: then one plain
+    body for distinct people (attributes only: no identifiers, email, timestamps or
+    subscription) is applied by PostgreSQL alone (``update_attributes_in_sql``), without
+    loading anyone; the results carry no person.
     """
+    if not keep_people and connection.vendor == "postgresql":
+        done = _update_plain(workspace, changes)
+        if done is not None:
+            return done
     results: list[Result | InvalidInput | None] = [None] * len(changes)
     inputs: dict[int, IdentifyInput] = {}
     exact: set[int] = set()  # people whose bodies need identify_person
@@ -512,3 +523,81 @@ def update_people(workspace: Workspace,
             except InvalidInput as error:
                 results[index] = error
     return results
+
+
+def _update_plain(workspace: Workspace, changes: list[tuple[int, dict]]
+                  ) -> list[Result | InvalidInput] | None:
+    """Apply one plain body shared by every change to distinct people in SQL; None when
+    the changes are not that (``update_people`` then takes them as usual)."""
+    if not changes:
+        return []
+    body = changes[0][1]
+    ids = [person_id for person_id, _ in changes]
+    if any(each is not body for _, each in changes) or len(set(ids)) != len(ids):
+        return None
+    try:
+        data = read_identify_body(workspace, body)
+    except InvalidInput as error:
+        return [error] * len(changes)
+    if (body_refs(workspace, data) or data.anonymous_id or data.created_at is not None
+            or data.unsubscribed is not None or data.timestamp is not None
+            or data.subscription_updates or "email" in data.set_attributes
+            or "email" in data.remove_attributes):
+        return None
+    outcomes = update_attributes_in_sql(workspace, ids, data.set_attributes,
+                                        sorted(data.remove_attributes))
+    results: list[Result | InvalidInput] = []
+    for person_id in ids:
+        outcome = outcomes.get(person_id)
+        if outcome is None:
+            results.append(Result(Outcome.NOT_FOUND, message="nobody has this id"))
+        elif outcome == "too_many":
+            results.append(too_many_attributes())
+        else:
+            results.append(Result(outcome))
+    return results
+
+
+# Lock the people in order; work out each one's new attributes, which of the named keys
+# really change (the activity's "changed", as ``change_person`` writes it) and whether
+# the limit of attributes holds; write those who change, log their activity.
+UPDATE_ATTRIBUTES_SQL = (
+    "WITH target AS (SELECT p.id, p.cio_id, p.attributes AS old, "
+    "(p.attributes || %(set)s::jsonb) - %(remove)s::text[] AS new FROM people_person p "
+    "WHERE p.workspace_id = %(workspace)s AND p.id = ANY(%(ids)s::bigint[]) ORDER BY p.id "
+    "FOR UPDATE), "
+    "diff AS (SELECT t.id, t.cio_id, t.new, (SELECT jsonb_object_agg(k, COALESCE(t.new -> k, "
+    "'null'::jsonb)) FROM unnest(%(keys)s::text[]) AS k WHERE t.old -> k IS DISTINCT FROM "
+    "t.new -> k) AS changed, (SELECT count(*) FROM jsonb_object_keys(t.new)) > %(limit)s "
+    "AS too_many FROM target t), "
+    "written AS (UPDATE people_person p SET attributes = d.new, updated_at = %(now)s "
+    "FROM diff d WHERE p.id = d.id AND d.changed IS NOT NULL AND NOT d.too_many "
+    "RETURNING p.id), "
+    "logged AS (INSERT INTO people_activity (workspace_id, cio_id, kind, data, forgotten, "
+    "created_at) SELECT %(workspace)s, d.cio_id, %(kind)s, jsonb_build_object('changed', "
+    "d.changed), false, %(now)s FROM diff d JOIN written w ON w.id = d.id ORDER BY d.id) "
+    "SELECT d.id, d.too_many, d.changed IS NOT NULL FROM diff d")
+assert (Person._meta.db_table, Activity._meta.db_table) == ("people_person", "people_activity")
+
+
+def update_attributes_in_sql(workspace: Workspace, ids: list[int], values: dict,
+                             remove: list[str]) -> dict[int, str]:
+    """Set ``values`` and remove ``remove`` on the attributes of the workspace's people
+    ``ids`` (PostgreSQL), as ``identify_person`` would: an activity entry for each one
+    changed, the change announced. Return person id -> "updated", "unchanged" or
+    "too_many" (left alone: over the limit of attributes); absent: nobody.
+    """
+    now = timezone.now()
+    with connection.cursor() as cursor:
+        cursor.execute(UPDATE_ATTRIBUTES_SQL, {
+            "set": json.dumps(values), "remove": remove, "keys": [*values, *remove],
+            "workspace": workspace.pk, "ids": id_array(ids), "limit": v.MAX_ATTRIBUTES, "now": now,
+            "kind": Activity.Kind.ATTRIBUTES_CHANGED})
+        rows = cursor.fetchall()
+    outcomes = {person_id: "too_many" if too_many else
+                Outcome.UPDATED if changed else Outcome.UNCHANGED
+                for person_id, too_many, changed in rows}
+    changed_ids = sorted(pid for pid, outcome in outcomes.items() if outcome == Outcome.UPDATED)
+    if changed_ids:
+        announce_change(workspace, changed_ids)
+    return outcomes

@@ -9,7 +9,7 @@ from campaigns.definition import DefinitionError
 from campaigns.models import Campaign, CampaignEntryJob, Delivery, Journey, JourneyStep
 from segments.models import Segment
 from segments.services import add_to_segment, create_segment, set_archived
-from tests.factories import make_person
+from tests.factories import make_person, make_workspace
 
 pytestmark = pytest.mark.django_db
 
@@ -94,6 +94,40 @@ def test_a_start_stopped_before_its_people_were_all_entered_enters_no_more(
     assert (job.state, job.entered) == ("failed", 2)
     assert "the campaign is stopped" in job.error
     assert not Journey.objects.filter(state="active").exists()
+
+
+def test_a_start_walks_the_members_of_several_segments_entering_each_person_once(
+        workspace, vip, monkeypatch):
+    """With "any" of two segments, someone in both is one candidate: counted once,
+    entered once, whatever batch boundaries fall between the memberships."""
+    monkeypatch.setattr(segment_triggers, "ENTER_BATCH", 2)
+    monkeypatch.setattr(CampaignEntryJob, "batch_size", 2)
+    beta = create_segment(workspace, name="Beta")
+    both = members(workspace, vip, 3)
+    add_to_segment(beta, [person.pk for person in both])
+    only_beta = [make_person(workspace, f"beta{n}") for n in range(2)]
+    add_to_segment(beta, [person.pk for person in only_beta])
+    make_person(workspace, "outsider")
+    other = create_segment(make_workspace(), name="Elsewhere")
+    add_to_segment(other, [make_person(other.workspace, "stranger").pk])
+    campaign = services.create_campaign(workspace, {
+        "name": "Either", "trigger": {"segments": {"match": "any", "segments": [
+            {"id": vip.pk}, {"id": beta.pk}]}},
+        "workflow": {"steps": [{"id": "wait", "type": "delay", "duration": {"days": 2}}]}})
+
+    services.start_campaign(campaign, audience="current_and_future")
+    job = CampaignEntryJob.objects.get(campaign=campaign)
+    assert job.total == 5  # distinct people, not memberships
+    segment_triggers.run_entry(job.pk)
+
+    job.refresh_from_db()
+    assert (job.state, job.done, job.entered) == ("done", 5, 5)
+    entered = Journey.objects.filter(campaign=campaign)
+    assert sorted(entered.values_list("person_id", flat=True)) == sorted(
+        person.pk for person in both + only_beta)
+    assert sorted(entered.values_list("entry_key", flat=True)) == sorted(
+        f"p{person.pk}" for person in both + only_beta)  # frequency "once": one key each
+    assert {journey.cio_id for journey in entered} == {p.cio_id for p in both + only_beta}
 
 
 def test_start_with_future_additions_only_enters_nobody_now(workspace, vip):

@@ -8,7 +8,15 @@ import pytest
 from django.db import IntegrityError, transaction
 
 from engage.models import Workspace
-from engage.sql import in_values, insert_rows, select_models, update_fields, update_rows
+from engage.sql import (
+    id_array,
+    in_ids,
+    in_values,
+    insert_rows,
+    select_models,
+    update_fields,
+    update_rows,
+)
 from people.models import Event, Person
 from people.services import EVENT_DEDUP_INDEX
 from segments.models import Segment
@@ -62,6 +70,42 @@ def test_selected_models_equal_what_the_orm_loads(workspace):
     (ws,) = select_models(Workspace, "site_id = %s", [workspace.site_id], limit=1)
     assert ws == workspace and ws.created_at == Workspace.objects.get().created_at
     assert select_models(Person, "customer_id = %s", ["nobody"]) == []
+
+
+def test_selected_models_behave_as_loaded_ones(workspace):
+    """Built without Model.__init__, an instance still saves as an update, follows its
+    relations and reads its datetimes as aware UTC ones."""
+    from django.db.models import signals
+
+    ada = make_person(workspace, "ada", plan="free")
+    (found,) = select_models(Person, "id = %s", [ada.pk])
+    assert (found._state.adding, found._state.db) == (False, "default")
+    assert found.created_at == ada.created_at and found.created_at.utcoffset().total_seconds() == 0
+    assert found.workspace == workspace  # the relation is read through its id
+    found.attributes = {"plan": "pro"}
+    found.save(update_fields=["attributes"])
+    assert Person.objects.count() == 1 and Person.objects.get().attributes == {"plan": "pro"}
+
+    seen = []
+
+    def note(sender, instance, **kwargs):
+        seen.append(instance.pk)
+
+    signals.post_init.connect(note, sender=Person)
+    try:  # a model someone listens to is built the ORM's way, signals and all
+        (again,) = select_models(Person, "id = %s", [ada.pk])
+    finally:
+        signals.post_init.disconnect(note, sender=Person)
+    assert seen == [ada.pk] and again.attributes == {"plan": "pro"}
+
+
+def test_in_ids_takes_any_number_of_ids(workspace):
+    people = [make_person(workspace, name) for name in ("ada", "bob", "cy")]
+    sql, params = in_ids("id", [people[0].pk, people[2].pk, 10**12])
+    assert sorted(p.customer_id for p in select_models(Person, sql, params)) == ["ada", "cy"]
+    assert id_array([3, -1, 2]) == "{3,-1,2}"
+    with pytest.raises(ValueError):
+        id_array(["1}; DROP TABLE people_person; --"])
 
 
 def test_a_locked_select_runs_inside_a_transaction(workspace):

@@ -82,3 +82,62 @@ def test_one_body_for_many_people_is_read_once_and_applied_to_each(workspace, mo
         assert person.attributes == {"plan": "pro"}
     assert Activity.objects.filter(kind=Activity.Kind.ATTRIBUTES_CHANGED,
                                    data={"changed": {"plan": "pro"}}).count() == 3
+
+
+def test_a_shared_plain_body_changes_people_as_identify_would_without_loading_them(
+        workspace):
+    """``keep_people=False``: on PostgreSQL one statement applies the body to everyone
+    (``update_attributes_in_sql``); the outcomes, attributes, activity and owed
+    evaluations are those of the usual path (which SQLite takes)."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from people.validation import MAX_ATTRIBUTES
+
+    create_segment(workspace, name="Pro", conditions_tree={
+        "attribute": {"field": "plan", "operator": "eq", "value": "pro"}})
+    ada = make_person(workspace, "ada", plan="free", old="x")
+    bob = make_person(workspace, "bob", plan="pro")
+    full = make_person(workspace, "full", **{f"a{n}": n for n in range(MAX_ATTRIBUTES)})
+    PendingEvaluation.objects.all().delete()
+    body = {"plan": "pro", "old": None}
+
+    with CaptureQueriesContext(connection) as queries:
+        results = services.update_people(workspace, [
+            (ada.pk, body), (bob.pk, body), (full.pk, body), (10**9, body)],
+            keep_people=False)
+
+    assert [getattr(result, "outcome", "invalid") for result in results] == [
+        Outcome.UPDATED, Outcome.UNCHANGED, "invalid", Outcome.NOT_FOUND]
+    assert "more than 300 attributes" in str(results[2])
+    for person in (ada, bob, full):
+        person.refresh_from_db()
+    assert (ada.attributes, bob.attributes) == ({"plan": "pro"}, {"plan": "pro"})
+    assert len(full.attributes) == MAX_ATTRIBUTES and "plan" not in full.attributes
+    assert ada.updated_at > bob.updated_at
+    assert list(Activity.objects.filter(kind=Activity.Kind.ATTRIBUTES_CHANGED)
+                .values_list("cio_id", "data")) == [
+        (ada.cio_id, {"changed": {"plan": "pro", "old": None}})]
+    assert list(PendingEvaluation.objects.values_list("person_id", flat=True)) == [ada.pk]
+    if connection.vendor == "postgresql":  # nobody was read into Python
+        assert all(result.person is None for result in results if hasattr(result, "person"))
+        assert not [q for q in queries.captured_queries
+                    if q["sql"].startswith('SELECT "people_person"')]
+
+
+def test_other_bodies_take_the_usual_path_even_without_people_kept(workspace):
+    ada = make_person(workspace, "ada", email="ada@example.com", plan="free")
+    bob = make_person(workspace, "bob", plan="free")
+    shared = {"plan": "pro"}
+
+    # An email is an identifier to resolve; different bodies are applied one by one.
+    (given,) = services.update_people(workspace, [(ada.pk, {"email": "ada@new.example.com"})],
+                                      keep_people=False)
+    first, second = services.update_people(workspace, [(bob.pk, shared), (bob.pk, shared)],
+                                           keep_people=False)
+
+    assert given.outcome == Outcome.UPDATED and given.person is not None
+    assert (first.outcome, second.outcome) == (Outcome.UPDATED, Outcome.UNCHANGED)
+    ada.refresh_from_db()
+    bob.refresh_from_db()
+    assert (ada.email, bob.attributes) == ("ada@new.example.com", {"plan": "pro"})
