@@ -662,8 +662,12 @@ class _Batch:
         self.relay: smtp_relay.Relay | None = None
         self.handed: deque[Outgoing] = deque()  # sent to the relay, outcome not read yet
         if type(self.smtp) is SmtpBackend:  # the relay opens the connection, not this one
-            self.relay = _relay()
-            self.relay.open(_parameters(self.smtp))
+            try:
+                self.relay = _relay()
+                self.relay.open(_parameters(self.smtp))
+            except (OSError, smtp_relay.RelayStopped) as error:  # no relay: try again later
+                _drop_relay(kill=True)
+                self.relay, self.broken = None, error
             return
         try:
             self.smtp.open()

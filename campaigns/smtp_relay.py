@@ -12,11 +12,13 @@ In: ``("open", parameters)``, ``("send", sender, recipients, content)``, ``("clo
 Out, one for each ``send``: ``(None, False)`` sent; ``(error, False)`` the error the
 server or the line gave (the ``smtplib`` exception itself, as ``sendmail`` raised it);
 ``(error, True)`` unsent: the connection could not be opened, or reopened after it was
-lost, so it was not tried. After ``close`` (the connection quit): ``("closed",)``.
+lost, so it was not tried. After ``close`` (the connection quit): ``("closed",)``; once
+started: ``("ready",)``.
 
 The relay ends at the end of its stdin (its worker ended, or dropped it), and on Linux
 when the thread that started it dies (``PR_SET_PDEATHSIG``): a killed worker leaves no
-relay sending behind it.
+relay sending behind it. It ignores SIGINT and SIGTERM, which its worker's process group
+gets: the worker decides when the relay ends.
 """
 
 import ctypes
@@ -61,10 +63,12 @@ class Relay:
     read each ``outcome`` in order, ``close``; ``stop`` it at the end (or ``kill``)."""
 
     def __init__(self):
+        root = str(Path(__file__).resolve().parent.parent)  # where ``campaigns`` is found
+        path = os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))
         self.process = subprocess.Popen(
             [sys.executable, "-m", __name__, str(os.getpid())],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0,
-            cwd=Path(__file__).resolve().parent.parent)  # where ``campaigns`` is found
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0, cwd=root,
+            env={**os.environ, "PYTHONPATH": path})
         self.pid = self.process.pid
         self._in = self.process.stdin.fileno()
         self._out = self.process.stdout.fileno()
@@ -77,6 +81,14 @@ class Relay:
             pass
         # A relay dropped without stop() (its thread ended) is not left running.
         self._finalizer = weakref.finalize(self, _end, self.process)
+        try:
+            ready = self._read(wait=True)  # it started: a batch never waits on a dead one
+        except RelayStopped:
+            self.kill()
+            raise
+        if ready != ("ready",):
+            self.kill()
+            raise RelayStopped(f"the relay answered {ready!r} when it started")
 
     def alive(self) -> bool:
         return self.process.poll() is None
@@ -216,9 +228,7 @@ def serve(source, sink) -> None:
     end of ``source``."""
 
     def answer(frame) -> None:
-        data = pickle.dumps(frame, protocol=pickle.HIGHEST_PROTOCOL)
-        sink.write(_LENGTH.pack(len(data)) + data)
-        sink.flush()
+        _answer(sink, frame)
 
     smtp: smtplib.SMTP | None = None
     parameters: dict = {}
@@ -261,6 +271,12 @@ def serve(source, sink) -> None:
     _hang_up(smtp)
 
 
+def _answer(sink, frame: tuple) -> None:
+    data = pickle.dumps(frame, protocol=pickle.HIGHEST_PROTOCOL)
+    sink.write(_LENGTH.pack(len(data)) + data)
+    sink.flush()
+
+
 def _die_with(parent: int) -> None:
     """End this process when the thread that started it ends (Linux), or at once when
     that process is already gone."""
@@ -275,7 +291,11 @@ def _die_with(parent: int) -> None:
 
 def main() -> None:
     _die_with(int(sys.argv[1]))
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a worker's Ctrl-C is its to handle
+    # Signals to the worker's process group (Ctrl-C, a service manager's SIGTERM) are the
+    # worker's to handle: the relay sends what it was handed and ends with the worker.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    _answer(sys.stdout.buffer, ("ready",))
     serve(sys.stdin.buffer, sys.stdout.buffer)
 
 

@@ -325,3 +325,19 @@ def test_a_server_that_is_gone_queues_the_whole_batch_again(workspace, settings)
 
     assert {(d.state, d.attempts, d.reason.startswith("will retry: ConnectionRefusedError"))
             for d in Delivery.objects.all()} == {("queued", 1, True)}
+
+
+@pytest.mark.django_db
+def test_a_relay_that_cannot_start_leaves_the_batch_queued_again(workspace, smtp_sink,
+                                                                  monkeypatch):
+    email.stop_relay()
+    monkeypatch.setattr(smtp_relay, "__name__", "campaigns.no_such_relay")  # it fails
+    campaign = running(workspace, [MAIL])
+    queue(campaign, *[make_person(workspace, f"p{n}", email=f"p{n}@example.com")
+                      for n in range(3)])
+
+    assert email.send_due_emails() == 3
+
+    assert {(d.state, d.attempts, d.reason.split(" (")[0]) for d in Delivery.objects.all()} \
+        == {("queued", 1, "will retry: RelayStopped: the relay stopped")}
+    assert smtp_sink.message_ids == []
