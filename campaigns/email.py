@@ -76,7 +76,7 @@ LEASE_MARGIN = SENDING_LEASE / 2
 # Waits after the 1st, 2nd, ... temporary failure; the last one repeats until MAX_ATTEMPTS.
 RETRY_DELAYS = [timedelta(minutes=minutes) for minutes in (1, 5, 15, 60, 180, 360)]
 MAX_ATTEMPTS = 10
-# Sent emails are recorded this many at a time (one commit each time), while a sender
+# Sent emails are recorded this many at a time (one commit each time), while the relay
 # process sends at most IN_FLIGHT more; so a killed worker leaves at most UNKNOWN_AT_MOST
 # emails of its batch unknown (the first unfinished ones); the rest are queued again.
 RECORD_EVERY = 20
@@ -756,9 +756,8 @@ class _Batch:
                 else:
                     try:
                         self.relay.close()
-                    except smtp_relay.RelayStopped:
+                    except smtp_relay.RelayStopped:  # it ended after its last answer
                         _drop_relay(kill=True)
-                        raise
             self.sent.flush()
         finally:
             if self.relay is None and self.broken is None:
@@ -783,8 +782,10 @@ def _relay() -> smtp_relay.Relay:
 def _drop_relay(*, kill: bool = False) -> None:
     relay = getattr(_relays, "relay", None)
     _relays.relay = None
-    if relay is not None:
-        relay.kill() if kill else relay.stop()
+    if relay is not None and kill:
+        relay.kill()
+    elif relay is not None:
+        relay.stop()
 
 
 def stop_relay() -> None:
