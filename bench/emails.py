@@ -8,8 +8,9 @@ Run by hand on the local PostgreSQL (it drops and recreates its own database,
 its own on a free port. Prints:
 (a) engage: one process calling ``send_due_emails()`` until nothing is due: claims,
     Liquid rendering (HTML escaped, CSS inlined, text part derived, links tracked), one
-    SMTP connection per batch fed by a sender thread, sent emails recorded
-    ``RECORD_EVERY`` at a time; emails a second, the worker's CPU and its peak RSS;
+    SMTP connection per batch kept by the worker's relay process
+    (``campaigns.smtp_relay``), sent emails recorded ``RECORD_EVERY`` at a time; emails a
+    second, the worker's CPU and peak RSS, and the relay's;
 (b) floor: the exact bytes the sink received in (a), sent again with ``smtplib`` over
     one connection (``sendmail`` in a loop, nothing else);
 (c) the ratio (a)/(b) (target at least 0.5) and whether the sink got every message once.
@@ -101,9 +102,22 @@ def worker(port: int) -> None:
         pass
     elapsed = time.perf_counter() - started
     usage = resource.getrusage(resource.RUSAGE_SELF)
+    relay_peak_mb = _peak_mb(email._relay().pid)  # RUSAGE_CHILDREN counts the pre-exec fork
+    email.stop_relay()  # ended and waited for: its CPU is counted in RUSAGE_CHILDREN
+    relay = resource.getrusage(resource.RUSAGE_CHILDREN)
     print(json.dumps({"seconds": elapsed, "cpu_seconds": usage.ru_utime + usage.ru_stime,
                       "sent": Delivery.objects.filter(state="sent").count(),
-                      "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+                      "peak_mb": usage.ru_maxrss / 1024,
+                      "relay_cpu_seconds": relay.ru_utime + relay.ru_stime,
+                      "relay_peak_mb": relay_peak_mb}))
+
+
+def _peak_mb(pid: int) -> float:
+    """Return a process's peak RSS in MB (Linux: VmHWM of /proc/<pid>/status)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
 
 
 def load(messages: int) -> None:
@@ -203,7 +217,8 @@ def main() -> int:
     print(f"messages: {options.messages}")
     print(f"(a) engage: {engage['sent']} sent in {engage['seconds']:.2f} s = {rate:,.0f}/s; "
           f"{connections} SMTP connections; peak RSS {engage['peak_mb']:.0f} MB; "
-          f"worker CPU {engage['cpu_seconds']:.1f} s")
+          f"worker CPU {engage['cpu_seconds']:.1f} s; relay process CPU "
+          f"{engage['relay_cpu_seconds']:.1f} s, peak RSS {engage['relay_peak_mb']:.0f} MB")
     print(f"    sink: {received} received, {unique} distinct Message-IDs")
     print(f"(b) floor: {floor_received} sent in {floor_seconds:.2f} s = {floor_rate:,.0f}/s")
     print(f"(c) engage / floor: {rate / floor_rate:.2f}x (target >= 0.5x); "

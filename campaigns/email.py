@@ -6,13 +6,14 @@ one connection per batch, and marks them ``sent`` a few at a time. A worker kill
 between the server's acceptance and that commit leaves the delivery ``sending``;
 once its lease is over it becomes ``unknown`` and is never sent again (plain SMTP takes
 no idempotency key): at most once, counted, never hidden. Sent emails are recorded
-RECORD_EVERY at a time and a sender thread is at most IN_FLIGHT messages ahead of them,
+RECORD_EVERY at a time and the relay is at most IN_FLIGHT messages ahead of them,
 so only the first UNKNOWN_AT_MOST unfinished emails of a cut-off batch can be in that
 state; the rest of the batch is queued again.
 
 Sending: over Django's plain SMTP backend the message bytes are written here (Django's
-MIME classes cost a millisecond a message) and a sender thread talks to the server while
-this thread renders the next messages and records the sent ones; any other
+MIME classes cost a millisecond a message) and a relay process of this worker
+(``campaigns.smtp_relay``, one SMTP connection) talks to the server while this thread
+renders the next messages and records the sent ones; any other
 ``EMAIL_BACKEND`` (django-anymail's ESPs) gets Django's ``EmailMessage``, one at a time.
 
 Rendering: subject, addresses and text are plain Liquid; the HTML escapes every value
@@ -26,12 +27,11 @@ import binascii
 import hashlib
 import hmac
 import logging
-import queue
 import re
 import smtplib
-import sys
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from email.header import Header
@@ -49,6 +49,7 @@ from django.core.exceptions import ValidationError
 from django.core.mail import BadHeaderError
 from django.core.mail.backends.smtp import EmailBackend as SmtpBackend
 from django.core.mail.message import sanitize_address
+from django.core.mail.utils import DNS_NAME
 from django.core.validators import validate_email
 from django.db import connection, transaction
 from django.db.models import F
@@ -59,7 +60,7 @@ from liquid.exceptions import LiquidError
 from liquid.tag import Tag
 from liquid.token import TOKEN_TAG
 
-from campaigns import liquid, tracking
+from campaigns import liquid, smtp_relay, tracking
 from campaigns.models import Campaign, Delivery, Journey
 from campaigns.workflow import Workflow
 from people.models import Person
@@ -75,15 +76,14 @@ LEASE_MARGIN = SENDING_LEASE / 2
 # Waits after the 1st, 2nd, ... temporary failure; the last one repeats until MAX_ATTEMPTS.
 RETRY_DELAYS = [timedelta(minutes=minutes) for minutes in (1, 5, 15, 60, 180, 360)]
 MAX_ATTEMPTS = 10
-# Sent emails are recorded this many at a time (one commit each time), while a sender
-# thread sends at most IN_FLIGHT more; so a killed worker leaves at most UNKNOWN_AT_MOST
+# Sent emails are recorded this many at a time (one commit each time), while the relay
+# process sends at most IN_FLIGHT more; so a killed worker leaves at most UNKNOWN_AT_MOST
 # emails of its batch unknown (the first unfinished ones); the rest are queued again.
 RECORD_EVERY = 20
 IN_FLIGHT = 20
 UNKNOWN_AT_MOST = RECORD_EVERY + IN_FLIGHT
 # A batch is rendered this many messages at a time, each part sent while the next renders.
 PREPARE_EVERY = 20
-SWITCH_INTERVAL = 0.0005  # seconds (Python's default is 0.005)
 # Journeys ended by these before their email went out: the email is not sent.
 ENDED_BEFORE_SENDING = {
     "campaign_stopped": "the campaign was stopped before the email was sent",
@@ -325,9 +325,15 @@ def text_template_of(html_source: str) -> str | None:
 
 def message_id(delivery_id: int) -> str:
     """Return the delivery's Message-ID: the same every time, not guessable from the id."""
-    digest = hmac.new(settings.SECRET_KEY.encode(), f"delivery-{delivery_id}".encode(),
-                      hashlib.sha256).hexdigest()[:16]
-    return f"<delivery-{delivery_id}.{digest}@{settings.ENGAGE_MESSAGE_ID_DOMAIN}>"
+    mac = _keyed(settings.SECRET_KEY).copy()
+    mac.update(f"delivery-{delivery_id}".encode())
+    return f"<delivery-{delivery_id}.{mac.hexdigest()[:16]}@{settings.ENGAGE_MESSAGE_ID_DOMAIN}>"
+
+
+@lru_cache(maxsize=4)
+def _keyed(secret: str):
+    """Return an HMAC keyed with the secret, to copy: keying one costs as much as using it."""
+    return hmac.new(secret.encode(), digestmod=hashlib.sha256)
 
 
 def build_message(delivery: Delivery, rendered: Rendered, smtp) -> mail.EmailMessage:
@@ -642,10 +648,10 @@ def _check_still_wanted(delivery: Delivery, person: Person | None) -> None:
 class _Batch:
     """A batch's one connection: sends what it is handed in order, records the outcomes.
 
-    Over plain SMTP a sender thread talks to the server while this thread renders and
-    builds the next messages and records the sent ones, at most IN_FLIGHT messages
-    ahead of the outcomes; any other backend (an ESP's API) sends one message after the
-    other through Django's mail API.
+    Over plain SMTP this thread's relay process (``campaigns.smtp_relay``) talks to the
+    server while this thread renders and builds the next messages and records the sent
+    ones, at most IN_FLIGHT messages ahead of the outcomes; any other backend (an ESP's
+    API) sends one message after the other through Django's mail API.
     """
 
     def __init__(self, claimed: float):
@@ -653,27 +659,31 @@ class _Batch:
         self.sent = _SentRecorder()
         self.smtp = mail.get_connection(fail_silently=False)
         self.broken: Exception | None = None  # no line to the server: try again later
-        self.sender: _Sender | None = None
-        self.handed = 0
+        self.relay: smtp_relay.Relay | None = None
+        self.handed: deque[Outgoing] = deque()  # sent to the relay, outcome not read yet
+        if type(self.smtp) is SmtpBackend:  # the relay opens the connection, not this one
+            try:
+                self.relay = _relay()
+                self.relay.open(_parameters(self.smtp))
+            except (OSError, smtp_relay.RelayStopped) as error:  # no relay: try again later
+                _drop_relay(kill=True)
+                self.relay, self.broken = None, error
+            return
         try:
             self.smtp.open()
         except Exception as error:  # no server to talk to: nothing was refused
             self.broken = error
-            return
-        if type(self.smtp) is SmtpBackend:
-            self.sender = _Sender(self.smtp)
 
     def send(self, outgoing: list[Outgoing]) -> bool:
-        """Send (or hand to the sender thread) these messages; return False when the
-        batch outlived LEASE_MARGIN: then these and the rest are given back."""
+        """Send (or hand to the relay) these messages; return False when the batch
+        outlived LEASE_MARGIN: then these and the rest are given back."""
         for index, item in enumerate(outgoing):
             if time.monotonic() - self.claimed > LEASE_MARGIN.total_seconds():
                 _give_back([rest.delivery for rest in outgoing[index:]])
                 return False
-            broken = self.broken or (self.sender.broken if self.sender else None)
-            if broken is not None:
-                _failed(item.delivery, broken, temporary=True)
-            elif self.sender is not None:
+            if self.broken is not None:
+                _failed(item.delivery, self.broken, temporary=True)
+            elif self.relay is not None:
                 self._hand(item)
             else:
                 self._send_django(item)
@@ -691,20 +701,22 @@ class _Batch:
         except Exception as error:  # a message that cannot be built is not sent
             _failed(item.delivery, error)
             return
-        while self.handed >= IN_FLIGHT:
-            self._settle(self.sender.result())
-        self.sender.todo.put((item, envelope))
-        self.handed += 1
-        while not self.sender.done.empty():
-            self._settle(self.sender.done.get())
+        while len(self.handed) >= IN_FLIGHT:
+            self._settle(self.relay.outcome(wait=True))
+        self.relay.send(envelope.sender, envelope.recipients, envelope.content)
+        self.handed.append(item)
+        while (outcome := self.relay.outcome(wait=False)) is not None:
+            self._settle(outcome)
 
-    def _settle(self, result: tuple[Outgoing, Exception | None, bool]) -> None:
-        item, error, unsent = result
-        self.handed -= 1
+    def _settle(self, outcome: tuple[Exception | None, bool]) -> None:
+        error, unsent = outcome
+        item = self.handed.popleft()
         if error is None:
             self.sent.add(item.delivery, item.rendered)
-        else:  # unsent: never tried, the line was gone and could not be reopened
-            _failed(item.delivery, error, temporary=unsent)
+            return
+        _failed(item.delivery, error, temporary=unsent)
+        if unsent:  # the line is gone and could not be reopened: hand nothing more
+            self.broken = error
 
     def _send_django(self, item: Outgoing) -> None:
         delivery = item.delivery
@@ -713,7 +725,7 @@ class _Batch:
             accepted = self.smtp.send_messages([message])
         except Exception as error:
             _failed(delivery, error)
-            if _connection_lost(error):
+            if smtp_relay.connection_lost(error):
                 self.smtp.close()
                 try:
                     self.smtp.open()
@@ -728,102 +740,65 @@ class _Batch:
         self.sent.add(delivery, item.rendered, esp_id=None if esp_id is None else str(esp_id))
 
     def finish(self) -> None:
-        """Wait for the outcomes of everything handed to the sender thread."""
-        if self.sender is not None:
-            self.sender.finish()
-            while self.handed:
-                self._settle(self.sender.result())
+        """Wait for the outcomes of everything handed to the relay."""
+        while self.handed:
+            self._settle(self.relay.outcome(wait=True))
 
     def close(self) -> None:
-        """Stop sending (what was not handed over stays unsent), record, hang up."""
+        """Stop sending (what was not handed over stays unsent), record, hang up.
+
+        A batch cut off with messages in the relay (an error here) ends the relay, so
+        that nothing more of it is sent; this thread's next batch starts another."""
         try:
-            if self.sender is not None:
-                self.sender.stop()
+            if self.relay is not None:
+                if self.handed:
+                    _drop_relay(kill=True)
+                else:
+                    try:
+                        self.relay.close()
+                    except smtp_relay.RelayStopped:  # it ended after its last answer
+                        _drop_relay(kill=True)
             self.sent.flush()
         finally:
-            if self.broken is None:
+            if self.relay is None and self.broken is None:
                 self.smtp.close()
 
 
-class _Sender:
-    """A thread that sends envelopes over the backend's SMTP connection, in order.
-
-    It takes ``(item, envelope)`` from ``todo`` and puts ``(item, error or None,
-    unsent)`` in ``done``; after a lost connection it reopens it, and once reopening
-    fails it reports every later message unsent. It touches no database.
-    """
-
-    def __init__(self, smtp: SmtpBackend):
-        self.smtp = smtp
-        self.todo: queue.SimpleQueue = queue.SimpleQueue()
-        self.done: queue.SimpleQueue = queue.SimpleQueue()
-        self.broken: Exception | None = None
-        self.cancelled = threading.Event()
-        _quick_switches(+1)
-        self.thread = threading.Thread(target=self.run, name="email-sender", daemon=True)
-        self.thread.start()
-
-    def run(self) -> None:
-        while (job := self.todo.get()) is not None:
-            item, envelope = job
-            if self.cancelled.is_set():
-                continue  # the batch stopped: what is left is not sent
-            if self.broken is not None:
-                self.done.put((item, self.broken, True))
-                continue
-            try:
-                self.smtp.connection.sendmail(envelope.sender, envelope.recipients,
-                                              envelope.content)
-            except Exception as error:
-                self.done.put((item, error, False))
-                if _connection_lost(error):
-                    self.reopen()
-                continue
-            self.done.put((item, None, False))
-
-    def result(self) -> tuple["Outgoing", Exception | None, bool]:
-        """Wait for the next outcome, in the order the envelopes were handed over."""
-        while True:
-            try:
-                return self.done.get(timeout=1)
-            except queue.Empty:
-                if not self.thread.is_alive() and self.done.empty():
-                    raise RuntimeError("the email sender thread stopped") from None
-
-    def reopen(self) -> None:
-        self.smtp.close()
-        try:
-            self.smtp.open()
-        except Exception as error:
-            self.broken = error
-
-    def finish(self) -> None:
-        """Have the thread end once it sent everything handed to it."""
-        self.todo.put(None)
-
-    def stop(self) -> None:
-        """Send nothing more and wait for the thread to end."""
-        self.cancelled.set()
-        self.todo.put(None)
-        self.thread.join()
-        _quick_switches(-1)
+# Each thread that sends has its relay process, kept from one batch to the next: starting
+# one costs about as long as sending a batch.
+_relays = threading.local()
 
 
-_switching = {"batches": 0, "interval": 0.0}
-_switching_lock = threading.Lock()
+def _relay() -> smtp_relay.Relay:
+    """Return this thread's relay process, started if it has none (or it died)."""
+    relay = getattr(_relays, "relay", None)
+    if relay is None or not relay.alive():
+        if relay is not None:
+            relay.kill()
+        relay = _relays.relay = smtp_relay.Relay()
+    return relay
 
 
-def _quick_switches(change: int) -> None:
-    """Shorten the GIL's switch interval while sender threads run (+1), restore it after
-    the last (-1). A sender waits for the server four times a message, then for the GIL
-    the rendering thread holds: by default up to 5 ms each time."""
-    with _switching_lock:
-        if _switching["batches"] == 0 and change > 0:
-            _switching["interval"] = sys.getswitchinterval()
-            sys.setswitchinterval(min(_switching["interval"], SWITCH_INTERVAL))
-        _switching["batches"] += change
-        if _switching["batches"] == 0:
-            sys.setswitchinterval(_switching["interval"])
+def _drop_relay(*, kill: bool = False) -> None:
+    relay = getattr(_relays, "relay", None)
+    _relays.relay = None
+    if relay is not None and kill:
+        relay.kill()
+    elif relay is not None:
+        relay.stop()
+
+
+def stop_relay() -> None:
+    """End this thread's relay process, if it has one (it also ends with the thread)."""
+    _drop_relay()
+
+
+def _parameters(smtp: SmtpBackend) -> dict[str, Any]:
+    """Return what the relay needs to open the connection ``smtp.open()`` would."""
+    return {"host": smtp.host, "port": smtp.port, "username": smtp.username,
+            "password": smtp.password, "use_tls": smtp.use_tls, "use_ssl": smtp.use_ssl,
+            "timeout": smtp.timeout, "ssl_keyfile": smtp.ssl_keyfile,
+            "ssl_certfile": smtp.ssl_certfile, "local_hostname": DNS_NAME.get_fqdn()}
 
 
 def _django_envelope(delivery: Delivery, rendered: Rendered, smtp) -> Envelope:
@@ -838,7 +813,7 @@ def _django_envelope(delivery: Delivery, rendered: Rendered, smtp) -> Envelope:
 class _SentRecorder:
     """Record sent emails a few at a time: one commit for every RECORD_EVERY emails.
 
-    Together with the at most IN_FLIGHT messages handed to the sender thread, at most
+    Together with the at most IN_FLIGHT messages handed to the relay, at most
     UNKNOWN_AT_MOST emails of a batch can have reached the server without being recorded
     sent: the first UNKNOWN_AT_MOST of a cut-off batch's unfinished emails
     (``expire_sending``).
@@ -922,16 +897,6 @@ def classify(error: Exception) -> tuple[bool, str]:
     if isinstance(error, ValueError):  # a message that cannot be built (a bad header)
         return False, f"{type(error).__name__}: {error}"
     return True, f"{type(error).__name__}: {error}"
-
-
-def _connection_lost(error: Exception) -> bool:
-    if isinstance(error, smtplib.SMTPRecipientsRefused):  # smtplib hangs up after a 421
-        return any(code == 421 for code, _ in error.recipients.values())
-    if isinstance(error, smtplib.SMTPResponseException):
-        return error.smtp_code == 421  # the server is closing the connection
-    # SMTPException is an OSError too: only a socket's own error means the line is gone.
-    return isinstance(error, smtplib.SMTPServerDisconnected) or (
-        isinstance(error, OSError) and not isinstance(error, smtplib.SMTPException))
 
 
 def _text(value) -> str:

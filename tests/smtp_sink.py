@@ -2,7 +2,7 @@
 
 Tests use it through the ``smtp_sink`` fixture (``tests/conftest.py``); benchmarks start
 one of their own. Replies can be chosen per recipient ("451 ..." or "550 ...") to try
-temporary and permanent failures.
+temporary and permanent failures, or "drop" to hang up at a recipient.
 """
 
 import email
@@ -84,6 +84,9 @@ class _Handler:
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # noqa: N802
         reply = self.sink.replies.get(address)
+        if reply == "drop":  # hang up without a word, as a crashed server would
+            server.transport.close()
+            return "421 4.3.2 (unheard: the connection is gone)"
         if reply:
             return reply
         envelope.rcpt_tos.append(address)

@@ -10,6 +10,7 @@ from campaigns import email, engine, services
 from campaigns.models import Campaign, Delivery
 from people.models import Person
 from segments.services import create_segment
+from tests.campaigns.test_smtp_relay import relays_left_behind
 from tests.smtp_sink import SmtpSink
 from tests.workers import cluster, needs_shared_database, real_tasks, wait_for  # noqa: F401
 
@@ -70,6 +71,7 @@ def test_killed_senders_never_send_twice_and_count_what_they_cut_off(
     assert wait_for(lambda: not unfinished.exists(), timeout=120, interval=0.2), \
         unfinished.count()
     worker.stop()
+    assert wait_for(lambda: not relays_left_behind(), timeout=15), "a relay outlived its worker"
     # The leases of what the killed workers claimed end: the email each had in flight
     # becomes unknown, the rest of its batch is sent.
     later = timezone.now() + email.SENDING_LEASE + timedelta(seconds=1)

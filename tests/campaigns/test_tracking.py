@@ -115,6 +115,19 @@ def test_tokens_round_trip_and_are_salted_per_use():
     assert tracking.read_click_token(tracking.open_token(12)) is None
 
 
+def test_tokens_are_djangos_signatures_and_old_keys_still_unsign(settings):
+    for salt, token in ((tracking.OPEN_SALT, tracking.open_token(12)),
+                        (tracking.CLICK_SALT, tracking.click_token(12, 3)),
+                        (tracking.UNSUBSCRIBE_SALT, tracking.unsubscribe_token(12))):
+        assert token == signing.Signer(salt=salt).sign(token.split(":")[0])
+    old = tracking.unsubscribe_token(12)
+    settings.SECRET_KEY_FALLBACKS = [settings.SECRET_KEY]
+    settings.SECRET_KEY = "a-new-secret-key-" + "x" * 40
+
+    assert tracking.unsubscribe_token(12) != old
+    assert tracking.read_unsubscribe_token(old) == 12  # an email sent before the rotation
+
+
 @pytest.mark.parametrize("forged", [
     "12", "12:", "13:" + tracking.open_token(12).split(":")[1], "x" * 40, "",
     signing.Signer(salt="another").sign("12"),
