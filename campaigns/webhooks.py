@@ -41,8 +41,9 @@ from requests_hardened import Config, HTTPSession
 from requests_hardened.ip_filter import InvalidIPAddress
 
 from campaigns import liquid
-from campaigns.models import Delivery, Journey
+from campaigns.models import Campaign, Delivery, Journey
 from campaigns.workflow import Workflow
+from engage.models import Workspace
 from engage.sql import update_rows
 from people import services as people
 from people.models import Person
@@ -223,9 +224,9 @@ def claim_due(*, now: datetime, limit: int = BATCH_SIZE) -> list[Delivery]:
             lapsed.update(state=Delivery.State.QUEUED, next_attempt_at=now,
                           reason="the worker sending it stopped; sent again with the same "
                                  "Idempotency-Key")
-        claimed = list(queued.order_by("next_attempt_at", "pk")
-                       .select_related("campaign", "journey", "workspace")
+        claimed = list(queued.order_by("next_attempt_at", "pk").select_related("journey")
                        .select_for_update(skip_locked=True, of=("self",))[:limit])
+        share_related(claimed)
         Delivery.objects.filter(pk__in=[delivery.pk for delivery in claimed]).update(
             state=Delivery.State.SENDING, attempts=F("attempts") + 1,
             next_attempt_at=now + LEASE)
@@ -233,6 +234,17 @@ def claim_due(*, now: datetime, limit: int = BATCH_SIZE) -> list[Delivery]:
         delivery.state, delivery.next_attempt_at = Delivery.State.SENDING, now + LEASE
         delivery.attempts += 1
     return claimed
+
+
+def share_related(deliveries: list[Delivery]) -> None:
+    """Give the deliveries their campaigns and workspaces, each read once for the batch
+    and shared (a join would build, and parse the definition of, one per delivery)."""
+    campaigns = Campaign.objects.in_bulk({d.campaign_id for d in deliveries if d.campaign_id})
+    workspaces = Workspace.objects.in_bulk({d.workspace_id for d in deliveries})
+    for delivery in deliveries:
+        Delivery.workspace.field.set_cached_value(delivery, workspaces[delivery.workspace_id])
+        if delivery.campaign_id is not None:
+            Delivery.campaign.field.set_cached_value(delivery, campaigns[delivery.campaign_id])
 
 
 def prepare(delivery: Delivery, *, now: datetime, person: Person | None | object = _FIND
