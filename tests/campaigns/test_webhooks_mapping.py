@@ -221,3 +221,27 @@ RECORDING_QUERIES = 13
 def test_recording_a_mapped_batch_takes_the_same_queries_however_large(workspace, allowed):
     assert recording_queries(workspace, allowed, 3) == RECORDING_QUERIES
     assert recording_queries(workspace, allowed, 30) == RECORDING_QUERIES
+
+
+def test_a_claimed_batch_shares_one_campaign_and_workspace_read_once(workspace, allowed):
+    """Claiming takes the same queries for 3 deliveries as for 30, and the deliveries of
+    one campaign share its one instance (its definition parsed once, not per delivery)."""
+
+    def claim(size: int) -> tuple[list[Delivery], int]:
+        campaign = mapping_campaign(workspace, allowed)
+        enter(campaign, *[make_person(workspace, f"c{size}-{n}") for n in range(size)])
+        with CaptureQueriesContext(connection) as queries:
+            claimed = webhooks.claim_due(now=timezone.now(), limit=size)
+        return claimed, len(queries)
+
+    few, few_queries = claim(3)
+    many, many_queries = claim(30)
+
+    assert (len(few), len(many)) == (3, 30) and few_queries == many_queries
+    assert len({id(delivery.campaign) for delivery in many}) == 1
+    assert len({id(delivery.workspace) for delivery in many}) == 1
+    assert many[0].campaign.definition["workflow"]["steps"][0]["type"] == "webhook"
+    with CaptureQueriesContext(connection) as later:  # nothing more is read for them
+        assert {delivery.workspace.pk for delivery in many} == {workspace.pk}
+        assert all(delivery.journey.campaign_id == many[0].campaign.pk for delivery in many)
+    assert len(later) == 0
