@@ -34,9 +34,8 @@ from django.utils import timezone
 
 from campaigns import liquid
 from campaigns.definition import DATA_TRIGGERS
-from campaigns.models import Campaign, Delivery, Journey, JourneyStep
+from campaigns.models import Campaign, Delivery, Journey, JourneyStep, load_campaigns
 from campaigns.workflow import Workflow
-from engage.models import Workspace
 from engage.sql import in_ids, insert_rows, select_models, update_rows
 from people import services as people
 from people.models import Person, Suppression
@@ -168,14 +167,7 @@ class Batch:
     def __init__(self, journeys: list[Journey], now: datetime):
         self.now = now
         # Each campaign is read once, not once per journey; people when a step needs them.
-        # (With fixed statements: the ORM spends milliseconds building a query.)
-        campaigns = {campaign.pk: campaign for campaign in select_models(
-            Campaign, *in_ids("id", sorted({journey.campaign_id for journey in journeys})))}
-        workspaces = {workspace.pk: workspace for workspace in select_models(
-            Workspace, *in_ids("id", sorted({c.workspace_id for c in campaigns.values()})))}
-        for campaign in campaigns.values():
-            Campaign.workspace.field.set_cached_value(campaign,
-                                                      workspaces[campaign.workspace_id])
+        campaigns = load_campaigns(journey.campaign_id for journey in journeys)
         workflows = {pk: Workflow(campaign.definition["workflow"]["steps"])
                      for pk, campaign in campaigns.items()}
         self.runs: list[Run] = []

@@ -86,9 +86,14 @@ def start_key(campaign: Campaign, person_id: int) -> str:
     With frequency "once", one key per person ever: nobody enters twice, whatever
     replays or restarts happen. Otherwise one key per start of the campaign.
     """
+    return f"p{person_id}{start_key_suffix(campaign)}"
+
+
+def start_key_suffix(campaign: Campaign) -> str:
+    """What follows the person's id in ``start_key``."""
     if campaign.definition["frequency"]["mode"] == "once":
-        return f"p{person_id}"
-    return f"p{person_id}:s{int(campaign.started_at.timestamp())}"
+        return ""
+    return f":s{int(campaign.started_at.timestamp())}"
 
 
 def start_entering(campaign: Campaign) -> CampaignEntryJob:
@@ -147,7 +152,7 @@ def enter_matching(campaign: Campaign, tree: dict, person_ids: list[int]) -> int
         return 0
     compiled = compile_tree(tree, correlated=True, workspace_id=campaign.workspace_id)
     ids_sql, ids_params = in_ids("people_person.id", person_ids)
-    suffix = start_key(campaign, 0)[len("p0"):]  # what follows the person's id in the key
+    suffix = start_key_suffix(campaign)
     now = connection.ops.adapt_datetimefield_value(timezone.now())
     with connection.cursor() as cursor:
         cursor.execute(

@@ -41,7 +41,7 @@ from requests_hardened import Config, HTTPSession
 from requests_hardened.ip_filter import InvalidIPAddress
 
 from campaigns import liquid
-from campaigns.models import Campaign, Delivery, Journey
+from campaigns.models import Delivery, Journey, load_campaigns
 from campaigns.workflow import Workflow
 from engage.models import Workspace
 from engage.sql import update_rows
@@ -239,8 +239,10 @@ def claim_due(*, now: datetime, limit: int = BATCH_SIZE) -> list[Delivery]:
 def share_related(deliveries: list[Delivery]) -> None:
     """Give the deliveries their campaigns and workspaces, each read once for the batch
     and shared (a join would build, and parse the definition of, one per delivery)."""
-    campaigns = Campaign.objects.in_bulk({d.campaign_id for d in deliveries if d.campaign_id})
-    workspaces = Workspace.objects.in_bulk({d.workspace_id for d in deliveries})
+    campaigns = load_campaigns(d.campaign_id for d in deliveries if d.campaign_id)
+    workspaces = {c.workspace_id: c.workspace for c in campaigns.values()}
+    missing = {d.workspace_id for d in deliveries} - workspaces.keys()  # campaignless ones
+    workspaces.update(Workspace.objects.in_bulk(missing) if missing else {})
     for delivery in deliveries:
         Delivery.workspace.field.set_cached_value(delivery, workspaces[delivery.workspace_id])
         if delivery.campaign_id is not None:
