@@ -110,6 +110,8 @@ def _relay(task: str, baton_key: str, sweep: Callable[..., int], baton: str) -> 
     from django_q.conf import Conf
     from django_q.tasks import async_task
 
+    from engage import workers
+
     if baton:
         if cache.get(baton_key) != baton:
             return 0
@@ -117,6 +119,7 @@ def _relay(task: str, baton_key: str, sweep: Callable[..., int], baton: str) -> 
         baton = secrets.token_hex(8)
         if not cache.add(baton_key, baton, BATON_SECONDS):
             return 0  # a chain is running
+    workers.freeze_long_lived()  # a sweeper's worker lives long: once per process
 
     def keep_alive():
         cache.set(baton_key, baton, BATON_SECONDS)

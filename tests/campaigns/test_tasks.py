@@ -103,3 +103,24 @@ def test_a_sender_chain_sends_what_falls_due(workspace, relays, smtp_sink):
     assert tasks.relay_delivery_sender() == 1
     assert [m["To"] for m in smtp_sink.messages] == ["ada@example.com"]
     cache.delete(tasks.SENDER_BATON)
+
+
+def test_a_sweeper_freezes_its_workers_long_lived_objects_once(workspace, relays,
+                                                               monkeypatch):
+    import gc
+
+    from engage import workers
+
+    monkeypatch.setattr(workers, "_frozen_in", None)
+    gc.unfreeze()
+    try:
+        tasks.relay_journey_sweeper()
+        frozen = gc.get_freeze_count()
+        assert frozen > 1000
+        cache.delete(tasks.SWEEPER_BATON)
+        garbage = [[n] for n in range(5000)]
+        tasks.relay_journey_sweeper()  # the next sweeper in the same process
+        assert gc.get_freeze_count() <= frozen  # (frozen objects that died are gone)
+        assert garbage
+    finally:
+        gc.unfreeze()
