@@ -34,7 +34,14 @@ from django.utils import timezone
 
 from campaigns import liquid
 from campaigns.definition import DATA_TRIGGERS
-from campaigns.models import Campaign, Delivery, Journey, JourneyStep, load_campaigns
+from campaigns.models import (
+    Campaign,
+    Delivery,
+    Journey,
+    JourneyStep,
+    load_campaigns,
+    settle_stopping,
+)
 from campaigns.workflow import Workflow
 from engage.sql import in_ids, insert_rows, select_models, update_rows
 from people import services as people
@@ -145,10 +152,9 @@ def advance_due(*, now: datetime | None = None, limit: int = BATCH_SIZE) -> int:
         if not journeys:
             return 0
         Batch(journeys, now).advance()
-        # A stopping campaign is stopped once its last journey has ended.
-        Campaign.objects.filter(
-            pk__in={journey.campaign_id for journey in journeys}, state=Campaign.State.STOPPING,
-        ).exclude(journeys__state=Journey.State.ACTIVE).update(state=Campaign.State.STOPPED)
+        # A stopping campaign is stopped once its last journey has ended. (Asked of every
+        # campaign in the batch: one may have begun stopping since it was read.)
+        settle_stopping(journey.campaign_id for journey in journeys)
     return len(journeys)
 
 

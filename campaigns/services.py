@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from campaigns import definition as definitions
 from campaigns import goals, segment_triggers
-from campaigns.models import Campaign, Delivery, Journey, JourneyStep
+from campaigns.models import Campaign, Delivery, Journey, JourneyStep, settle_stopping
 from campaigns.workflow import Workflow
 from engage.models import Workspace
 from people.models import Person
@@ -223,15 +223,8 @@ def stop_campaign(campaign: Campaign, *, journeys: str = "exit") -> Campaign:
     if journeys == "exit":
         exit_journeys(current, reason="campaign_stopped")
     else:
-        settle_stopping(current)
+        settle_stopping([current.pk])  # stopped at once when nobody is in it
     return current
-
-
-def settle_stopping(campaign: Campaign) -> bool:
-    """Mark a stopping campaign stopped once its last journey ended; tell if it was."""
-    settled = Campaign.objects.filter(pk=campaign.pk, state=Campaign.State.STOPPING).exclude(
-        journeys__state=Journey.State.ACTIVE).update(state=Campaign.State.STOPPED)
-    return bool(settled)
 
 
 def exit_journeys(campaign: Campaign, *, reason: str) -> int:

@@ -6,7 +6,14 @@ from django.utils import timezone
 
 from campaigns import engine, segment_triggers, services
 from campaigns.definition import DefinitionError
-from campaigns.models import Campaign, CampaignEntryJob, Delivery, Journey, JourneyStep
+from campaigns.models import (
+    Campaign,
+    CampaignEntryJob,
+    Delivery,
+    Journey,
+    JourneyStep,
+    settle_stopping,
+)
 from segments.models import Segment
 from segments.services import add_to_segment, create_segment, set_archived
 from tests.factories import make_person, make_workspace
@@ -212,6 +219,41 @@ def test_stop_and_let_them_finish(workspace, vip, time_machine):
     campaign.refresh_from_db()
     assert campaign.state == "stopped"
     assert set(Journey.objects.values_list("state", flat=True)) == {"finished"}
+
+
+def test_a_campaign_stopping_while_a_batch_ends_its_last_journeys_is_stopped(
+        workspace, vip, monkeypatch):
+    members(workspace, vip, 2)
+    campaign = campaign_for(workspace, vip, [{"id": "bye", "type": "exit"}])
+    services.start_campaign(campaign)
+    load = engine.load_campaigns
+
+    def stopped_meanwhile(ids):  # the batch read it running; then someone stopped it
+        loaded = load(ids)
+        Campaign.objects.filter(pk=campaign.pk).update(state=Campaign.State.STOPPING)
+        return loaded
+
+    monkeypatch.setattr(engine, "load_campaigns", stopped_meanwhile)
+    assert engine.advance_due() == 2
+
+    campaign.refresh_from_db()
+    assert campaign.state == "stopped"
+    assert set(Journey.objects.values_list("state", flat=True)) == {"exited"}
+
+
+def test_only_stopping_campaigns_without_active_journeys_are_settled(workspace, vip):
+    members(workspace, vip, 1)
+    emptied, busy, running = (campaign_for(workspace, vip) for _ in range(3))
+    for campaign in (emptied, busy, running):
+        services.start_campaign(campaign)
+    Journey.objects.filter(campaign=emptied).update(state=Journey.State.FINISHED)
+    Campaign.objects.filter(pk__in=[emptied.pk, busy.pk]).update(
+        state=Campaign.State.STOPPING)
+
+    assert settle_stopping([emptied.pk, busy.pk, running.pk, emptied.pk]) == 1
+
+    assert dict(Campaign.objects.values_list("pk", "state")) == {
+        emptied.pk: "stopped", busy.pk: "stopping", running.pk: "running"}
 
 
 def test_archive_forces_everyone_out_and_removes_drafts(workspace, vip):
