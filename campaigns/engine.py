@@ -20,7 +20,6 @@ Rules it keeps (``DESIGN.md``, "Journeys"):
 """
 
 import hashlib
-import json
 import logging
 import operator
 from contextlib import nullcontext
@@ -43,7 +42,7 @@ from campaigns.models import (
     settle_stopping,
 )
 from campaigns.workflow import Workflow
-from engage.sql import in_ids, insert_rows, select_models, update_rows
+from engage.sql import in_ids, insert_rows, json_text, select_models, update_rows
 from people import services as people
 from people.models import Person, Suppression
 from segments import conditions
@@ -299,7 +298,6 @@ SAVE_RUNS_SQL = (
 assert (JourneyStep._meta.db_table, Journey._meta.db_table) == (
     "campaigns_journeystep", "campaigns_journey")
 assert MOVE_FIELDS[5:] == ["next_run_at", "lease_until", "ended_at"]
-_encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
 def _save_runs_postgresql(steps: list[tuple], moves: list[tuple]) -> None:
@@ -317,8 +315,8 @@ def _save_runs_postgresql(steps: list[tuple], moves: list[tuple]) -> None:
 
     with connection.cursor() as cursor:
         cursor.execute(SAVE_RUNS_SQL, [
-            _encode([(*row[:6], stamp(row[6])) for row in steps]),
-            _encode([(*row[:6], stamp(row[6]), stamp(row[7]), stamp(row[8]))
+            json_text([(*row[:6], stamp(row[6])) for row in steps]),
+            json_text([(*row[:6], stamp(row[6]), stamp(row[7]), stamp(row[8]))
                      for row in moves])])
 
 

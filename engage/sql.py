@@ -4,6 +4,7 @@ import json
 from datetime import datetime
 from typing import Any
 
+import orjson
 from django.db import DEFAULT_DB_ALIAS, connection, connections
 from django.db.models import signals
 from django.db.models.base import ModelState
@@ -24,6 +25,17 @@ def in_ids(column: str, ids: list[int]) -> tuple[str, list]:
     if connection.vendor == "postgresql":
         return f"{column} = ANY(%s::bigint[])", [id_array(ids)]
     return in_values(column, ids)
+
+
+def json_text(value) -> str:
+    """Return ``value`` as compact JSON text, as ``json.dumps`` writes it, at a tenth of
+    its cost (orjson). What orjson refuses (an integer beyond 64 bits, a key that is not a
+    string) is written by ``json``; a float that is not a number becomes null, which
+    PostgreSQL takes (``json`` writes ``NaN``, which it refuses)."""
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:  # orjson.JSONEncodeError is one
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
 def id_array(ids) -> str:
@@ -220,7 +232,7 @@ def _rows_json(prepare, rows) -> str:
     if any(prepare):
         rows = [[to_json(value) if to_json else value
                  for to_json, value in zip(prepare, row, strict=True)] for row in rows]
-    return json.dumps(rows, separators=(",", ":"), ensure_ascii=False)
+    return json_text(rows)
 
 
 def _json_ready(conn, field):

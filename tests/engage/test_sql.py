@@ -13,6 +13,7 @@ from engage.sql import (
     in_ids,
     in_values,
     insert_rows,
+    json_text,
     select_models,
     update_fields,
     update_rows,
@@ -43,6 +44,26 @@ def test_inserted_rows_read_back_through_the_orm_as_written(workspace):
     assert (viewed.person_id, viewed.anonymous_id, viewed.data) == (None, "anon-1", {})
     # JSON written this way is queried like JSON the ORM wrote.
     assert Event.objects.filter(data__nested__list__2=True).get() == purchased
+
+
+@pytest.mark.parametrize("value", [
+    DATA, [1, "two", None, 3.25, -0.5, 1e16, False], {"tag": Segment.Kind.DATA_DRIVEN},
+    {"emoji": "\U0001f600", "separator": "a\u2028b"}, [], {}, "text", 7])
+def test_json_text_is_what_json_dumps_writes(value):
+    assert json_text(value) == json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+@pytest.mark.parametrize("value", [{"big": 10**30}, {1: "an int key"}, [-(2**63) - 1]])
+def test_json_text_writes_what_the_fast_encoder_refuses_through_json(value):
+    assert json_text(value) == json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def test_a_huge_integer_is_written_and_read_back_whole(workspace):
+    ada = make_person(workspace, "ada")
+    data = {"order": 123456789012345678901234567890, "n": -(2**63) - 1}
+    insert_rows(Event, FIELDS, [(workspace.pk, ada.pk, None, "big", "event", WHEN, data,
+                                 None, WHEN)])
+    assert Event.objects.get(name="big").data == data
 
 
 def test_conflicting_rows_are_skipped_on_the_named_index_only(workspace):
