@@ -420,11 +420,12 @@ class Run:
         return True
 
     def record(self, step: dict, outcome: str, data: dict | None = None) -> int:
-        self.journey.seq += 1
+        journey = self.journey
+        journey.seq += 1
         self.changed = True
-        self.log.append((self.journey.pk, self.journey.seq, step["id"], step["type"],
-                         outcome[:80], data or {}, self.now))
-        return self.journey.seq
+        self.log.append((journey.id, journey.seq, step["id"], step["type"], outcome[:80],
+                         data or {}, self.now))
+        return journey.seq
 
     def end(self, move: End, step: dict | None) -> None:
         """End the journey (in memory: ``save`` writes it)."""

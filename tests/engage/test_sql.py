@@ -88,6 +88,13 @@ def test_selected_models_equal_what_the_orm_loads(workspace):
     for field in Person._meta.concrete_fields:
         assert getattr(found, field.attname) == getattr(loaded, field.attname), field.name
     assert not found._state.adding and found.attributes["tags"] == ["a", "b"]
+    empty = make_person(workspace, "empty")
+    Person.objects.filter(pk=empty.pk).update(attributes={})
+    (found,) = select_models(Person, "id = %s", [empty.pk])
+    assert found.attributes == {} == Person.objects.get(pk=empty.pk).attributes
+    found.attributes["new"] = 1  # an object of its own, not one shared by every row
+    (again,) = select_models(Person, "id = %s", [empty.pk])
+    assert again.attributes == {}
     (ws,) = select_models(Workspace, "site_id = %s", [workspace.site_id], limit=1)
     assert ws == workspace and ws.created_at == Workspace.objects.get().created_at
     assert select_models(Person, "customer_id = %s", ["nobody"]) == []
