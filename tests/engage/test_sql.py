@@ -58,6 +58,14 @@ def test_json_text_writes_what_the_fast_encoder_refuses_through_json(value):
     assert json_text(value) == json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
+@pytest.mark.parametrize("value", [{"when": WHEN}, [WHEN.date()]])
+def test_json_text_refuses_what_json_dumps_refuses(value):
+    with pytest.raises(TypeError):
+        json.dumps(value)
+    with pytest.raises(TypeError):
+        json_text(value)
+
+
 def test_a_huge_integer_is_written_and_read_back_whole(workspace):
     ada = make_person(workspace, "ada")
     data = {"order": 123456789012345678901234567890, "n": -(2**63) - 1}
