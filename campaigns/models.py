@@ -9,10 +9,11 @@ webhook step, unique per journey step.
 """
 
 from django.conf import settings
-from django.db import models
+from django.db import connection, models
 from django.db.models import Q
 
 from engage.models import BackgroundJob, JobItem, Workspace
+from engage.sql import in_ids, select_models
 from people.models import Person
 
 
@@ -87,13 +88,10 @@ class Campaign(models.Model):
         return self.name
 
 
-
 def load_campaigns(ids) -> dict[int, "Campaign"]:
     """Return the campaigns ``ids`` by id, each with its workspace, in two fixed
     statements: one instance per campaign, for all the rows of a batch to share (a join
     would build, and parse the definition of, one per row)."""
-    from engage.sql import in_ids, select_models
-
     campaigns = {c.pk: c for c in select_models(Campaign, *in_ids("id", sorted(set(ids))))}
     workspaces = {w.pk: w for w in select_models(
         Workspace, *in_ids("id", sorted({c.workspace_id for c in campaigns.values()})))}
@@ -106,10 +104,6 @@ def settle_stopping(ids) -> int:
     """Mark stopped every campaign of ``ids`` that is stopping and has no active journey
     left, in one fixed statement (the journey engine asks after every batch); return how
     many were."""
-    from django.db import connection
-
-    from engage.sql import in_ids
-
     where, params = in_ids("id", sorted(set(ids)))
     campaign, journey = Campaign._meta.db_table, Journey._meta.db_table
     with connection.cursor() as cursor:
