@@ -37,8 +37,19 @@ def browser():
 def page(browser, live_server, transactional_db):
     context = browser.new_context(base_url=live_server.url)
     context.set_default_timeout(15_000)
+    in_flight = set()  # requests the live server may still be answering
+    context.on("request", lambda request: in_flight.add(request))
+    context.on("requestfinished", lambda request: in_flight.discard(request))
+    context.on("requestfailed", lambda request: in_flight.discard(request))
     page = context.new_page()
     yield page
+    # On SQLite the live server shares the test's in-memory database: a request still
+    # being answered (a preview, a save's follow-up) when the test's data is flushed
+    # would hold a table ("database table is locked"). Let them finish first, a while.
+    for _ in range(50):
+        if not in_flight:
+            break
+        page.wait_for_timeout(100)
     context.close()
 
 
